@@ -1,0 +1,2 @@
+//! rk-apiserver
+pub mod storage;
