@@ -17,15 +17,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm};
 
-use super::PredicateError;
-use super::selector::Selector;
+use super::{PredicateError, add_requirement, compile_selector, selects};
+use crate::labels::Selector;
 
 /// A `PodAffinityTerm` compiled against the incoming pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AffinityTerm {
     namespaces: BTreeSet<String>,
-    namespace_selector: Selector,
-    selector: Selector,
+    namespace_selector: Option<Selector>,
+    selector: Option<Selector>,
     topology_key: String,
 }
 
@@ -34,14 +34,14 @@ impl AffinityTerm {
     /// label or namespace selector.
     pub fn new(incoming: &Pod, term: &PodAffinityTerm) -> Result<Self, PredicateError> {
         let incoming_labels = incoming.metadata.labels.clone().unwrap_or_default();
-        let mut selector = Selector::from_optional(term.label_selector.as_ref())?;
+        let mut selector = compile_selector(term.label_selector.as_ref())?;
         for (keys, in_set) in [
             (&term.match_label_keys, true),
             (&term.mismatch_label_keys, false),
         ] {
             for key in keys.iter().flatten() {
                 if let Some(value) = incoming_labels.get(key) {
-                    selector.add(key, value, in_set);
+                    selector = add_requirement(selector, key, value, in_set)?;
                 }
             }
         }
@@ -51,7 +51,7 @@ impl AffinityTerm {
         }
         Ok(Self {
             namespaces,
-            namespace_selector: Selector::from_optional(term.namespace_selector.as_ref())?,
+            namespace_selector: compile_selector(term.namespace_selector.as_ref())?,
             selector,
             topology_key: term.topology_key.clone(),
         })
@@ -67,8 +67,8 @@ impl AffinityTerm {
     pub fn matches(&self, pod: &Pod, namespace_labels: Option<&BTreeMap<String, String>>) -> bool {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
         let in_namespace = self.namespaces.contains(namespace)
-            || namespace_labels.is_some_and(|l| self.namespace_selector.matches(l));
-        in_namespace && self.selector.matches_opt(pod.metadata.labels.as_ref())
+            || namespace_labels.is_some_and(|l| selects(self.namespace_selector.as_ref(), Some(l)));
+        in_namespace && selects(self.selector.as_ref(), pod.metadata.labels.as_ref())
     }
 
     /// Whether two nodes are in the same domain of this term's topology key.

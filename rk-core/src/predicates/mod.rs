@@ -25,15 +25,21 @@
 //! (an unknown operator, `Gt` with a non-integer value, ...) simply matches no
 //! node, so a malformed affinity makes a pod unschedulable rather than an error.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::labels::{Operator, Requirement, Selector, SelectorError};
+use crate::quantity::{ParsedQuantity, QuantityError};
+
 mod basic;
 pub mod interpod;
 pub mod node_affinity;
 pub mod ports;
 pub mod resources;
-mod selector;
 pub mod taints;
 pub mod topology_spread;
-mod units;
 
 pub use basic::{
     REASON_NODE_AFFINITY, REASON_NODE_NAME, REASON_NODE_PORTS, REASON_UNSCHEDULABLE,
@@ -61,20 +67,53 @@ pub use topology_spread::{
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PredicateError {
     /// A resource quantity could not be parsed.
-    #[error("invalid quantity {quantity:?}: {reason}")]
-    InvalidQuantity {
-        /// The quantity as written.
-        quantity: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
-    /// A quantity is too large to be represented in milli-units as an `i64`.
-    #[error("quantity {quantity:?} is too large")]
-    QuantityOverflow {
-        /// The quantity as written.
-        quantity: String,
-    },
+    #[error(transparent)]
+    InvalidQuantity(#[from] QuantityError),
     /// A label selector could not be converted into a matcher.
     #[error("invalid label selector: {0}")]
-    InvalidLabelSelector(String),
+    InvalidLabelSelector(#[from] SelectorError),
+}
+
+/// The quantity in milli-units, rounded up (upstream `MilliValue`; saturates
+/// at the `i64` range).
+fn milli(q: &Quantity) -> Result<i64, PredicateError> {
+    Ok(ParsedQuantity::try_from(q)?.milli_value())
+}
+
+/// Upstream `LabelSelectorAsSelector`: a missing selector (`None`) selects
+/// nothing, an empty one everything.
+fn compile_selector(selector: Option<&LabelSelector>) -> Result<Option<Selector>, PredicateError> {
+    Ok(selector.map(Selector::try_from).transpose()?)
+}
+
+/// Adds `key In (value)` (or `NotIn` when `!in_set`) to a compiled selector;
+/// a selector that selects nothing stays so.
+fn add_requirement(
+    selector: Option<Selector>,
+    key: &str,
+    value: &str,
+    in_set: bool,
+) -> Result<Option<Selector>, PredicateError> {
+    let operator = if in_set {
+        Operator::In
+    } else {
+        Operator::NotIn
+    };
+    let Some(selector) = selector else {
+        return Ok(None);
+    };
+    Ok(Some(selector.and(Requirement::new(
+        key,
+        operator,
+        [value],
+    )?)))
+}
+
+/// Whether a compiled selector (`None`: nothing) selects these labels.
+fn selects(selector: Option<&Selector>, labels: Option<&BTreeMap<String, String>>) -> bool {
+    match (selector, labels) {
+        (None, _) => false,
+        (Some(s), Some(labels)) => s.matches(labels),
+        (Some(s), None) => s.matches(&BTreeMap::new()),
+    }
 }

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod};
 
+use crate::labels::{Operator, Requirement};
+
 /// Whether the node's labels contain every pair of the pod's `spec.nodeSelector`.
 pub fn pod_matches_node_selector(pod: &Pod, node: &Node) -> bool {
     let selector = pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
@@ -94,32 +96,25 @@ pub fn preferred_node_affinity_score(pod: &Pod, node: &Node) -> i64 {
         .sum()
 }
 
-/// `Some(matches)` for a well-formed label requirement, `None` for a malformed one.
+/// `Some(matches)` for a well-formed label requirement, `None` for a malformed
+/// one (upstream builds it with `labels.NewRequirement`, so keys and values
+/// must also be valid label keys and values).
 pub fn label_requirement_matches(
     req: &NodeSelectorRequirement,
     labels: &BTreeMap<String, String>,
 ) -> Option<bool> {
+    let operator = match req.operator.as_str() {
+        "In" => Operator::In,
+        "NotIn" => Operator::NotIn,
+        "Exists" => Operator::Exists,
+        "DoesNotExist" => Operator::DoesNotExist,
+        "Gt" => Operator::GreaterThan,
+        "Lt" => Operator::LessThan,
+        _ => return None,
+    };
     let values = req.values.as_deref().unwrap_or_default();
-    let label = labels.get(&req.key);
-    match req.operator.as_str() {
-        "In" if !values.is_empty() => Some(label.is_some_and(|l| values.contains(l))),
-        "NotIn" if !values.is_empty() => Some(label.is_none_or(|l| !values.contains(l))),
-        "Exists" if values.is_empty() => Some(label.is_some()),
-        "DoesNotExist" if values.is_empty() => Some(label.is_none()),
-        op @ ("Gt" | "Lt") => {
-            let [bound] = values else { return None };
-            let bound: i64 = bound.parse().ok()?;
-            let Some(Ok(actual)) = label.map(|l| l.parse::<i64>()) else {
-                return Some(false);
-            };
-            Some(if op == "Gt" {
-                actual > bound
-            } else {
-                actual < bound
-            })
-        }
-        _ => None,
-    }
+    let requirement = Requirement::new(&req.key, operator, values).ok()?;
+    Some(requirement.matches(labels))
 }
 
 /// `Some(matches)` for a well-formed field requirement (`metadata.name`, `In`
@@ -272,6 +267,8 @@ mod tests {
             req("zone", "Gt", &["x"]),
             req("zone", "Near", &["a"]),
             req("zone", "Exists", &["a"]),
+            req("zone", "In", &["not a label value!"]),
+            req("bad key!", "Exists", &[]),
         ] {
             assert!(!node_matches_node_selector_terms(
                 &[term(vec![bad.clone()])],

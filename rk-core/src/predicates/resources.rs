@@ -21,8 +21,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Node, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::PredicateError;
-use super::units::milli;
+use super::{PredicateError, milli};
 
 /// Resource name of CPU.
 pub const CPU: &str = "cpu";
@@ -556,7 +555,7 @@ mod tests {
         let p = pod(vec![container("a", &[("cpu", "lots")])], vec![]);
         assert!(matches!(
             pod_requests(&p),
-            Err(PredicateError::InvalidQuantity { .. })
+            Err(PredicateError::InvalidQuantity(_))
         ));
     }
 

@@ -21,10 +21,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod, TopologySpreadConstraint};
 
-use super::PredicateError;
 use super::node_affinity::pod_matches_node_selector_and_affinity;
-use super::selector::Selector;
 use super::taints::{NO_EXECUTE, NO_SCHEDULE, find_untolerated_taint};
+use super::{PredicateError, add_requirement, compile_selector, selects};
+use crate::labels::Selector;
 
 /// `whenUnsatisfiable` value that makes a constraint a filter.
 pub const DO_NOT_SCHEDULE: &str = "DoNotSchedule";
@@ -60,7 +60,7 @@ pub struct SpreadConstraint {
     pub honor_node_affinity: bool,
     /// `nodeTaintsPolicy` is `Honor` (the default is `Ignore`).
     pub honor_node_taints: bool,
-    selector: Selector,
+    selector: Option<Selector>,
     namespace: String,
     self_match: bool,
 }
@@ -71,14 +71,14 @@ impl SpreadConstraint {
         incoming: &Pod,
         constraint: &TopologySpreadConstraint,
     ) -> Result<Self, PredicateError> {
-        let mut selector = Selector::from_optional(constraint.label_selector.as_ref())?;
+        let mut selector = compile_selector(constraint.label_selector.as_ref())?;
         let labels = incoming.metadata.labels.clone().unwrap_or_default();
         for key in constraint.match_label_keys.iter().flatten() {
             if let Some(value) = labels.get(key) {
-                selector.add(key, value, true);
+                selector = add_requirement(selector, key, value, true)?;
             }
         }
-        let self_match = selector.matches(&labels);
+        let self_match = selects(selector.as_ref(), Some(&labels));
         Ok(Self {
             topology_key: constraint.topology_key.clone(),
             max_skew: constraint.max_skew,
@@ -155,7 +155,7 @@ impl SpreadConstraint {
         !terminal
             && pod.metadata.deletion_timestamp.is_none()
             && pod.metadata.namespace.as_deref().unwrap_or_default() == self.namespace
-            && self.selector.matches_opt(pod.metadata.labels.as_ref())
+            && selects(self.selector.as_ref(), pod.metadata.labels.as_ref())
     }
 
     /// Matching pods per domain over the eligible nodes (domains with no
