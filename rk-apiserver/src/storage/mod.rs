@@ -13,13 +13,13 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::Stream;
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod keys;
 pub mod memory;
 pub mod sqlite;
-#[cfg(feature = "etcd")]
-pub mod etcd;
 
-pub use keys::validate_key;
+pub use keys::{validate_key, validate_prefix};
 
 /// A global store revision. Revisions start at 1; 0 means "none" / "current".
 pub type Revision = i64;
@@ -68,9 +68,10 @@ impl Event {
 /// Options for [`Storage::list`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListOptions {
-    /// Read the state as of this revision; `None` means the current revision.
+    /// Read the state as of this revision; `None` (or `Some(0)`) means the
+    /// current revision.
     pub revision: Option<Revision>,
-    /// Return at most this many items; `None` means all.
+    /// Return at most this many items; `None` (or `Some(0)`) means all.
     pub limit: Option<usize>,
     /// Start strictly after this key (the continuation point of a paged list).
     pub start_after: Option<String>,
@@ -114,7 +115,8 @@ pub enum StorageError {
         key: String,
         /// The revision the caller expected.
         expected: Revision,
-        /// The revision the store holds (0 if the key is gone).
+        /// The revision the store holds. (A key that is gone yields
+        /// [`StorageError::NotFound`] instead.)
         actual: Revision,
     },
     /// The requested revision has been compacted away.
@@ -171,7 +173,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Read one key at the current revision.
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StorageError>;
 
-    /// List keys starting with `prefix`, ordered by key.
+    /// List keys starting with `prefix`, ordered by key. Fails with
+    /// [`StorageError::FutureRevision`] or [`StorageError::Compacted`] if
+    /// `opts.revision` is after the current revision or before the compaction
+    /// revision.
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult, StorageError>;
 
     /// Create `key`; fails with [`StorageError::KeyExists`] if it exists.
@@ -179,22 +184,38 @@ pub trait Storage: Send + Sync + 'static {
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StorageError>;
 
     /// Replace the value of `key` if its `mod_revision` equals `expected`.
-    /// Returns the new revision.
-    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision, StorageError>;
+    /// Returns the new revision. Fails with [`StorageError::NotFound`] if the key
+    /// does not exist and [`StorageError::Conflict`] if its `mod_revision`
+    /// differs.
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+    ) -> Result<Revision, StorageError>;
 
     /// Delete `key`, if `expected` is given only when its `mod_revision` equals it.
     /// Returns the deleted key-value (with its last value) and the delete revision.
-    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision), StorageError>;
+    /// Fails with [`StorageError::NotFound`] if the key does not exist and
+    /// [`StorageError::Conflict`] if `expected` differs from its `mod_revision`.
+    async fn delete(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+    ) -> Result<(KeyValue, Revision), StorageError>;
 
     /// Watch every change under `prefix` with a revision greater than `after`.
-    /// `after == 0` means "from now". Fails with [`StorageError::Compacted`] if
-    /// `after + 1` has been compacted.
+    /// `after == 0` (or negative) means "from now". Fails with
+    /// [`StorageError::Compacted`] if `after + 1` has been compacted and with
+    /// [`StorageError::FutureRevision`] if `after` is past the current revision.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StorageError>;
 
     /// The current (latest committed) revision.
     async fn current_revision(&self) -> Result<Revision, StorageError>;
 
     /// Forget history older than `revision`: reads and watches before it fail with
-    /// [`StorageError::Compacted`].
+    /// [`StorageError::Compacted`]. Compacting to a revision at or below the
+    /// current compaction revision does nothing; past the current revision fails
+    /// with [`StorageError::FutureRevision`].
     async fn compact(&self, revision: Revision) -> Result<(), StorageError>;
 }
