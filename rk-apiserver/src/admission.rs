@@ -1,0 +1,254 @@
+//! Mutating admission steps that need cluster state: Service IP and NodePort
+//! allocation. (Namespace lifecycle lives in the registry's create path.)
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rk_core::catalogue::ResourceInfo;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, StatusCause};
+use crate::state::ApiState;
+
+/// The Service cluster IP range: `127.200.0.0/16` (see DESIGN: addresses on
+/// one machine).
+pub const SERVICE_CIDR_BASE: Ipv4Addr = Ipv4Addr::new(127, 200, 0, 0);
+const SERVICE_CIDR_SIZE: u32 = 1 << 16;
+/// The NodePort range.
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i64> = 30000..=32767;
+
+/// Recently handed-out addresses and ports, so two concurrent creates never
+/// get the same one before either is stored.
+#[derive(Default)]
+pub struct Allocations {
+    ips: Mutex<Vec<(Ipv4Addr, Instant)>>,
+    ports: Mutex<Vec<(i64, Instant)>>,
+}
+
+const RESERVATION: Duration = Duration::from_secs(30);
+
+fn in_use(state: &ApiState, services: &[serde_json::Value]) -> (HashSet<Ipv4Addr>, HashSet<i64>) {
+    let mut ips = HashSet::new();
+    let mut ports = HashSet::new();
+    for s in services {
+        if let Some(ip) = s["spec"]["clusterIP"].as_str().and_then(|i| i.parse().ok()) {
+            ips.insert(ip);
+        }
+        for p in s["spec"]["ports"].as_array().into_iter().flatten() {
+            if let Some(np) = p["nodePort"].as_i64() {
+                ports.insert(np);
+            }
+        }
+    }
+    let now = Instant::now();
+    let mut r = state
+        .allocations
+        .ips
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    r.retain(|(_, t)| now.duration_since(*t) < RESERVATION);
+    ips.extend(r.iter().map(|(i, _)| *i));
+    let mut p = state
+        .allocations
+        .ports
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    p.retain(|(_, t)| now.duration_since(*t) < RESERVATION);
+    ports.extend(p.iter().map(|(i, _)| *i));
+    (ips, ports)
+}
+
+async fn all_services(state: &ApiState) -> Result<Vec<Value>, ApiError> {
+    let Some(info) = state.resource("", "v1", "services") else {
+        return Ok(Vec::new());
+    };
+    let cache = state.cache(&info).await?;
+    let _ = state.caches.sync_with_storage(Duration::from_secs(2)).await;
+    Ok(cache
+        .snapshot(&info.storage_prefix())
+        .objects
+        .iter()
+        .filter_map(|o| serde_json::from_slice(&o.bytes).ok())
+        .collect())
+}
+
+fn invalid(field: &str, message: String) -> ApiError {
+    ApiError::invalid(
+        "Service",
+        "",
+        "",
+        vec![StatusCause {
+            reason: "FieldValueInvalid".into(),
+            message,
+            field: field.into(),
+        }],
+    )
+}
+
+async fn allocate_service(
+    state: &ApiState,
+    svc: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let ty = svc["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if ty == "ExternalName" {
+        return Ok(());
+    }
+    // The allocation lock serialises allocators in this server.
+    let _guard = state.allocation_lock.lock().await;
+    let services = all_services(state).await?;
+    let own_name = (
+        svc["metadata"]["namespace"].clone(),
+        svc["metadata"]["name"].clone(),
+    );
+    let others: Vec<Value> = services
+        .into_iter()
+        .filter(|s| {
+            (
+                s["metadata"]["namespace"].clone(),
+                s["metadata"]["name"].clone(),
+            ) != own_name
+        })
+        .collect();
+    let (used_ips, used_ports) = in_use(state, &others);
+    // Cluster IP.
+    let wanted = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
+    let keep = old
+        .and_then(|o| o["spec"]["clusterIP"].as_str())
+        .filter(|s| !s.is_empty());
+    let ip = if wanted == "None" {
+        None
+    } else if let Some(k) = keep {
+        Some(k.to_string())
+    } else if wanted.is_empty() {
+        let mut chosen = None;
+        for offset in 1..SERVICE_CIDR_SIZE - 1 {
+            let ip = Ipv4Addr::from(u32::from(SERVICE_CIDR_BASE) + offset);
+            if !used_ips.contains(&ip) {
+                chosen = Some(ip);
+                break;
+            }
+        }
+        let ip = chosen
+            .ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full"))?;
+        state
+            .allocations
+            .ips
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((ip, Instant::now()));
+        Some(ip.to_string())
+    } else {
+        let ip: Ipv4Addr = wanted.parse().map_err(|_| {
+            invalid(
+                "spec.clusterIPs",
+                format!("Invalid value: \"{wanted}\": must be a valid IP address"),
+            )
+        })?;
+        if used_ips.contains(&ip) {
+            return Err(invalid(
+                "spec.clusterIPs",
+                format!(
+                    "Invalid value: []string{{\"{wanted}\"}}: failed to allocate IP {wanted}: provided IP is already allocated"
+                ),
+            ));
+        }
+        state
+            .allocations
+            .ips
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((ip, Instant::now()));
+        Some(wanted.clone())
+    };
+    match ip {
+        Some(ip) => {
+            svc["spec"]["clusterIP"] = json!(ip);
+            svc["spec"]["clusterIPs"] = json!([ip]);
+        }
+        None => {
+            svc["spec"]["clusterIP"] = json!("None");
+            svc["spec"]["clusterIPs"] = json!(["None"]);
+        }
+    }
+    // Node ports.
+    if ty == "NodePort" || ty == "LoadBalancer" {
+        let mut taken = used_ports;
+        let old_ports: Vec<i64> = old
+            .and_then(|o| o["spec"]["ports"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p["nodePort"].as_i64())
+            .collect();
+        if let Some(ports) = svc["spec"]["ports"].as_array_mut() {
+            for (i, p) in ports.iter_mut().enumerate() {
+                match p["nodePort"].as_i64() {
+                    Some(np) if np != 0 => {
+                        if !NODE_PORT_RANGE.contains(&np) {
+                            return Err(invalid(
+                                &format!("spec.ports[{i}].nodePort"),
+                                format!(
+                                    "Invalid value: {np}: provided port is not in the valid range. The range of valid ports is 30000-32767"
+                                ),
+                            ));
+                        }
+                        if taken.contains(&np) && !old_ports.contains(&np) {
+                            return Err(invalid(
+                                &format!("spec.ports[{i}].nodePort"),
+                                format!("Invalid value: {np}: provided port is already allocated"),
+                            ));
+                        }
+                        taken.insert(np);
+                    }
+                    _ => {
+                        let np = NODE_PORT_RANGE
+                            .clone()
+                            .find(|n| !taken.contains(n))
+                            .ok_or_else(|| {
+                                ApiError::internal("failed to allocate a nodePort: range is full")
+                            })?;
+                        taken.insert(np);
+                        state
+                            .allocations
+                            .ports
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((np, Instant::now()));
+                        p["nodePort"] = json!(np);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Admission on create.
+pub async fn on_create(
+    state: &ApiState,
+    info: &ResourceInfo,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    if info.group.is_empty() && info.kind == "Service" {
+        allocate_service(state, obj, None).await?;
+    }
+    Ok(())
+}
+
+/// Admission on update.
+pub async fn on_update(
+    state: &ApiState,
+    info: &ResourceInfo,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), ApiError> {
+    if info.group.is_empty() && info.kind == "Service" && new["spec"] != old["spec"] {
+        allocate_service(state, new, Some(old)).await?;
+    }
+    Ok(())
+}

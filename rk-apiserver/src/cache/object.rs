@@ -1,0 +1,80 @@
+//! One cached object: its serialized bytes and the few fields selectors need.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::storage::Revision;
+
+/// An object as the watch cache keeps it.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// Storage key.
+    pub key: String,
+    /// The object's JSON, `metadata.resourceVersion` included.
+    pub bytes: Bytes,
+    /// `metadata.namespace`.
+    pub namespace: Option<String>,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// Values of the kind's selectable fields (upstream's field sets), by path.
+    pub fields: Vec<(&'static str, String)>,
+    /// Revision of the object's last write.
+    pub revision: Revision,
+}
+
+impl CachedObject {
+    /// Build from an object whose `metadata.resourceVersion` is already set.
+    pub fn from_value(key: String, kind: &str, value: &Value, revision: Revision) -> Self {
+        let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+        Self::from_parts(key, kind, value, bytes, revision)
+    }
+
+    /// Build from an object and its serialized bytes (which must match).
+    pub fn from_parts(
+        key: String,
+        kind: &str,
+        value: &Value,
+        bytes: Bytes,
+        revision: Revision,
+    ) -> Self {
+        let meta = &value["metadata"];
+        let labels = meta["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let fields = rk_core::fields::selectable_fields(kind, value)
+            .into_iter()
+            .filter(|(p, _)| !matches!(*p, "metadata.name" | "metadata.namespace"))
+            .collect();
+        Self {
+            key,
+            bytes,
+            namespace: meta["namespace"].as_str().map(str::to_string),
+            name: meta["name"].as_str().unwrap_or_default().to_string(),
+            labels,
+            fields,
+            revision,
+        }
+    }
+
+    /// The value of a selectable field, as field selectors see it.
+    pub fn field(&self, path: &str) -> Option<String> {
+        match path {
+            "metadata.name" => Some(self.name.clone()),
+            "metadata.namespace" => Some(self.namespace.clone().unwrap_or_default()),
+            _ => self
+                .fields
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, v)| v.clone()),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `pods/log`: proxied to the kubelet of the pod's node, at the node's
+//! `daemonEndpoints.kubeletEndpoint.Port` on its InternalIP.
+
+use futures::StreamExt;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty};
+use serde_json::Value;
+
+use super::resource::Call;
+use super::response::Body;
+use crate::error::ApiError;
+use crate::registry::store::{self, Target};
+
+/// Stream a container's log from its kubelet.
+pub async fn pod_logs(call: &Call, target: &Target) -> Result<Response<Body>, ApiError> {
+    let (pod, _) = store::get(&call.state, target).await?;
+    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+    let containers: Vec<String> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    let container = match call.query.get("container") {
+        Some(c) => c.to_string(),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {}, choose one of: [{}]",
+                target.name,
+                containers.join(" ")
+            )));
+        }
+    };
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{}\" is waiting to start: pod is not scheduled",
+            target.name
+        )));
+    }
+    let node_target = Target {
+        info: call
+            .state
+            .resource("", "v1", "nodes")
+            .ok_or_else(ApiError::no_route)?,
+        namespace: None,
+        name: node_name.clone(),
+    };
+    let (node, _) = store::get(&call.state, &node_target).await?;
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_i64()
+        .unwrap_or(10250);
+    let addr = node["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    let mut query = Vec::new();
+    for k in [
+        "follow",
+        "previous",
+        "timestamps",
+        "tailLines",
+        "sinceSeconds",
+        "sinceTime",
+        "limitBytes",
+    ] {
+        if let Some(v) = call.query.get(k) {
+            query.push(format!(
+                "{k}={}",
+                form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            ));
+        }
+    }
+    let ns = target.namespace.clone().unwrap_or_default();
+    let uri = format!(
+        "/containerLogs/{ns}/{}/{container}?{}",
+        target.name,
+        query.join("&")
+    );
+    let unavailable = |e: String| {
+        ApiError::unavailable(format!(
+            "the kubelet on node {node_name} is unreachable: {e}"
+        ))
+    };
+    let stream = tokio::net::TcpStream::connect((addr.as_str(), port as u16))
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::get(uri)
+        .header("host", format!("{addr}:{port}"))
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let (parts, body) = resp.into_parts();
+    if !parts.status.is_success() {
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let msg = String::from_utf8_lossy(&bytes).to_string();
+        let parsed: Option<Value> = serde_json::from_str(&msg).ok();
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or(msg);
+        let mut e = ApiError::bad_request(message);
+        if parts.status.as_u16() == 404 {
+            e = ApiError::not_found("", "pods", &target.name);
+        }
+        return Err(e);
+    }
+    // A broken kubelet stream just ends the response body.
+    let stream = body
+        .into_data_stream()
+        .take_while(|r| std::future::ready(r.is_ok()))
+        .filter_map(|r| {
+            std::future::ready(
+                r.ok()
+                    .map(|b| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b))),
+            )
+        });
+    let body = BodyExt::boxed(http_body_util::StreamBody::new(stream));
+    let mut out = Response::new(body);
+    out.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    Ok(out)
+}

@@ -1,0 +1,293 @@
+//! The HTTP front: hyper connections, request limits, and routing to
+//! discovery, health, metrics, OpenAPI and resource handlers.
+
+pub mod convert;
+pub mod discovery;
+pub mod list;
+pub mod logs;
+pub mod resource;
+pub mod response;
+pub mod reviews;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+use crate::metrics::{DurationLabels, RequestLabels};
+use crate::request::{Query, parse_resource_path};
+use crate::state::ApiState;
+use response::Body;
+
+/// Accept connections until `shutdown` resolves.
+pub async fn serve(
+    state: Arc<ApiState>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let in_flight = Arc::new(Semaphore::new(state.limits.max_in_flight));
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => return,
+        };
+        let (stream, _) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let in_flight = in_flight.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let in_flight = in_flight.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(state, in_flight, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+fn verb_of(method: &Method, is_list: bool, is_watch: bool) -> &'static str {
+    match (method, is_list, is_watch) {
+        (_, _, true) => "WATCH",
+        (&Method::GET, true, _) => "LIST",
+        (&Method::GET, false, _) => "GET",
+        (&Method::POST, ..) => "POST",
+        (&Method::PUT, ..) => "PUT",
+        (&Method::PATCH, ..) => "PATCH",
+        (&Method::DELETE, true, _) => "DELETECOLLECTION",
+        (&Method::DELETE, false, _) => "DELETE",
+        _ => "OTHER",
+    }
+}
+
+async fn handle(
+    state: Arc<ApiState>,
+    in_flight: Arc<Semaphore>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let start = Instant::now();
+    let path = req.uri().path().to_string();
+    let rp = parse_resource_path(&path);
+    let query = Query::parse(req.uri().query());
+    let is_watch = rp.as_ref().is_some_and(|p| p.legacy_watch) || query.flag("watch");
+    let is_list = rp.as_ref().is_some_and(|p| p.name.is_none());
+    let verb = verb_of(req.method(), is_list, is_watch);
+    let resource = rp.as_ref().map(|p| p.resource.clone()).unwrap_or_default();
+    // Watches are long-running and don't count against the in-flight limit.
+    let permit = if is_watch {
+        None
+    } else {
+        match in_flight.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let e =
+                    ApiError::too_many_requests("Too many requests, please try again later.", 1);
+                return response::error(&e);
+            }
+        }
+    };
+    state.metrics.in_flight.inc();
+    let timeout = state.limits.request_timeout;
+    let fut = route(state.clone(), req, path, rp, query);
+    let resp = if is_watch {
+        fut.await
+    } else {
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::timeout(
+                "request did not complete within the allowed duration",
+            )),
+        }
+    };
+    let resp = resp.unwrap_or_else(|e| response::error(&e));
+    state.metrics.in_flight.dec();
+    drop(permit);
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            verb: verb.into(),
+            resource: resource.clone(),
+            code: resp.status().as_u16().to_string(),
+        })
+        .inc();
+    if !is_watch {
+        state
+            .metrics
+            .durations
+            .get_or_create(&DurationLabels {
+                verb: verb.into(),
+                resource,
+            })
+            .observe(start.elapsed().as_secs_f64());
+    }
+    resp
+}
+
+async fn read_body(state: &ApiState, body: Incoming) -> Result<Bytes, ApiError> {
+    let limit = state.limits.max_body_bytes;
+    match Limited::new(body, limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(ApiError::too_large(format!(
+                    "the request body is larger than the limit of {limit} bytes"
+                )))
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "reading the request body failed: {e}"
+                )))
+            }
+        }
+    }
+}
+
+async fn route(
+    state: Arc<ApiState>,
+    req: Request<Incoming>,
+    path: String,
+    rp: Option<crate::request::ResourcePath>,
+    query: Query,
+) -> Result<Response<Body>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(p) = rp {
+        if let Some(len) = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            if len > state.limits.max_body_bytes {
+                return Err(ApiError::too_large(format!(
+                    "the request body is larger than the limit of {} bytes",
+                    state.limits.max_body_bytes
+                )));
+            }
+        }
+        let body = read_body(&state, body).await?;
+        let call = resource::Call {
+            state,
+            method: parts.method,
+            path: p,
+            query,
+            headers: parts.headers,
+            body,
+        };
+        return resource::handle(call).await;
+    }
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    let trimmed = path.trim_end_matches('/');
+    let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
+    let cat = state.catalogue();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    match segments.as_slice() {
+        [] | [""] => Ok(response::json(200, &root_paths(&cat))),
+        ["version"] => Ok(response::json(200, &discovery::version())),
+        ["healthz" | "livez" | "readyz", ..] => Ok(response::text(200, "ok")),
+        ["metrics"] => {
+            let mut resp = response::text(200, state.metrics.render());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            Ok(resp)
+        }
+        ["api"] if discovery::wants_aggregated(accept.as_deref()) => {
+            Ok(discovery::aggregated_response(&cat, true))
+        }
+        ["apis"] if discovery::wants_aggregated(accept.as_deref()) => {
+            Ok(discovery::aggregated_response(&cat, false))
+        }
+        ["api"] => Ok(response::json(200, &discovery::core_versions(&host))),
+        ["apis"] => Ok(response::json(200, &discovery::group_list(&cat))),
+        ["api", version] => discovery::resource_list(&cat, "", version)
+            .map(|v| response::json(200, &v))
+            .ok_or_else(ApiError::no_route),
+        ["apis", group] => discovery::group(&cat, group)
+            .map(|v| response::json(200, &v))
+            .ok_or_else(ApiError::no_route),
+        ["apis", group, version] => discovery::resource_list(&cat, group, version)
+            .map(|v| response::json(200, &v))
+            .ok_or_else(ApiError::no_route),
+        ["openapi", "v2"] => Ok(response::json_bytes(200, state.openapi().v2())),
+        ["openapi", "v3"] => Ok(response::json_bytes(200, state.openapi().v3_index())),
+        ["openapi", "v3", rest @ ..] => {
+            let gv = rest.join("/");
+            state
+                .openapi()
+                .v3(&gv)
+                .map(|b| response::json_bytes(200, b))
+                .ok_or_else(ApiError::no_route)
+        }
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+fn root_paths(cat: &rk_core::catalogue::Catalogue) -> serde_json::Value {
+    let mut paths = vec![
+        "/api".to_string(),
+        "/api/v1".to_string(),
+        "/apis".to_string(),
+    ];
+    for (g, versions) in cat.groups() {
+        if g.is_empty() {
+            continue;
+        }
+        paths.push(format!("/apis/{g}"));
+        for v in versions {
+            paths.push(format!("/apis/{g}/{v}"));
+        }
+    }
+    paths.extend(
+        [
+            "/healthz",
+            "/livez",
+            "/metrics",
+            "/openapi/v2",
+            "/openapi/v3",
+            "/readyz",
+            "/version",
+        ]
+        .map(String::from),
+    );
+    serde_json::json!({"paths": paths})
+}

@@ -1,0 +1,138 @@
+//! The state every request handler shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rk_core::catalogue::{Catalogue, ResourceInfo};
+use serde_json::Value;
+
+use crate::cache::{CacheSet, WatchCache};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::storage::Storage;
+
+/// What the API server knows about one custom resource (from its CRD).
+#[derive(Clone, Debug)]
+pub struct CustomResource {
+    /// The CRD object as stored.
+    pub crd: Value,
+    /// The storage version.
+    pub storage_version: String,
+}
+
+impl CustomResource {
+    /// The version entry of the CRD for `version`.
+    pub fn version(&self, version: &str) -> Option<&Value> {
+        self.crd["spec"]["versions"]
+            .as_array()?
+            .iter()
+            .find(|v| v["name"].as_str() == Some(version))
+    }
+}
+
+/// Tunables of a running API server.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Most requests served at once (watches excluded).
+    pub max_in_flight: usize,
+    /// Timeout of non-watch requests.
+    pub request_timeout: std::time::Duration,
+    /// Default and maximum watch duration.
+    pub max_watch_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 3 * 1024 * 1024,
+            max_in_flight: 600,
+            request_timeout: std::time::Duration::from_secs(60),
+            max_watch_timeout: std::time::Duration::from_secs(1800),
+        }
+    }
+}
+
+/// Shared server state.
+pub struct ApiState {
+    /// The store.
+    pub storage: Arc<dyn Storage>,
+    /// The watch caches.
+    pub caches: Arc<CacheSet>,
+    /// Served resources (built-ins and established CRDs).
+    pub catalogue: RwLock<Catalogue>,
+    /// Established custom resources by (group, plural).
+    pub custom: RwLock<HashMap<(String, String), CustomResource>>,
+    /// Limits.
+    pub limits: Limits,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// OpenAPI documents, rebuilt when CRDs change.
+    pub openapi: RwLock<Arc<crate::openapi::OpenApiCache>>,
+    /// Service IPs and node ports handed out but maybe not yet stored.
+    pub allocations: crate::admission::Allocations,
+    /// Serialises Service IP and port allocation.
+    pub allocation_lock: tokio::sync::Mutex<()>,
+}
+
+impl ApiState {
+    /// Look a resource up by group, version and plural.
+    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceInfo>> {
+        self.catalogue
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(group, version, plural)
+    }
+
+    /// A snapshot of the catalogue.
+    pub fn catalogue(&self) -> Catalogue {
+        self.catalogue
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The custom resource behind `info`, if it is one.
+    pub fn custom_resource(&self, info: &ResourceInfo) -> Option<CustomResource> {
+        self.custom
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(info.group.clone(), info.plural.clone()))
+            .cloned()
+    }
+
+    /// The current OpenAPI documents.
+    pub fn openapi(&self) -> Arc<crate::openapi::OpenApiCache> {
+        self.openapi
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Rebuild the OpenAPI documents after the set of CRDs changed.
+    pub fn rebuild_openapi(&self) {
+        let crds: Vec<rk_core::k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = self
+            .custom
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|c| serde_json::from_value(c.crd.clone()).ok())
+            .collect();
+        let fresh = crate::openapi::OpenApiCache::new(&self.catalogue(), &crds);
+        *self.openapi.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+    }
+
+    /// The watch cache of a resource.
+    pub async fn cache(&self, info: &ResourceInfo) -> Result<Arc<WatchCache>, ApiError> {
+        let prefix = info.storage_prefix();
+        match self.caches.get(&prefix).await {
+            Some(c) => Ok(c),
+            None => self
+                .caches
+                .add(&prefix, &info.kind)
+                .await
+                .map_err(|e| ApiError::internal(e.to_string())),
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! The API server through `kube::Client`, typed and dynamic: the flows
+//! kubectl exercises, from a Rust client.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use rk_apiserver::TestServer;
+use serde_json::json;
+
+fn deployment(name: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "1000"]}]}
+            }
+        }
+    }))
+    .unwrap()
+}
+
+fn err_code<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> u16 {
+    match r {
+        Err(kube::Error::Api(s)) => s.code,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn system_namespaces_exist_at_start() {
+    let server = TestServer::start().await.unwrap();
+    let ns: Api<Namespace> = Api::all(server.client());
+    let names: Vec<String> = ns
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    for want in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn create_get_update_with_generation_and_conflicts() {
+    let server = TestServer::start().await.unwrap();
+    let api: Api<Deployment> = Api::namespaced(server.client(), "default");
+    let created = api
+        .create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(created.metadata.uid.is_some());
+    assert!(created.metadata.creation_timestamp.is_some());
+    let rv1 = created.metadata.resource_version.clone().unwrap();
+    // A spec change bumps generation; a label change does not.
+    let mut d = created.clone();
+    d.spec.replicas = Some(3);
+    let d2 = api
+        .replace("web", &PostParams::default(), &d)
+        .await
+        .unwrap();
+    assert_eq!(d2.metadata.generation, Some(2));
+    let mut d3 = d2.clone();
+    d3.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("x".into(), "y".into());
+    let d3 = api
+        .replace("web", &PostParams::default(), &d3)
+        .await
+        .unwrap();
+    assert_eq!(d3.metadata.generation, Some(2));
+    // A stale resourceVersion is refused with 409.
+    let mut stale = created.clone();
+    stale.metadata.resource_version = Some(rv1);
+    assert_eq!(
+        err_code(api.replace("web", &PostParams::default(), &stale).await),
+        409
+    );
+    // Creating twice is AlreadyExists.
+    assert_eq!(
+        err_code(
+            api.create(&PostParams::default(), &deployment("web", 1))
+                .await
+        ),
+        409
+    );
+    assert_eq!(err_code(api.get("nope").await), 404);
+}
+
+#[tokio::test]
+async fn status_subresource_is_split_from_the_main_resource() {
+    let server = TestServer::start().await.unwrap();
+    let api: Api<Deployment> = Api::namespaced(server.client(), "default");
+    api.create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
+    // Status written through the main endpoint is ignored.
+    let p = json!({"status": {"replicas": 7}});
+    let d = api
+        .patch("web", &PatchParams::default(), &Patch::Merge(&p))
+        .await
+        .unwrap();
+    assert_eq!(d.status.and_then(|s| s.replicas), None);
+    // Through the status subresource it sticks, and spec changes there are ignored.
+    let p = json!({"spec": {"replicas": 9}, "status": {"replicas": 7}});
+    let d = api
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&p))
+        .await
+        .unwrap();
+    assert_eq!(d.status.as_ref().and_then(|s| s.replicas), Some(7));
+    assert_eq!(d.spec.replicas, Some(1));
+    assert_eq!(d.metadata.generation, Some(1));
+}
+
+#[tokio::test]
+async fn validation_failures_are_422_with_causes() {
+    let server = TestServer::start().await.unwrap();
+    let api: Api<Deployment> = Api::namespaced(server.client(), "default");
+    let mut bad = deployment("web", 1);
+    bad.spec.replicas = Some(-1);
+    match api.create(&PostParams::default(), &bad).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert_eq!(s.reason, "Invalid");
+            assert!(s.message.contains("spec.replicas"), "{}", s.message);
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "no-such-ns");
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("x".into());
+    assert_eq!(err_code(cms.create(&PostParams::default(), &cm).await), 404);
+}
+
+#[tokio::test]
+async fn generate_name_dry_run_and_server_side_apply() {
+    let server = TestServer::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let mut cm = ConfigMap::default();
+    cm.metadata.generate_name = Some("gen-".into());
+    let created = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let name = created.metadata.name.unwrap();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    let mut dry = ConfigMap::default();
+    dry.metadata.name = Some("dry".into());
+    cms.create(
+        &PostParams {
+            dry_run: true,
+            ..Default::default()
+        },
+        &dry,
+    )
+    .await
+    .unwrap();
+    assert_eq!(err_code(cms.get("dry").await), 404);
+    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}});
+    let out = cms
+        .patch(
+            "applied",
+            &PatchParams::apply("tester"),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.data.unwrap()["a"], "1");
+    let managers: Vec<String> = out
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(managers.contains(&"tester".to_string()), "{managers:?}");
+}
+
+#[tokio::test]
+async fn list_pagination_and_selectors() {
+    let server = TestServer::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    for i in 0..25 {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(format!("cm-{i:02}"));
+        cm.metadata.labels = Some(
+            [(
+                "parity".to_string(),
+                if i % 2 == 0 { "even" } else { "odd" }.to_string(),
+            )]
+            .into(),
+        );
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let mut names = Vec::new();
+    let mut lp = ListParams::default().limit(10);
+    let mut pages = 0;
+    loop {
+        let page = cms.list(&lp).await.unwrap();
+        pages += 1;
+        names.extend(page.items.into_iter().filter_map(|c| c.metadata.name));
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+        // Writes between pages don't show up in this list.
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(format!("late-{pages}"));
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names.len(), 25);
+    let even = cms
+        .list(&ListParams::default().labels("parity=even"))
+        .await
+        .unwrap();
+    assert_eq!(even.items.len(), 13);
+    let one = cms
+        .list(&ListParams::default().fields("metadata.name=cm-03"))
+        .await
+        .unwrap();
+    assert_eq!(one.items.len(), 1);
+}
+
+#[tokio::test]
+async fn watch_resumes_from_resource_version_and_filters() {
+    let server = TestServer::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("a".into());
+    let a = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let rv = a.metadata.resource_version.unwrap();
+    cm.metadata.name = Some("b".into());
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    cms.delete("a", &DeleteParams::default()).await.unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let mut seen = Vec::new();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        match ev {
+            WatchEvent::Added(o) => seen.push(format!("ADDED {}", o.metadata.name.unwrap())),
+            WatchEvent::Deleted(o) => seen.push(format!("DELETED {}", o.metadata.name.unwrap())),
+            WatchEvent::Modified(o) => seen.push(format!("MODIFIED {}", o.metadata.name.unwrap())),
+            _ => {}
+        }
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen, vec!["ADDED b", "DELETED a"]);
+}
+
+#[tokio::test]
+async fn watch_from_compacted_history_reports_410() {
+    let server = TestServer::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("a".into());
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    // The watch cache keeps 10,000 events per resource; write past it.
+    let first = cms
+        .get("a")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let api = cms.clone();
+    let writes = futures::stream::iter(0..10_050).map(|i| {
+        let api = api.clone();
+        async move {
+            let p = json!({"data": {"i": i.to_string()}});
+            api.patch("a", &PatchParams::default(), &Patch::Merge(&p))
+                .await
+                .map(|_| ())
+        }
+    });
+    writes
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default(), &first)
+        .await
+        .unwrap()
+        .boxed();
+    match tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Some(WatchEvent::Error(e)) => assert_eq!(e.code, 410),
+        other => panic!("expected a 410 error event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn services_get_unique_cluster_ips_and_node_ports() {
+    let server = TestServer::start().await.unwrap();
+    let svcs: Api<Service> = Api::namespaced(server.client(), "default");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let svcs = svcs.clone();
+        tasks.push(tokio::spawn(async move {
+            let s: Service = serde_json::from_value(json!({
+                "metadata": {"name": format!("s{i}")},
+                "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80}]}
+            }))
+            .unwrap();
+            svcs.create(&PostParams::default(), &s).await.unwrap()
+        }));
+    }
+    let mut ips = std::collections::HashSet::new();
+    let mut ports = std::collections::HashSet::new();
+    for t in tasks {
+        let s = t.await.unwrap();
+        let spec = s.spec.unwrap();
+        assert!(ips.insert(spec.cluster_ip.unwrap()));
+        let p = &spec.ports.unwrap()[0];
+        assert!(ports.insert(p.node_port.unwrap()));
+        assert!((30000..=32767).contains(&p.node_port.unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn dynamic_client_and_scale_subresource() {
+    let server = TestServer::start().await.unwrap();
+    let api: Api<Deployment> = Api::namespaced(server.client(), "default");
+    api.create(&PostParams::default(), &deployment("web", 2))
+        .await
+        .unwrap();
+    let scale = api.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(2));
+    assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=web"));
+    let p = json!({"spec": {"replicas": 4}});
+    api.patch_scale("web", &PatchParams::default(), &Patch::Merge(&p))
+        .await
+        .unwrap();
+    let gvk = GroupVersionKind::gvk("apps", "v1", "Deployment");
+    let ar = ApiResource::from_gvk(&gvk);
+    let dynamic: Api<DynamicObject> = Api::namespaced_with(server.client(), "default", &ar);
+    let obj = dynamic.get("web").await.unwrap();
+    assert_eq!(obj.data["spec"]["replicas"], 4);
+}
+
+#[tokio::test]
+async fn graceful_pod_deletion_and_binding() {
+    let server = TestServer::start().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .unwrap();
+    let created = pods.create(&PostParams::default(), &pod).await.unwrap();
+    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Pending"));
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}});
+    let req = http::Request::post(format!(
+        "{}/api/v1/namespaces/default/pods/p/binding",
+        server.url()
+    ))
+    .header("content-type", "application/json")
+    .body(serde_json::to_vec(&binding).unwrap())
+    .unwrap();
+    server.client().request_text(req).await.unwrap();
+    let bound = pods.get("p").await.unwrap();
+    assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("n1"));
+    // A scheduled pod is deleted gracefully: it stays with a deletionTimestamp.
+    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    let terminating = pods.get("p").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
+    // Grace period zero (what the kubelet sends) removes it.
+    pods.delete("p", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert_eq!(err_code(pods.get("p").await), 404);
+}

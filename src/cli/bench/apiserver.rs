@@ -1,0 +1,374 @@
+//! `rk bench apiserver`: the API server's numbers side by side in one run.
+//!
+//! - creates/s of pods over HTTP (64 concurrent keep-alive clients) vs raw
+//!   SQLite storage writes/s with 64 concurrent writers;
+//! - LIST of 10,000 pods with `resourceVersion=0` (from the watch cache);
+//! - watch fan-out: 100 watchers, 10,000 events, delay from the write being
+//!   sent to each watcher receiving it (an upper bound of commit-to-client);
+//! - memory: idle RSS, and RSS growth per stored pod vs its JSON size.
+//!
+//! The server runs as a separate `rk apiserver` process (sqlite store) so its
+//! memory can be read from `/proc`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::Method;
+use http_body_util::BodyExt;
+use rk_apiserver::storage::Storage;
+
+use super::http_client::Conn;
+
+/// Flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Pods to create over HTTP (and then list).
+    #[arg(long, default_value_t = 10_000)]
+    pub pods: usize,
+    /// Concurrent HTTP clients / storage writers.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Watchers for the fan-out test.
+    #[arg(long, default_value_t = 100)]
+    pub watchers: usize,
+    /// Events for the fan-out test.
+    #[arg(long, default_value_t = 10_000)]
+    pub events: usize,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn pod_json(ns: &str, i: usize) -> Bytes {
+    Bytes::from(
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": format!("pod-{i}"), "namespace": ns, "labels": {"app": "bench", "shard": (i % 16).to_string()}},
+            "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
+        })
+        .to_string(),
+    )
+}
+
+struct Server {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+async fn start_server(dir: &std::path::Path) -> anyhow::Result<Server> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let exe = std::env::current_exe()?;
+    let child = tokio::process::Command::new(exe)
+        .arg("apiserver")
+        .arg("--bind")
+        .arg(addr.to_string())
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--storage")
+        .arg(format!("sqlite:{}", dir.join("state.db").display()))
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting rk apiserver")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut c) = Conn::connect(addr).await {
+            if let Ok((200, _)) = c.request(Method::GET, "/readyz", None).await {
+                break;
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the API server did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Server { child, addr })
+}
+
+async fn raw_storage_writes(
+    dir: &std::path::Path,
+    writers: usize,
+    total: usize,
+) -> anyhow::Result<f64> {
+    let storage: Arc<dyn Storage> = rk_apiserver::server::open_storage(
+        &rk_apiserver::StorageConfig::Sqlite(dir.join("raw.db")),
+    )
+    .await?;
+    let per = total / writers;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let storage = storage.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                let key = format!("/registry/pods/raw/pod-{w}-{i}");
+                storage.create(&key, pod_json("raw", i)).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per * writers) as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn http_creates(
+    addr: std::net::SocketAddr,
+    clients: usize,
+    total: usize,
+) -> anyhow::Result<(f64, Vec<f64>)> {
+    let mut c = Conn::connect(addr).await?;
+    let ns =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})
+            .to_string();
+    c.request(Method::POST, "/api/v1/namespaces", Some(Bytes::from(ns)))
+        .await?;
+    let per = total / clients;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::connect(addr).await?;
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let t = Instant::now();
+                let (code, body) = conn
+                    .request(
+                        Method::POST,
+                        "/api/v1/namespaces/bench/pods",
+                        Some(pod_json("bench", w * per + i)),
+                    )
+                    .await?;
+                anyhow::ensure!(
+                    code == 201,
+                    "create answered {code}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    let rate = (per * clients) as f64 / start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Ok((rate, lat))
+}
+
+async fn list_latency(
+    addr: std::net::SocketAddr,
+    rounds: usize,
+) -> anyhow::Result<(Vec<f64>, usize, usize)> {
+    let mut conn = Conn::connect(addr).await?;
+    let mut lat = Vec::new();
+    let mut items = 0;
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let (code, body) = conn
+            .request(
+                Method::GET,
+                "/api/v1/namespaces/bench/pods?resourceVersion=0",
+                None,
+            )
+            .await?;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(code == 200, "list answered {code}");
+        bytes = body.len();
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        items = v["items"].as_array().map(Vec::len).unwrap_or(0);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Ok((lat, items, bytes))
+}
+
+/// Find `"t":"<digits>"` in a watch line: the send time in microseconds.
+fn sent_micros(line: &[u8]) -> Option<u64> {
+    let pat = b"\"t\":\"";
+    let pos = line.windows(pat.len()).position(|w| w == pat)? + pat.len();
+    let digits: Vec<u8> = line[pos..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .copied()
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+async fn watch_fanout(
+    addr: std::net::SocketAddr,
+    watchers: usize,
+    events: usize,
+) -> anyhow::Result<(Vec<f64>, usize)> {
+    let mut c = Conn::connect(addr).await?;
+    let ns =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fan"}})
+            .to_string();
+    c.request(Method::POST, "/api/v1/namespaces", Some(Bytes::from(ns)))
+        .await?;
+    let (_, body) = c
+        .request(Method::GET, "/api/v1/namespaces/fan/configmaps", None)
+        .await?;
+    let rv = serde_json::from_slice::<serde_json::Value>(&body)?["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    let epoch = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..watchers {
+        let mut conn = Conn::connect(addr).await?;
+        let mut body = conn
+            .stream(&format!(
+                "/api/v1/namespaces/fan/configmaps?watch=1&resourceVersion={rv}"
+            ))
+            .await?;
+        handles.push(tokio::spawn(async move {
+            let _keep = conn;
+            let mut delays = Vec::with_capacity(events);
+            let mut buf: Vec<u8> = Vec::new();
+            while delays.len() < events {
+                let Some(frame) = body.frame().await else {
+                    break;
+                };
+                let Ok(frame) = frame else { break };
+                let Some(data) = frame.data_ref() else {
+                    continue;
+                };
+                buf.extend_from_slice(data);
+                while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=nl).collect();
+                    if let Some(sent) = sent_micros(&line) {
+                        let now = epoch.elapsed().as_micros() as u64;
+                        delays.push(now.saturating_sub(sent) as f64 / 1000.0);
+                    }
+                }
+            }
+            delays
+        }));
+    }
+    let writers = 16;
+    let per = events / writers;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::connect(addr).await?;
+            for i in 0..per {
+                let t = epoch.elapsed().as_micros().to_string();
+                let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{w}-{i}")}, "data": {"t": t}});
+                let (code, _) = conn.request(Method::POST, "/api/v1/namespaces/fan/configmaps", Some(Bytes::from(cm.to_string()))).await?;
+                anyhow::ensure!(code == 201, "create answered {code}");
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut all = Vec::new();
+    let mut complete = 0;
+    let results = futures::stream::iter(handles)
+        .then(|h| async move { tokio::time::timeout(Duration::from_secs(60), h).await })
+        .collect::<Vec<_>>()
+        .await;
+    for r in results {
+        if let Ok(Ok(d)) = r {
+            if d.len() >= per * writers {
+                complete += 1;
+            }
+            all.extend(d);
+        }
+    }
+    all.sort_by(|a, b| a.total_cmp(b));
+    Ok((all, complete))
+}
+
+/// Run the benchmark and print the table.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut server = start_server(dir.path()).await?;
+    let pid = server.child.id().unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = rss_kib(pid);
+
+    let raw = raw_storage_writes(dir.path(), args.clients, args.pods * 2).await?;
+    let (http_rate, create_lat) = http_creates(server.addr, args.clients, args.pods).await?;
+    let loaded_rss = rss_kib(pid);
+    let (list_lat, items, list_bytes) = list_latency(server.addr, 50).await?;
+    let (delays, complete) = watch_fanout(server.addr, args.watchers, args.events).await?;
+
+    let json_per_pod = list_bytes as f64 / items.max(1) as f64;
+    let rss_per_pod = (loaded_rss.saturating_sub(idle_rss) as f64 * 1024.0) / items.max(1) as f64;
+    println!("rk bench apiserver (release build, sqlite store, server in its own process)");
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| raw sqlite storage writes/s ({} writers) | {raw:.0} |",
+        args.clients
+    );
+    println!(
+        "| pod creates/s over HTTP ({} clients) | {http_rate:.0} |",
+        args.clients
+    );
+    println!(
+        "| HTTP creates as share of raw storage writes | {:.0}% |",
+        http_rate / raw * 100.0
+    );
+    println!(
+        "| create latency p50 / p99 | {:.2} ms / {:.2} ms |",
+        percentile(&create_lat, 0.5),
+        percentile(&create_lat, 0.99)
+    );
+    println!(
+        "| LIST {items} pods, resourceVersion=0, p50 / p99 | {:.1} ms / {:.1} ms |",
+        percentile(&list_lat, 0.5),
+        percentile(&list_lat, 0.99)
+    );
+    println!(
+        "| watch fan-out: {} watchers x {} events, send-to-receive p50 / p99 | {:.1} ms / {:.1} ms ({complete}/{} watchers got every event) |",
+        args.watchers,
+        args.events,
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99),
+        args.watchers
+    );
+    println!("| idle server RSS | {:.1} MB |", idle_rss as f64 / 1024.0);
+    println!(
+        "| server RSS with {items} pods | {:.1} MB |",
+        loaded_rss as f64 / 1024.0
+    );
+    println!(
+        "| RSS growth per pod vs its JSON size | {rss_per_pod:.0} B vs {json_per_pod:.0} B ({:.2}x) |",
+        rss_per_pod / json_per_pod
+    );
+    let _ = server.child.kill().await;
+    Ok(())
+}

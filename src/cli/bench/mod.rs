@@ -1,0 +1,20 @@
+//! `rk bench ...`: benchmark programs that print tables. Run them from a
+//! release build (`cargo run --release -- bench NAME`).
+
+mod apiserver;
+mod http_client;
+
+/// `rk bench` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Bench {
+    /// API server: HTTP creates/s vs raw storage writes/s, LIST latency of
+    /// 10,000 pods from the watch cache, watch fan-out delay, memory.
+    Apiserver(apiserver::Args),
+}
+
+/// Run a benchmark.
+pub async fn run(bench: Bench) -> anyhow::Result<()> {
+    match bench {
+        Bench::Apiserver(args) => apiserver::run(args).await,
+    }
+}

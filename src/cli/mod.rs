@@ -1,0 +1,79 @@
+//! Command-line parsing and dispatch to each component.
+
+mod apiserver;
+mod bench;
+
+use clap::{Parser, Subcommand};
+
+/// rk: a Kubernetes control plane in Rust.
+#[derive(Debug, Parser)]
+#[command(name = "rk", version, about, long_about = None)]
+pub struct Cli {
+    /// Log more (repeat for more detail); `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The component to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The components.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server.
+    Apiserver(apiserver::Args),
+    /// Run a whole cluster in one process (API server, controllers,
+    /// scheduler, kubelets and proxy).
+    Up(apiserver::UpArgs),
+    /// Run the controller manager.
+    ControllerManager(NotYet),
+    /// Run the scheduler.
+    Scheduler(NotYet),
+    /// Run a kubelet.
+    Kubelet(NotYet),
+    /// Run the service proxy.
+    Proxy(NotYet),
+    /// Benchmarks (run from a release build).
+    #[command(subcommand)]
+    Bench(bench::Bench),
+}
+
+/// Arguments of a component that is not built yet.
+#[derive(Debug, clap::Args)]
+pub struct NotYet {
+    /// Any arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// Set up logging.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Run the chosen component.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Apiserver(args) => apiserver::run(args).await,
+        Command::Up(args) => apiserver::up(args).await,
+        Command::ControllerManager(_) => not_yet("controller-manager"),
+        Command::Scheduler(_) => not_yet("scheduler"),
+        Command::Kubelet(_) => not_yet("kubelet"),
+        Command::Proxy(_) => not_yet("proxy"),
+        Command::Bench(b) => bench::run(b).await,
+    }
+}
+
+fn not_yet(name: &str) -> anyhow::Result<()> {
+    anyhow::bail!("`rk {name}` is not yet implemented")
+}

@@ -1,0 +1,494 @@
+//! Whole-system tests: the real kubectl 1.37 against an rk API server.
+
+mod common;
+
+use common::Cluster;
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: server
+        image: python:3.12
+        command: ["python3", "-m", "http.server"]
+        ports:
+        - containerPort: 8000
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_creates_then_updates_and_get_shows_table() {
+    let c = Cluster::start().await;
+    let out = c.kubectl_in(&["apply", "-f", "-"], Some(DEPLOYMENT)).await;
+    assert_eq!(out.trim(), "deployment.apps/web created");
+    let out = c.kubectl_in(&["apply", "-f", "-"], Some(DEPLOYMENT)).await;
+    assert_eq!(out.trim(), "deployment.apps/web unchanged");
+    let changed = DEPLOYMENT.replace("replicas: 2", "replicas: 5");
+    let out = c.kubectl_in(&["apply", "-f", "-"], Some(&changed)).await;
+    assert_eq!(out.trim(), "deployment.apps/web configured");
+    let d = c.get_json(&["deployment", "web"]).await;
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(d["metadata"]["generation"], 2);
+    // Defaults were applied as upstream applies them.
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    assert!(
+        d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
+    let table = c.kubectl(&["get", "deployments"]).await;
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
+    assert!(table.lines().nth(1).unwrap().starts_with("web "), "{table}");
+    let wide = c.kubectl(&["get", "deploy", "-o", "wide"]).await;
+    assert!(wide.lines().next().unwrap().contains("SELECTOR"), "{wide}");
+    assert!(wide.contains("python:3.12"), "{wide}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_records_managers_and_reports_conflicts() {
+    let c = Cluster::start().await;
+    let out = c
+        .kubectl_in(&["apply", "--server-side", "-f", "-"], Some(DEPLOYMENT))
+        .await;
+    assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
+    let d = c
+        .get_json(&["deployment", "web", "--show-managed-fields"])
+        .await;
+    let managers: Vec<&str> = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(managers.contains(&"kubectl"), "{managers:?}");
+    // Another manager changes replicas; applying a different value conflicts.
+    c.kubectl(&["scale", "deployment", "web", "--replicas=7"])
+        .await;
+    let changed = DEPLOYMENT.replace("replicas: 2", "replicas: 3");
+    let out = c
+        .kubectl_output(&["apply", "--server-side", "-f", "-"], Some(&changed), &[])
+        .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("conflict"), "{err}");
+    let out = c
+        .kubectl_in(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&changed),
+        )
+        .await;
+    assert!(out.contains("serverside-applied"));
+    assert_eq!(
+        c.get_json(&["deployment", "web"]).await["spec"]["replicas"],
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_formats_selectors_and_raw() {
+    let c = Cluster::start().await;
+    c.kubectl(&["create", "configmap", "a", "--from-literal=k=v"])
+        .await;
+    c.kubectl(&["create", "configmap", "b", "--from-literal=k=w"])
+        .await;
+    c.kubectl(&["label", "configmap", "a", "team=blue"]).await;
+    c.kubectl(&["annotate", "configmap", "a", "note=hello"])
+        .await;
+    let names = c
+        .kubectl(&[
+            "get",
+            "cm",
+            "-l",
+            "team=blue",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .await;
+    assert_eq!(names, "a");
+    let names = c
+        .kubectl(&[
+            "get",
+            "cm",
+            "-l",
+            "team!=blue",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .await;
+    assert_eq!(names, "b");
+    let names = c
+        .kubectl(&[
+            "get",
+            "cm",
+            "--field-selector",
+            "metadata.name=b",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(names.trim(), "configmap/b");
+    let yaml = c.kubectl(&["get", "cm", "a", "-o", "yaml"]).await;
+    assert!(
+        yaml.contains("note: hello") && yaml.contains("team: blue") && yaml.contains("k: v"),
+        "{yaml}"
+    );
+    let raw = c
+        .kubectl(&["get", "--raw", "/api/v1/namespaces/default/configmaps/a"])
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(v["data"]["k"], "v");
+    let err = c
+        .kubectl_fails(&["get", "cm", "--field-selector", "spec.nope=1"])
+        .await;
+    assert!(err.contains("field label not supported"), "{err}");
+    let err = c.kubectl_fails(&["get", "cm", "missing"]).await;
+    assert!(err.contains("configmaps \"missing\" not found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_types_label_annotate_and_edit() {
+    let c = Cluster::start().await;
+    c.kubectl_in(&["apply", "-f", "-"], Some(DEPLOYMENT)).await;
+    // Strategic merge: containers merge by name.
+    c.kubectl(&["patch", "deployment", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"server","image":"python:3.13"}]}}}}"#]).await;
+    let d = c.get_json(&["deployment", "web"]).await;
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0]["image"], "python:3.13");
+    assert_eq!(containers[0]["command"][0], "python3");
+    // Merge patch.
+    c.kubectl(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"labels":{"tier":null,"x":"y"}}}"#,
+    ])
+    .await;
+    let d = c.get_json(&["deployment", "web"]).await;
+    assert!(d["metadata"]["labels"]["tier"].is_null());
+    assert_eq!(d["metadata"]["labels"]["x"], "y");
+    // JSON patch.
+    c.kubectl(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+    ])
+    .await;
+    assert_eq!(
+        c.get_json(&["deployment", "web"]).await["spec"]["replicas"],
+        4
+    );
+    // A failing JSON patch test is refused.
+    let err = c
+        .kubectl_fails(&[
+            "patch",
+            "deployment",
+            "web",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"test","path":"/spec/replicas","value":9}]"#,
+        ])
+        .await;
+    assert!(!err.is_empty());
+    // Edit with a scripted editor.
+    let editor = c.dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/replicas: 4/replicas: 6/' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = c
+        .kubectl_output(
+            &["edit", "deployment", "web"],
+            None,
+            &[("KUBE_EDITOR", editor.to_str().unwrap())],
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        c.get_json(&["deployment", "web"]).await["spec"]["replicas"],
+        6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_create_and_delete_variants() {
+    let c = Cluster::start().await;
+    c.kubectl(&["create", "namespace", "shop"]).await;
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "api",
+        "--image=python:3.12",
+        "-n",
+        "shop",
+        "--replicas=2",
+    ])
+    .await;
+    c.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=s3cret",
+        "-n",
+        "shop",
+    ])
+    .await;
+    let s = c.get_json(&["secret", "creds", "-n", "shop"]).await;
+    assert_eq!(s["type"], "Opaque");
+    assert_eq!(s["data"]["password"], "czNjcmV0");
+    let out = c
+        .kubectl(&["scale", "deployment", "api", "-n", "shop", "--replicas=5"])
+        .await;
+    assert_eq!(out.trim(), "deployment.apps/api scaled");
+    assert_eq!(
+        c.get_json(&["deployment", "api", "-n", "shop"]).await["spec"]["replicas"],
+        5
+    );
+    // Orphan deletion leaves the orphan finalizer for the garbage collector.
+    let out = c
+        .kubectl(&[
+            "delete",
+            "deployment",
+            "api",
+            "-n",
+            "shop",
+            "--cascade=orphan",
+            "--wait=false",
+        ])
+        .await;
+    assert_eq!(out.trim(), "deployment.apps \"api\" deleted");
+    let d = c.get_json(&["deployment", "api", "-n", "shop"]).await;
+    assert!(d["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(d["metadata"]["finalizers"][0], "orphan");
+    // Removing the finalizer finishes the deletion.
+    c.kubectl(&[
+        "patch",
+        "deployment",
+        "api",
+        "-n",
+        "shop",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ])
+    .await;
+    c.kubectl_fails(&["get", "deployment", "api", "-n", "shop"])
+        .await;
+    // Background deletion is immediate for objects without finalizers.
+    c.kubectl(&[
+        "delete",
+        "secret",
+        "creds",
+        "-n",
+        "shop",
+        "--cascade=background",
+    ])
+    .await;
+    c.kubectl_fails(&["get", "secret", "creds", "-n", "shop"])
+        .await;
+    // Foreground deletion records its finalizer.
+    c.kubectl(&["create", "configmap", "fg", "-n", "shop"])
+        .await;
+    c.kubectl(&[
+        "delete",
+        "configmap",
+        "fg",
+        "-n",
+        "shop",
+        "--cascade=foreground",
+        "--wait=false",
+    ])
+    .await;
+    let cm = c.get_json(&["configmap", "fg", "-n", "shop"]).await;
+    assert_eq!(cm["metadata"]["finalizers"][0], "foregroundDeletion");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_explain_auth_and_wait() {
+    let c = Cluster::start().await;
+    let res = c.kubectl(&["api-resources"]).await;
+    assert!(
+        res.lines().any(|l| l.starts_with("deployments ")
+            && l.contains("deploy")
+            && l.contains("apps/v1")),
+        "{res}"
+    );
+    assert!(
+        res.lines()
+            .any(|l| l.starts_with("pods ") && l.contains("po")),
+        "{res}"
+    );
+    let versions = c.kubectl(&["api-versions"]).await;
+    assert!(versions.lines().any(|l| l == "apps/v1"));
+    assert!(versions.lines().any(|l| l == "v1"));
+    let explain = c.kubectl(&["explain", "deployment.spec.replicas"]).await;
+    assert!(
+        explain.contains("replicas") && explain.contains("integer"),
+        "{explain}"
+    );
+    let yes = c.kubectl(&["auth", "can-i", "create", "pods"]).await;
+    assert_eq!(yes.trim(), "yes");
+    let v = c.kubectl(&["version", "-o", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["serverVersion"]["minor"], "37");
+    c.kubectl(&["create", "configmap", "w"]).await;
+    c.kubectl(&["label", "configmap", "w", "ready=yes"]).await;
+    let out = c
+        .kubectl(&[
+            "wait",
+            "--for=jsonpath={.metadata.labels.ready}=yes",
+            "configmap/w",
+            "--timeout=10s",
+        ])
+        .await;
+    assert!(out.contains("condition met"), "{out}");
+    let out = c.kubectl(&["describe", "configmap", "w"]).await;
+    assert!(out.contains("Name:") && out.contains("ready=yes"), "{out}");
+}
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: webapps.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: webapps, singular: webapp, kind: WebApp, shortNames: [wa]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}
+    additionalPrinterColumns:
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [image]
+            properties:
+              image: {type: string}
+              replicas: {type: integer, minimum: 0}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_then_custom_resource() {
+    let c = Cluster::start().await;
+    let out = c.kubectl_in(&["apply", "-f", "-"], Some(CRD)).await;
+    assert!(
+        out.contains("customresourcedefinition.apiextensions.k8s.io/webapps.example.com created"),
+        "{out}"
+    );
+    let wa = "apiVersion: example.com/v1\nkind: WebApp\nmetadata: {name: shop}\nspec: {image: nginx, replicas: 2, extra: dropped}\n";
+    let out = c.kubectl_in(&["apply", "-f", "-"], Some(wa)).await;
+    assert!(out.contains("webapp.example.com/shop created"), "{out}");
+    let obj = c.get_json(&["wa", "shop"]).await;
+    assert_eq!(obj["spec"]["replicas"], 2);
+    assert!(obj["spec"]["extra"].is_null(), "unknown fields are pruned");
+    let table = c.kubectl(&["get", "webapps"]).await;
+    assert!(
+        table.lines().next().unwrap().contains("REPLICAS"),
+        "{table}"
+    );
+    c.kubectl(&["scale", "webapp", "shop", "--replicas=4"])
+        .await;
+    assert_eq!(c.get_json(&["wa", "shop"]).await["spec"]["replicas"], 4);
+    let bad =
+        "apiVersion: example.com/v1\nkind: WebApp\nmetadata: {name: bad}\nspec: {replicas: -1}\n";
+    let out = c
+        .kubectl_output(&["apply", "-f", "-"], Some(bad), &[])
+        .await;
+    assert!(!out.status.success());
+    let crd = c.get_json(&["crd", "webapps.example.com"]).await;
+    let established = crd["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Established" && c["status"] == "True");
+    assert!(established);
+    c.kubectl(&["delete", "crd", "webapps.example.com"]).await;
+    let err = c.kubectl_fails(&["get", "webapps"]).await;
+    assert!(
+        err.contains("the server doesn't have a resource type"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_streams_changes() {
+    let c = Cluster::start().await;
+    c.kubectl(&["create", "configmap", "first"]).await;
+    let kubeconfig = c.kubeconfig.clone();
+    let cache = c.dir.path().join("kube-cache");
+    let mut child = tokio::process::Command::new(common::kubectl_path())
+        .args(["get", "configmaps", "-w", "--output-watch-events"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("KUBECACHEDIR", &cache)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut created = false;
+    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, lines.next_line()).await {
+        seen.push(line.clone());
+        if line.contains("first") && !created {
+            created = true;
+            c.kubectl(&["create", "configmap", "second"]).await;
+        }
+        if line.contains("second") && line.contains("ADDED") {
+            break;
+        }
+    }
+    let _ = child.kill().await;
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("ADDED") && l.contains("second")),
+        "{seen:?}"
+    );
+}
