@@ -421,7 +421,18 @@ async fn crd_then_custom_resource() {
         "{out}"
     );
     let wa = "apiVersion: example.com/v1\nkind: WebApp\nmetadata: {name: shop}\nspec: {image: nginx, replicas: 2, extra: dropped}\n";
-    let out = c.kubectl_in(&["apply", "-f", "-"], Some(wa)).await;
+    // kubectl validates strictly by default: the server refuses unknown fields...
+    let out = c.kubectl_output(&["apply", "-f", "-"], Some(wa), &[]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("strict decoding error: unknown field \"spec.extra\""),
+        "{err}"
+    );
+    // ...and without validation it prunes them.
+    let out = c
+        .kubectl_in(&["apply", "--validate=false", "-f", "-"], Some(wa))
+        .await;
     assert!(out.contains("webapp.example.com/shop created"), "{out}");
     let obj = c.get_json(&["wa", "shop"]).await;
     assert_eq!(obj["spec"]["replicas"], 2);

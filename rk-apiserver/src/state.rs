@@ -123,6 +123,31 @@ impl ApiState {
         *self.openapi.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
     }
 
+    /// True if objects of `info` may be stored at another version than the
+    /// one `info` serves, so reads must convert them.
+    pub fn converts(&self, info: &ResourceInfo) -> bool {
+        if info.group == "events.k8s.io" && info.kind == "Event" {
+            return true;
+        }
+        self.custom_resource(info).is_some_and(|c| {
+            c.crd["spec"]["versions"]
+                .as_array()
+                .map(|v| v.len() > 1)
+                .unwrap_or(false)
+        })
+    }
+
+    /// The resource whose storage `info` shares, for registry checks
+    /// (`events.k8s.io/v1` events are stored as core `v1` events).
+    pub fn storage_info(&self, info: &Arc<ResourceInfo>) -> Arc<ResourceInfo> {
+        if info.group == "events.k8s.io" && info.kind == "Event" {
+            if let Some(core) = self.resource("", "v1", "events") {
+                return core;
+            }
+        }
+        info.clone()
+    }
+
     /// The watch cache of a resource.
     pub async fn cache(&self, info: &ResourceInfo) -> Result<Arc<WatchCache>, ApiError> {
         let prefix = info.storage_prefix();

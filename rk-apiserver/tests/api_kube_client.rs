@@ -399,3 +399,45 @@ async fn graceful_pod_deletion_and_binding() {
         .unwrap();
     assert_eq!(err_code(pods.get("p").await), 404);
 }
+
+#[tokio::test]
+async fn events_written_as_events_k8s_io_are_read_as_core_events() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let server = TestServer::start().await.unwrap();
+    let new_api: Api<Event> = Api::namespaced(server.client(), "default");
+    let ev: Event = serde_json::from_value(json!({
+        "metadata": {"name": "web.1"},
+        "eventTime": "2026-11-22T10:00:00.000000Z",
+        "reportingController": "rk/deployment-controller",
+        "reportingInstance": "rk-1",
+        "action": "Scaling",
+        "reason": "ScalingReplicaSet",
+        "type": "Normal",
+        "note": "Scaled up replica set web-1 to 3",
+        "regarding": {"kind": "Deployment", "namespace": "default", "name": "web", "apiVersion": "apps/v1"}
+    }))
+    .unwrap();
+    new_api.create(&PostParams::default(), &ev).await.unwrap();
+    let core: Api<CoreEvent> = Api::namespaced(server.client(), "default");
+    let got = core.get("web.1").await.unwrap();
+    assert_eq!(
+        got.message.as_deref(),
+        Some("Scaled up replica set web-1 to 3")
+    );
+    assert_eq!(got.involved_object.name.as_deref(), Some("web"));
+    assert_eq!(
+        got.reporting_component.as_deref(),
+        Some("rk/deployment-controller")
+    );
+    let listed = new_api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        listed.items[0].note.as_deref(),
+        Some("Scaled up replica set web-1 to 3")
+    );
+    let by_field = core
+        .list(&ListParams::default().fields("involvedObject.name=web"))
+        .await
+        .unwrap();
+    assert_eq!(by_field.items.len(), 1);
+}

@@ -302,9 +302,21 @@ pub async fn list(
         }
     };
     let rev = page.revision.to_string();
+    let bodies: Vec<Bytes> = if state.converts(info) {
+        page.items
+            .iter()
+            .map(|o| {
+                let v: Value = serde_json::from_slice(&o.bytes).unwrap_or(Value::Null);
+                let v = crate::registry::versions::to_served(info, v);
+                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+            })
+            .collect()
+    } else {
+        page.items.iter().map(|o| o.bytes.clone()).collect()
+    };
     match repr {
         Representation::Object => {
-            let items: Vec<&[u8]> = page.items.iter().map(|o| o.bytes.as_ref()).collect();
+            let items: Vec<&[u8]> = bodies.iter().map(|b| b.as_ref()).collect();
             let body = response::list_body(
                 &info.list_kind(),
                 &info.api_version(),
@@ -316,11 +328,10 @@ pub async fn list(
             Ok(response::json_bytes(200, Bytes::from(body)))
         }
         Representation::Metadata => {
-            let items: Vec<Vec<u8>> = page
-                .items
+            let items: Vec<Vec<u8>> = bodies
                 .iter()
-                .map(|o| {
-                    let v: Value = serde_json::from_slice(&o.bytes).unwrap_or(Value::Null);
+                .map(|b| {
+                    let v: Value = serde_json::from_slice(b).unwrap_or(Value::Null);
                     serde_json::to_vec(&response::partial_metadata(&v)).unwrap_or_default()
                 })
                 .collect();
@@ -336,10 +347,9 @@ pub async fn list(
             Ok(response::json_bytes(200, Bytes::from(body)))
         }
         Representation::Table => {
-            let objs: Vec<Value> = page
-                .items
+            let objs: Vec<Value> = bodies
                 .iter()
-                .filter_map(|o| serde_json::from_slice(&o.bytes).ok())
+                .filter_map(|b| serde_json::from_slice(b).ok())
                 .collect();
             let include = IncludeObject::parse(q.get("includeObject"));
             let t = convert::table(state, info, &objs, &rev, page.cont.as_deref(), include);

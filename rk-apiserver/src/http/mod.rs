@@ -200,6 +200,7 @@ async fn route(
             query,
             headers: parts.headers,
             body,
+            served: None,
         };
         return resource::handle(call).await;
     }

@@ -32,9 +32,44 @@ pub struct Call {
     pub headers: HeaderMap,
     /// The request body.
     pub body: Bytes,
+    /// The resource as the request addresses it (set by [`handle`]).
+    pub served: Option<Arc<ResourceInfo>>,
 }
 
 impl Call {
+    /// Convert a stored object to the served version.
+    fn out(&self, obj: Value) -> Value {
+        match &self.served {
+            Some(info) if self.state.converts(info) => {
+                crate::registry::versions::to_served(info, obj)
+            }
+            _ => obj,
+        }
+    }
+
+    /// Convert a request object to the stored version.
+    fn into_stored(&self, obj: Value) -> Value {
+        match &self.served {
+            Some(info) if self.state.converts(info) => {
+                crate::registry::versions::to_stored(info, obj)
+            }
+            _ => obj,
+        }
+    }
+
+    /// Render an object for the response: converted and in the negotiated
+    /// representation.
+    fn render(
+        &self,
+        fallback: &ResourceInfo,
+        obj: Value,
+        repr: Representation,
+        include: IncludeObject,
+    ) -> Value {
+        let info = self.served.as_deref().unwrap_or(fallback);
+        convert::single(&self.state, info, self.out(obj), repr, include)
+    }
+
     fn header(&self, name: header::HeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -122,7 +157,7 @@ fn depth(v: &Value) -> usize {
 }
 
 /// Serve a resource request.
-pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
+pub async fn handle(mut call: Call) -> Result<Response<Body>, ApiError> {
     let p = call.path.clone();
     let info = call
         .state
@@ -137,6 +172,8 @@ pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
         }
     }
     let repr = response::negotiate(call.header(header::ACCEPT))?;
+    call.served = Some(info.clone());
+    let stored_info = call.state.storage_info(&info);
     let ns = p.namespace.as_deref();
     let is_watch = p.legacy_watch || call.query.flag("watch");
     match (&call.method, p.name.as_deref(), p.subresource.as_deref()) {
@@ -150,12 +187,12 @@ pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
             require_verb(&info, "list")?;
             list::list(&call.state, &info, ns, &call.query, repr).await
         }
-        (&Method::POST, None, None) => create(&call, info, repr).await,
+        (&Method::POST, None, None) => create(&call, stored_info, repr).await,
         (&Method::DELETE, None, None) => delete_collection(&call, info).await,
         (_, None, Some(_)) => Err(ApiError::no_route()),
         (method, Some(name), sub) => {
             let target = Target {
-                info: info.clone(),
+                info: stored_info.clone(),
                 namespace: p.namespace.clone(),
                 name: name.to_string(),
             };
@@ -248,7 +285,7 @@ async fn get(
     let include = IncludeObject::parse(call.query.get("includeObject"));
     Ok(response::json(
         200,
-        &convert::single(&call.state, &target.info, obj, repr, include),
+        &call.render(&target.info, obj, repr, include),
     ))
 }
 
@@ -258,7 +295,7 @@ async fn create(
     repr: Representation,
 ) -> Result<Response<Body>, ApiError> {
     require_verb(&info, "create")?;
-    let body = call.json_body()?;
+    let body = call.into_stored(call.json_body()?);
     if !info.stored {
         return super::reviews::review(&info, body);
     }
@@ -276,7 +313,7 @@ async fn create(
         crate::crd::reconcile(&call.state, &out.object).await;
     }
     let include = IncludeObject::parse(call.query.get("includeObject"));
-    let obj = convert::single(&call.state, &info, out.object, repr, include);
+    let obj = call.render(&info, out.object, repr, include);
     Ok(response::json_with_warnings(201, &obj, &out.warnings))
 }
 
@@ -287,7 +324,7 @@ async fn update(
     repr: Representation,
 ) -> Result<Response<Body>, ApiError> {
     require_verb(&target.info, "update")?;
-    let body = call.json_body()?;
+    let body = call.into_stored(call.json_body()?);
     let opts = call.write_options()?;
     let out = store::update(&call.state, target, body, part, &opts).await?;
     if target.info.kind == "CustomResourceDefinition" && !opts.dry_run {
@@ -295,7 +332,7 @@ async fn update(
     }
     let code = if out.created { 201 } else { 200 };
     let include = IncludeObject::parse(call.query.get("includeObject"));
-    let obj = convert::single(&call.state, &target.info, out.object, repr, include);
+    let obj = call.render(&target.info, out.object, repr, include);
     Ok(response::json_with_warnings(code, &obj, &out.warnings))
 }
 
@@ -412,7 +449,7 @@ async fn patch(
                 let out =
                     store::create(&call.state, &info, target.namespace.as_deref(), obj, &opts)
                         .await?;
-                let obj = convert::single(&call.state, &info, out.object, repr, include);
+                let obj = call.render(&info, out.object, repr, include);
                 return Ok(response::json_with_warnings(201, &obj, &out.warnings));
             }
             Err(e) => return Err(e),
@@ -424,13 +461,14 @@ async fn patch(
                 .map_err(patch_error)
         })
         .await?;
-        let obj = convert::single(&call.state, &info, out.object, repr, include);
+        let obj = call.render(&info, out.object, repr, include);
         return Ok(response::json_with_warnings(200, &obj, &out.warnings));
     }
     let body = call.body.clone();
     let name = target.name.clone();
     let out = store::guaranteed_update(&call.state, target, None, part, &opts, |current| {
-        let patched = apply_patch(ty, &schema, current, &body, is_custom)?;
+        let served = call.out(current.clone());
+        let patched = call.into_stored(apply_patch(ty, &schema, &served, &body, is_custom)?);
         let want_rv = patched["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or("");
@@ -443,7 +481,7 @@ async fn patch(
         Ok(patched)
     })
     .await?;
-    let obj = convert::single(&call.state, &target.info, out.object, repr, include);
+    let obj = call.render(&target.info, out.object, repr, include);
     Ok(response::json_with_warnings(200, &obj, &out.warnings))
 }
 
@@ -509,7 +547,7 @@ async fn delete(call: &Call, target: &Target) -> Result<Response<Body>, ApiError
     require_verb(&target.info, "delete")?;
     let opts = delete_options(call)?;
     let (obj, _deleted) = store::delete(&call.state, target, &opts).await?;
-    Ok(response::json(200, &obj))
+    Ok(response::json(200, &call.out(obj)))
 }
 
 async fn delete_collection(

@@ -71,10 +71,16 @@ impl Watcher {
     }
 
     fn encode(&self, kind: &str, bytes: &Bytes) -> Bytes {
+        let converts = self.state.converts(&self.info);
         match self.repr {
-            Representation::Object => response::watch_frame(kind, bytes),
+            Representation::Object if !converts => response::watch_frame(kind, bytes),
             _ => {
                 let obj: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+                let obj = if converts {
+                    crate::registry::versions::to_served(&self.info, obj)
+                } else {
+                    obj
+                };
                 let out = convert::single(&self.state, &self.info, obj, self.repr, self.include);
                 response::watch_frame(kind, &serde_json::to_vec(&out).unwrap_or_default())
             }

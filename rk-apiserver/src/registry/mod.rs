@@ -11,3 +11,4 @@ pub mod subresources;
 pub mod table;
 pub mod typed;
 pub mod validation;
+pub mod versions;

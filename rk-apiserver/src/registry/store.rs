@@ -204,7 +204,7 @@ fn prepare(
             let schema = crate::schema::CrdSchema::from_value(schema)
                 .map_err(|e| ApiError::internal(format!("bad CRD schema: {e}")))?;
             let pruned = schema.prune(&mut obj);
-            unknown_field_policy(opts.field_validation, &pruned, &mut warnings)?;
+            unknown_field_policy(info, opts.field_validation, &pruned, &mut warnings)?;
             let causes = schema.validate(&obj);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(
@@ -218,7 +218,7 @@ fn prepare(
     } else {
         if opts.field_validation != FieldValidation::Ignore {
             let unknown = crate::schema::unknown_fields(&info.api_version(), &info.kind, &obj);
-            unknown_field_policy(opts.field_validation, &unknown, &mut warnings)?;
+            unknown_field_policy(info, opts.field_validation, &unknown, &mut warnings)?;
         }
         obj =
             super::typed::normalize(info, obj).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -267,6 +267,7 @@ fn schema_cause(c: crate::schema::Cause) -> StatusCause {
 }
 
 fn unknown_field_policy(
+    info: &ResourceInfo,
     policy: FieldValidation,
     unknown: &[String],
     warnings: &mut Vec<String>,
@@ -286,8 +287,10 @@ fn unknown_field_policy(
                 .map(|f| format!("unknown field \"{f}\""))
                 .collect();
             Err(ApiError::bad_request(format!(
-                "strict decoding error: {}",
-                list.join(", ")
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                list.join(", "),
+                kind = info.kind,
+                version = info.version,
             )))
         }
     }
