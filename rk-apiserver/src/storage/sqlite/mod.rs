@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod checkpoint;
 mod schema;
 mod writer;
 
@@ -45,7 +46,7 @@ use bytes::Bytes;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use self::schema::{EVENT_COLUMNS, backend, event_from_row};
+use self::schema::{EVENT_SELECT, backend, event_from_row};
 use self::writer::{Command, Op, Outcome, Writer, WriterConfig};
 use super::keys::{
     DEFAULT_MAX_VALUE_LEN, prefix_end, validate_key, validate_prefix, validate_value,
@@ -74,6 +75,9 @@ pub struct SqliteOptions {
     pub durability: Durability,
     /// The most writes committed in one transaction.
     pub max_batch: usize,
+    /// How long the writer may wait for more writes to join a commit, when
+    /// fewer are waiting than joined the last one (0 commits whatever is there).
+    pub group_commit_wait: Duration,
     /// Idle read connections kept open.
     pub read_connections: usize,
     /// How often to compact in the background; `None` compacts only on request.
@@ -94,6 +98,7 @@ impl Default for SqliteOptions {
         Self {
             durability: Durability::Full,
             max_batch: 1024,
+            group_commit_wait: Duration::from_micros(500),
             read_connections: 4,
             compact_interval: Some(Duration::from_secs(300)),
             compact_retain: 1000,
@@ -112,6 +117,7 @@ impl Default for SqliteOptions {
 pub struct SqliteStorage {
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
+    checkpointer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     max_value_len: usize,
     path: PathBuf,
@@ -185,8 +191,12 @@ impl SqliteStorage {
                 max_idle: options.read_connections.max(1),
             },
         });
+        let (checkpoint, checkpointer) =
+            checkpoint::spawn(&path, options.durability).map_err(backend)?;
         let config = WriterConfig {
             max_batch: options.max_batch.max(1),
+            group_commit_wait: options.group_commit_wait,
+            checkpoint,
             compact_interval: options.compact_interval,
             compact_retain: options.compact_retain.max(0),
         };
@@ -203,6 +213,7 @@ impl SqliteStorage {
         Ok(Self {
             commands: Some(commands),
             writer: Some(handle),
+            checkpointer: Some(checkpointer),
             shared,
             max_value_len: options.max_value_len,
             path,
@@ -266,10 +277,14 @@ impl SqliteStorage {
 impl Drop for SqliteStorage {
     fn drop(&mut self) {
         self.commands = None;
-        if let Some(writer) = self.writer.take()
-            && writer.join().is_err()
+        // The writer owns the checkpoint thread's sender: join it first.
+        for thread in [self.writer.take(), self.checkpointer.take()]
+            .into_iter()
+            .flatten()
         {
-            tracing::error!(path = %self.path.display(), "sqlite writer thread panicked");
+            if thread.join().is_err() {
+                tracing::error!(path = %self.path.display(), "sqlite storage thread panicked");
+            }
         }
     }
 }
@@ -530,8 +545,9 @@ impl Storage for SqliteStorage {
         let replay = self
             .read(move |conn| {
                 let sql = format!(
-                    "SELECT {EVENT_COLUMNS} FROM kine
-                     WHERE id > ?1 AND id <= ?2 AND name >= ?3 AND name < ?4 ORDER BY id"
+                    "{EVENT_SELECT}
+                     WHERE k.id > ?1 AND k.id <= ?2 AND k.name >= ?3 AND k.name < ?4
+                     ORDER BY k.id"
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
                 let rows = stmt.query_map((after, upto, &lo, &hi), event_from_row)?;

@@ -1,10 +1,12 @@
 //! The on-disk layout of the `sqlite` backend and its row decoding.
 //!
 //! One table in the style of kine: every write is a row whose `id` is its
-//! revision. A put row holds the new `value` and, for an update, the `old_value`
-//! it replaced; a delete row has `deleted = 1` and the last value in
-//! `old_value`. `prev_revision` is the revision of the row the write superseded
-//! (0 for a create), which is what compaction follows to find dead rows.
+//! revision. A put row holds the new `value`; a delete row has `deleted = 1` and
+//! the last value in `old_value`. `prev_revision` is the revision of the row the
+//! write superseded (0 for a create): an update's previous value is read from
+//! that row rather than stored twice (after compaction removed it, the event
+//! has no previous value, as with etcd), and compaction follows it to find dead
+//! rows.
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,9 +43,11 @@ pub(super) const META_COMPACT_REVISION: &str = "compact_revision";
 /// Meta key: rows with an id below this have been examined by compaction.
 pub(super) const META_COMPACT_SCANNED: &str = "compact_scanned";
 
-/// The columns [`event_from_row`] reads, in order.
-pub(super) const EVENT_COLUMNS: &str =
-    "id, name, created, deleted, create_revision, prev_revision, value, old_value";
+/// The rows [`event_from_row`] reads: `k` is the write, `p` the row it
+/// superseded. Add a `WHERE` on `k`.
+pub(super) const EVENT_SELECT: &str = "SELECT k.id, k.name, k.created, k.deleted,
+    k.create_revision, k.prev_revision, k.value, COALESCE(k.old_value, p.value)
+    FROM kine AS k LEFT JOIN kine AS p ON p.id = k.prev_revision AND k.prev_revision > 0";
 
 /// Opens the connection that writes: WAL mode, the chosen `synchronous` level,
 /// schema created.
@@ -66,8 +70,9 @@ pub(super) fn open_writer(path: &Path, durability: Durability) -> rusqlite::Resu
     };
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {synchronous};
-         PRAGMA cache_size = -65536;
+         PRAGMA cache_size = -8192;
          PRAGMA journal_size_limit = 67108864;
+         PRAGMA wal_autocheckpoint = 0;
          PRAGMA foreign_keys = OFF;"
     ))?;
     conn.execute_batch(SCHEMA)?;
@@ -136,14 +141,11 @@ pub(super) fn backend(error: rusqlite::Error) -> StorageError {
     StorageError::Backend(format!("sqlite: {error}"))
 }
 
-fn blob(row: &Row<'_>, index: usize) -> rusqlite::Result<Bytes> {
-    Ok(row
-        .get::<_, Option<Vec<u8>>>(index)?
-        .map(Bytes::from)
-        .unwrap_or_default())
+fn blob(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Bytes>> {
+    Ok(row.get::<_, Option<Vec<u8>>>(index)?.map(Bytes::from))
 }
 
-/// Decodes a row selected with [`EVENT_COLUMNS`] into the event it recorded.
+/// Decodes a row selected with [`EVENT_SELECT`] into the event it recorded.
 pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     let id: Revision = row.get(0)?;
     let name: String = row.get(1)?;
@@ -152,16 +154,20 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     let create_revision: Revision = row.get(4)?;
     let prev_revision: Revision = row.get(5)?;
     let old_value = blob(row, 7)?;
-    let prev = (!created).then(|| KeyValue {
-        key: name.clone(),
-        value: old_value.clone(),
-        create_revision,
-        mod_revision: prev_revision,
-    });
+    let prev = match (&old_value, created) {
+        (Some(value), false) => Some(KeyValue {
+            key: name.clone(),
+            value: value.clone(),
+            create_revision,
+            mod_revision: prev_revision,
+        }),
+        _ => None,
+    };
     if deleted {
+        let value = old_value.unwrap_or_default();
         let kv = KeyValue {
             key: name,
-            value: old_value,
+            value,
             create_revision,
             mod_revision: id,
         };
@@ -171,9 +177,10 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
             prev,
         });
     }
+    let value = blob(row, 6)?.unwrap_or_default();
     let kv = KeyValue {
         key: name,
-        value: blob(row, 6)?,
+        value,
         create_revision,
         mod_revision: id,
     };

@@ -13,11 +13,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::Shared;
@@ -26,6 +26,9 @@ use crate::storage::{Event, EventKind, KeyValue, Revision, StorageError};
 
 /// How many ids one compaction transaction examines.
 const COMPACT_CHUNK: Revision = 10_000;
+
+/// Rows written between two nudges of the checkpoint thread.
+const CHECKPOINT_EVERY_ROWS: usize = 1000;
 
 /// A write as submitted by a caller (already validated).
 pub(super) enum Op {
@@ -64,6 +67,8 @@ type IndexEntry = (Revision, Revision);
 /// Settings the writer needs.
 pub(super) struct WriterConfig {
     pub max_batch: usize,
+    pub group_commit_wait: Duration,
+    pub checkpoint: SyncSender<()>,
     pub compact_interval: Option<Duration>,
     pub compact_retain: Revision,
 }
@@ -80,6 +85,10 @@ pub(super) struct Writer {
     scanned: Revision,
     /// Callers waiting for the compaction in progress to finish.
     compact_waiters: Vec<Reply<()>>,
+    /// Rows written since the checkpoint thread was last nudged.
+    unchecked_rows: usize,
+    /// The number of writes in the last batch.
+    last_batch: usize,
 }
 
 /// The writes of one batch that are not committed yet.
@@ -130,6 +139,8 @@ impl Writer {
             compacted,
             scanned,
             compact_waiters: Vec::new(),
+            unchecked_rows: 0,
+            last_batch: 0,
         })
     }
 
@@ -162,12 +173,7 @@ impl Writer {
             match commands.recv_timeout(timeout) {
                 Ok(command) => {
                     self.dispatch(command, &mut writes);
-                    while writes.len() < self.config.max_batch {
-                        match commands.try_recv() {
-                            Ok(command) => self.dispatch(command, &mut writes),
-                            Err(_) => break,
-                        }
-                    }
+                    self.gather(&commands, &mut writes);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -192,6 +198,29 @@ impl Writer {
         tracing::debug!(revision = self.revision, "sqlite writer stopped");
     }
 
+    /// Collects the writes waiting after the first one. Writers acknowledged by
+    /// the last commit usually come straight back, so while fewer than that
+    /// many are here, wait for them a little (at most `group_commit_wait`):
+    /// one bigger commit beats two small ones.
+    fn gather(&mut self, commands: &Receiver<Command>, writes: &mut Vec<(Op, Reply<Outcome>)>) {
+        let expected = self.last_batch.min(self.config.max_batch);
+        let deadline = Instant::now() + self.config.group_commit_wait;
+        while writes.len() < self.config.max_batch {
+            let command = match commands.try_recv() {
+                Ok(command) => command,
+                Err(TryRecvError::Empty) if writes.len() < expected => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match commands.recv_timeout(left) {
+                        Ok(command) => command,
+                        Err(_) => break,
+                    }
+                }
+                Err(_) => break,
+            };
+            self.dispatch(command, writes);
+        }
+    }
+
     fn dispatch(&mut self, command: Command, writes: &mut Vec<(Op, Reply<Outcome>)>) {
         match command {
             Command::Write(op, reply) => writes.push((op, reply)),
@@ -213,13 +242,27 @@ impl Writer {
             revision: self.revision,
             events: Vec::new(),
         };
+        self.last_batch = writes.len();
         let mut answers: Vec<(Reply<Outcome>, Result<Outcome, StorageError>)> =
             Vec::with_capacity(writes.len());
+        // IMMEDIATE takes the write lock up front (waiting out a checkpoint
+        // if need be) instead of failing to upgrade a read snapshot later.
         let committed = (|| -> rusqlite::Result<()> {
-            let tx = self.conn.unchecked_transaction()?;
-            for (op, reply) in writes {
-                let answer = apply(&tx, &self.index, &mut staged, op)?;
-                answers.push((reply, answer));
+            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            let mut writes = writes.into_iter();
+            for (op, reply) in writes.by_ref() {
+                match apply(&tx, &self.index, &mut staged, op) {
+                    Ok(answer) => answers.push((reply, answer)),
+                    Err(error) => {
+                        let failed = backend(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                            Some(error.to_string()),
+                        ));
+                        answers.push((reply, Err(failed.clone())));
+                        answers.extend(writes.map(|(_, reply)| (reply, Err(failed.clone()))));
+                        return Err(error);
+                    }
+                }
             }
             tx.commit()
         })();
@@ -227,8 +270,8 @@ impl Writer {
             tracing::error!(%error, "sqlite write batch failed; rolled back");
             let error = backend(error);
             for (reply, answer) in answers {
-                let answer = answer.and(Err(error.clone()));
-                let _ = reply.send(answer);
+                // Writes that failed their own check keep that answer.
+                let _ = reply.send(answer.and(Err(error.clone())));
             }
             return;
         }
@@ -241,6 +284,12 @@ impl Writer {
                     self.index.remove(&key);
                 }
             }
+        }
+        self.unchecked_rows += staged.events.len();
+        if self.unchecked_rows >= CHECKPOINT_EVERY_ROWS {
+            self.unchecked_rows = 0;
+            // Full: a checkpoint is already pending, which is as good.
+            let _ = self.config.checkpoint.try_send(());
         }
         self.revision = staged.revision;
         self.shared.publish(staged.events, self.revision);
@@ -286,7 +335,7 @@ impl Writer {
         let low = self.scanned;
         let high = (low + COMPACT_CHUNK).min(target + 1);
         let done = (|| -> rusqlite::Result<usize> {
-            let tx = self.conn.unchecked_transaction()?;
+            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
             let mut deleted = tx
                 .prepare_cached(
                     "DELETE FROM kine WHERE id IN (
@@ -397,7 +446,8 @@ fn apply(
                 prev.create_revision,
                 prev.mod_revision,
                 &value[..],
-                &prev.value[..],
+                // The previous value is in the row `prev_revision` names.
+                None::<&[u8]>,
             ))?;
             let kv = KeyValue {
                 key: key.clone(),
