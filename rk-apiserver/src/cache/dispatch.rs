@@ -118,6 +118,15 @@ impl CacheSet {
         Ok(cache)
     }
 
+    /// Estimated memory of every cache and the JSON bytes of their objects.
+    pub async fn memory(&self) -> (usize, usize) {
+        let caches: Vec<Arc<WatchCache>> = self.caches.read().await.values().cloned().collect();
+        caches
+            .iter()
+            .map(|c| c.memory())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
     /// Drop the cache for `prefix`; its watchers' streams end.
     pub async fn remove(&self, prefix: &str) {
         if let Some(c) = self.caches.write().await.remove(prefix) {

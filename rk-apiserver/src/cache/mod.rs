@@ -285,6 +285,26 @@ impl WatchCache {
         Some(inner.rev.max(self.global.load(Ordering::Acquire)))
     }
 
+    /// Estimated memory of the cache (current objects, plus older versions
+    /// and event records kept only by the event ring) and the JSON bytes of
+    /// the current objects, for comparing the two.
+    pub fn memory(&self) -> (usize, usize) {
+        let inner = self.read();
+        let mut total: usize = inner.objects.values().map(|o| o.memory_bytes() + 64).sum();
+        let json: usize = inner.objects.values().map(|o| o.bytes.len()).sum();
+        for e in &inner.events {
+            total += std::mem::size_of::<CachedEvent>() + 16 + 8;
+            let current = inner
+                .objects
+                .get(&e.object.key)
+                .is_some_and(|o| Arc::ptr_eq(o, &e.object));
+            if !current {
+                total += e.object.memory_bytes();
+            }
+        }
+        (total, json)
+    }
+
     /// Number of live watchers.
     pub fn watcher_count(&self) -> usize {
         self.read()

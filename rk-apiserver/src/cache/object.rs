@@ -65,6 +65,25 @@ impl CachedObject {
         }
     }
 
+    /// An estimate of the heap this object holds: its bytes, its strings and
+    /// maps, and the struct itself behind its `Arc`.
+    pub fn memory_bytes(&self) -> usize {
+        const MAP_ENTRY_OVERHEAD: usize = 48;
+        std::mem::size_of::<Self>()
+            + 16
+            + self.key.capacity()
+            + self.bytes.len()
+            + self.namespace.as_ref().map_or(0, String::capacity)
+            + self.name.capacity()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| k.capacity() + v.capacity() + MAP_ENTRY_OVERHEAD)
+                .sum::<usize>()
+            + self.fields.capacity() * std::mem::size_of::<(&str, String)>()
+            + self.fields.iter().map(|(_, v)| v.capacity()).sum::<usize>()
+    }
+
     /// The value of a selectable field, as field selectors see it.
     pub fn field(&self, path: &str) -> Option<String> {
         match path {

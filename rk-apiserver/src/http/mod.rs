@@ -223,7 +223,22 @@ async fn route(
         ["version"] => Ok(response::json(200, &discovery::version())),
         ["healthz" | "livez" | "readyz", ..] => Ok(response::text(200, "ok")),
         ["metrics"] => {
-            let mut resp = response::text(200, state.metrics.render());
+            let (cache_bytes, json_bytes) = state.caches.memory().await;
+            let mut text = state.metrics.render();
+            // Gauges computed at scrape time, ahead of the exposition's `# EOF`.
+            let extra = format!(
+                "# HELP apiserver_watch_cache_memory_bytes Estimated heap held by the watch caches.\n\
+                 # TYPE apiserver_watch_cache_memory_bytes gauge\n\
+                 apiserver_watch_cache_memory_bytes {cache_bytes}\n\
+                 # HELP apiserver_watch_cache_object_json_bytes JSON bytes of the objects in the watch caches.\n\
+                 # TYPE apiserver_watch_cache_object_json_bytes gauge\n\
+                 apiserver_watch_cache_object_json_bytes {json_bytes}\n"
+            );
+            match text.rfind("# EOF") {
+                Some(i) => text.insert_str(i, &extra),
+                None => text.push_str(&extra),
+            }
+            let mut resp = response::text(200, text);
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 http::HeaderValue::from_static(

@@ -586,7 +586,7 @@ where
         }
         // An object being deleted whose last finalizer is gone is deleted now.
         let finalized = new["metadata"]["deletionTimestamp"].is_string()
-            && meta::finalizers(&new).is_empty()
+            && all_finalizers(info, &new).is_empty()
             && new["metadata"]["deletionGracePeriodSeconds"]
                 .as_i64()
                 .unwrap_or(0)
@@ -806,7 +806,7 @@ pub async fn delete(
             }
         }
         let grace = grace_period(info, &obj, opts.grace_period);
-        let finalizers = meta::finalizers(&new);
+        let finalizers = all_finalizers(info, &new);
         let already = obj["metadata"]["deletionTimestamp"].is_string();
         if finalizers.is_empty() && grace == 0 {
             if opts.dry_run {
@@ -847,6 +847,22 @@ pub async fn delete(
         }
     }
     Err(ApiError::conflict(&info.group, &info.plural, &target.name))
+}
+
+/// Everything that holds an object being deleted: `metadata.finalizers`,
+/// and for namespaces also `spec.finalizers` (emptied through `finalize`).
+fn all_finalizers(info: &ResourceInfo, obj: &Value) -> Vec<String> {
+    let mut f = meta::finalizers(obj);
+    if info.group.is_empty() && info.kind == "Namespace" {
+        f.extend(
+            obj["spec"]["finalizers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string)),
+        );
+    }
+    f
 }
 
 /// The grace period a delete uses: pods that run on a node get theirs (or the

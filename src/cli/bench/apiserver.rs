@@ -179,7 +179,7 @@ async fn http_creates(
     for t in tasks {
         lat.extend(t.await??);
     }
-    let rate = (per * clients) as f64 / start.elapsed().as_secs_f64();
+    let rate = total as f64 / start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.total_cmp(b));
     Ok((rate, lat))
 }
@@ -209,6 +209,24 @@ async fn list_latency(
     }
     lat.sort_by(|a, b| a.total_cmp(b));
     Ok((lat, items, bytes))
+}
+
+/// The watch cache's estimated memory and object JSON bytes, from `/metrics`.
+async fn cache_memory(addr: std::net::SocketAddr) -> anyhow::Result<(f64, f64)> {
+    let mut conn = Conn::connect(addr).await?;
+    let (_, body) = conn.request(Method::GET, "/metrics", None).await?;
+    let text = String::from_utf8_lossy(&body);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        value("apiserver_watch_cache_memory_bytes"),
+        value("apiserver_watch_cache_object_json_bytes"),
+    ))
 }
 
 /// Find `"t":"<digits>"` in a watch line: the send time in microseconds.
@@ -319,8 +337,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let idle_rss = rss_kib(pid);
 
     let raw = raw_storage_writes(dir.path(), args.clients, args.pods * 2).await?;
+    let cache_before = cache_memory(server.addr).await?;
     let (http_rate, create_lat) = http_creates(server.addr, args.clients, args.pods).await?;
     let loaded_rss = rss_kib(pid);
+    let cache_after = cache_memory(server.addr).await?;
     let (list_lat, items, list_bytes) = list_latency(server.addr, 50).await?;
     let (delays, complete) = watch_fanout(server.addr, args.watchers, args.events).await?;
 
@@ -359,6 +379,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         percentile(&delays, 0.5),
         percentile(&delays, 0.99),
         args.watchers
+    );
+    let (cache_bytes, json_bytes) = (
+        cache_after.0 - cache_before.0,
+        cache_after.1 - cache_before.1,
+    );
+    println!(
+        "| watch cache memory for {items} pods vs their JSON | {:.1} MB vs {:.1} MB ({:.2}x) |",
+        cache_bytes / 1e6,
+        json_bytes / 1e6,
+        cache_bytes / json_bytes.max(1.0)
     );
     println!("| idle server RSS | {:.1} MB |", idle_rss as f64 / 1024.0);
     println!(
