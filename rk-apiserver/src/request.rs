@@ -49,7 +49,10 @@ pub fn parse_resource_path(path: &str) -> Option<ResourcePath> {
         ..Default::default()
     };
     // namespaces/{ns}/{resource}/... , but /namespaces/{name}[/status] is the namespace itself.
-    if rest.len() >= 3 && rest[0] == "namespaces" {
+    // As upstream: `/namespaces/{name}/status` and `/finalize` are the
+    // namespace's own subresources, anything else after the name is a
+    // namespaced resource.
+    if rest.len() >= 3 && rest[0] == "namespaces" && !matches!(rest[2].as_str(), "status" | "finalize") {
         p.namespace = Some(rest[1].clone());
         rest.drain(0..2);
     }

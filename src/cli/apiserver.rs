@@ -42,6 +42,7 @@ async fn serve(
     bind: SocketAddr,
     storage: StorageConfig,
     data_dir: &std::path::Path,
+    with_controllers: bool,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -58,15 +59,29 @@ async fn serve(
         rk_apiserver::test_server::kubeconfig_for(&server.url()),
     )
     .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    let controllers = if with_controllers {
+        // The controllers talk to the API server over HTTP, as separate
+        // processes would.
+        let client = rk_apiserver::test_server::client_for(&server.url()).map_err(anyhow::Error::msg)?;
+        let selection: rk_controllers::controller_manager::Selection = "*".parse()?;
+        Some(tokio::spawn(async move {
+            if let Err(e) = rk_controllers::controller_manager::run(client, &selection, Default::default()).await {
+                tracing::error!(error = %e, "controller manager stopped");
+            }
+        }))
+    } else {
+        None
+    };
     eprintln!(
         "rk: API server at {}; run: export KUBECONFIG={}",
         server.url(),
         absolute(&kubeconfig).display()
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     eprintln!("rk: shutting down");
+    if let Some(c) = controllers {
+        c.abort();
+    }
     server.shutdown().await;
     Ok(())
 }
@@ -81,11 +96,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(s) => s.parse::<StorageConfig>().map_err(anyhow::Error::msg)?,
         None => StorageConfig::Sqlite(args.data_dir.join("state.db")),
     };
-    serve(args.bind, storage, &args.data_dir).await
+    serve(args.bind, storage, &args.data_dir, false).await
 }
 
-/// Run `rk up`: for now the API server on the embedded store; controllers,
-/// scheduler, kubelets and proxy join as they land.
+/// Run `rk up`: the API server on the embedded store with the controller
+/// manager; the scheduler, kubelets and proxy join as they land.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     if args.nodes != 1 || args.runtime != "process" {
         tracing::warn!("kubelets are not implemented yet; --nodes and --runtime are ignored");
@@ -95,6 +110,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         bind,
         StorageConfig::Sqlite(args.data_dir.join("state.db")),
         &args.data_dir,
+        true,
     )
     .await
 }

@@ -2,6 +2,7 @@
 
 mod apiserver;
 mod bench;
+mod controller_manager;
 
 use clap::{Parser, Subcommand};
 
@@ -26,7 +27,7 @@ pub enum Command {
     /// scheduler, kubelets and proxy).
     Up(apiserver::UpArgs),
     /// Run the controller manager.
-    ControllerManager(NotYet),
+    ControllerManager(controller_manager::Args),
     /// Run the scheduler.
     Scheduler(NotYet),
     /// Run a kubelet.
@@ -66,7 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Apiserver(args) => apiserver::run(args).await,
         Command::Up(args) => apiserver::up(args).await,
-        Command::ControllerManager(_) => not_yet("controller-manager"),
+        Command::ControllerManager(args) => controller_manager::run(args).await,
         Command::Scheduler(_) => not_yet("scheduler"),
         Command::Kubelet(_) => not_yet("kubelet"),
         Command::Proxy(_) => not_yet("proxy"),

@@ -359,6 +359,13 @@ fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     }
     if info.group.is_empty() && info.kind == "Namespace" {
         obj["status"] = json!({"phase": "Active"});
+        // The namespace controller's finalizer: content goes before the namespace.
+        let finalizers = obj["spec"]["finalizers"].as_array().cloned().unwrap_or_default();
+        if !finalizers.iter().any(|f| f == "kubernetes") {
+            let mut f = finalizers;
+            f.push(json!("kubernetes"));
+            obj["spec"]["finalizers"] = Value::Array(f);
+        }
     }
     let meta = meta_mut(obj);
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));

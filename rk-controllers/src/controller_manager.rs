@@ -1,0 +1,100 @@
+//! Running a chosen set of controllers, selected upstream's way:
+//! `--controllers=*,-garbage-collector` (all but one), `namespace` (just one).
+
+use std::str::FromStr;
+
+/// Every controller this crate provides, by its `--controllers` name.
+pub const ALL: &[&str] = &["garbage-collector", "namespace"];
+
+/// Which controllers to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    enabled: Vec<String>,
+}
+
+/// A `--controllers` value that names an unknown controller.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown controller {0:?}; known controllers: {known}", known = ALL.join(", "))]
+pub struct UnknownController(pub String);
+
+impl FromStr for Selection {
+    type Err = UnknownController;
+
+    /// Comma-separated names; `*` means every controller, `-name` removes one.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut enabled: Vec<String> = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if item == "*" {
+                for c in ALL {
+                    if !enabled.iter().any(|e| e == c) {
+                        enabled.push(c.to_string());
+                    }
+                }
+            } else if let Some(name) = item.strip_prefix('-') {
+                if !ALL.contains(&name) {
+                    return Err(UnknownController(name.to_string()));
+                }
+                enabled.retain(|e| e != name);
+            } else {
+                if !ALL.contains(&item) {
+                    return Err(UnknownController(item.to_string()));
+                }
+                if !enabled.iter().any(|e| e == item) {
+                    enabled.push(item.to_string());
+                }
+            }
+        }
+        Ok(Self { enabled })
+    }
+}
+
+impl Selection {
+    /// True if `name` is selected.
+    pub fn contains(&self, name: &str) -> bool {
+        self.enabled.iter().any(|e| e == name)
+    }
+}
+
+/// Options of the controller manager.
+#[derive(Clone, Debug, Default)]
+pub struct Options {}
+
+/// Errors of the controller manager.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// A controller task failed.
+    #[error("controller task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Run the selected controllers until they all stop.
+pub async fn run(client: kube::Client, selection: &Selection, _options: Options) -> Result<(), ManagerError> {
+    let mut tasks = Vec::new();
+    if selection.contains("garbage-collector") {
+        tasks.push(tokio::spawn(crate::controllers::garbage_collector::run(client.clone())));
+    }
+    if selection.contains("namespace") {
+        tasks.push(tokio::spawn(crate::controllers::namespace::run(client.clone())));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn star_minus_name_selects_all_but_one() {
+        let s: Selection = "*,-namespace".parse().unwrap();
+        assert!(s.contains("garbage-collector"));
+        assert!(!s.contains("namespace"));
+    }
+
+    #[test]
+    fn unknown_names_are_refused() {
+        assert_eq!("nope".parse::<Selection>(), Err(UnknownController("nope".into())));
+    }
+}

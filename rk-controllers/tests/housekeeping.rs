@@ -1,0 +1,127 @@
+//! The garbage collector and the namespace controller on a `TestServer`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::api::{Api, DeleteParams, PostParams};
+use rk_apiserver::TestServer;
+use serde_json::json;
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn owner_and_child(client: &kube::Client, ns: &str) -> (Api<ConfigMap>, Api<Secret>) {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let owner: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap();
+    let owner = cms.create(&PostParams::default(), &owner).await.unwrap();
+    let child: Secret = serde_json::from_value(json!({"metadata": {"name": "child", "ownerReferences": [{
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid.unwrap(),
+        "controller": true, "blockOwnerDeletion": true
+    }]}}))
+    .unwrap();
+    secrets.create(&PostParams::default(), &child).await.unwrap();
+    (cms, secrets)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_deletion_collects_dependents() {
+    let server = TestServer::start().await.unwrap();
+    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(server.client()));
+    let (cms, secrets) = owner_and_child(&server.client(), "default").await;
+    cms.delete("owner", &DeleteParams::background()).await.unwrap();
+    eventually("the child is collected", || async { secrets.get_opt("child").await.unwrap().is_none() }).await;
+    gc.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_deletion_deletes_the_owner_last() {
+    let server = TestServer::start().await.unwrap();
+    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(server.client()));
+    let (cms, secrets) = owner_and_child(&server.client(), "default").await;
+    // A finalizer on the child keeps it (and so the owner) around.
+    let p = json!({"metadata": {"finalizers": ["example.com/hold"]}});
+    secrets.patch("child", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&p)).await.unwrap();
+    cms.delete("owner", &DeleteParams::foreground()).await.unwrap();
+    eventually("the child is being deleted", || async {
+        secrets.get("child").await.unwrap().metadata.deletion_timestamp.is_some()
+    })
+    .await;
+    assert!(cms.get_opt("owner").await.unwrap().is_some(), "the owner waits for its dependents");
+    let p = json!({"metadata": {"finalizers": null}});
+    secrets.patch("child", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&p)).await.unwrap();
+    eventually("the owner goes once the child is gone", || async { cms.get_opt("owner").await.unwrap().is_none() }).await;
+    gc.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_deletion_keeps_dependents_without_the_reference() {
+    let server = TestServer::start().await.unwrap();
+    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(server.client()));
+    let (cms, secrets) = owner_and_child(&server.client(), "default").await;
+    cms.delete("owner", &DeleteParams::orphan()).await.unwrap();
+    eventually("the owner is gone", || async { cms.get_opt("owner").await.unwrap().is_none() }).await;
+    let child = secrets.get("child").await.unwrap();
+    assert!(child.metadata.owner_references.unwrap_or_default().is_empty());
+    gc.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_in_another_namespace_does_not_keep_a_dependent() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap()).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "other");
+    let owner = cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap()).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let child: Secret = serde_json::from_value(json!({"metadata": {"name": "child", "ownerReferences": [{
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid.unwrap()
+    }]}}))
+    .unwrap();
+    secrets.create(&PostParams::default(), &child).await.unwrap();
+    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(client.clone()));
+    eventually("the dependent with a cross-namespace owner is collected", || async {
+        secrets.get_opt("child").await.unwrap().is_none()
+    })
+    .await;
+    assert!(cms.get_opt("owner").await.unwrap().is_some());
+    gc.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_namespace_empties_and_removes_it() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let nc = tokio::spawn(rk_controllers::controllers::namespace::run(client.clone()));
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "doomed"}})).unwrap()).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
+    for i in 0..50 {
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}})).unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    nss.delete("doomed", &DeleteParams::default()).await.unwrap();
+    let ns = nss.get("doomed").await.unwrap();
+    assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
+    // Creating in a terminating namespace is refused.
+    let late: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "late"}})).unwrap();
+    match cms.create(&PostParams::default(), &late).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    eventually("the namespace is gone", || async { nss.get_opt("doomed").await.unwrap().is_none() }).await;
+    nc.abort();
+}
