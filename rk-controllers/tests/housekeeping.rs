@@ -125,3 +125,20 @@ async fn deleting_a_namespace_empties_and_removes_it() {
     eventually("the namespace is gone", || async { nss.get_opt("doomed").await.unwrap().is_none() }).await;
     nc.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_gets_a_default_service_account_back() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let sac = tokio::spawn(rk_controllers::controllers::service_account::run(client.clone()));
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap()).await.unwrap();
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "team");
+    eventually("the default account exists", || async { sas.get_opt("default").await.unwrap().is_some() }).await;
+    sas.delete("default", &DeleteParams::default()).await.unwrap();
+    eventually("the default account is recreated", || async { sas.get_opt("default").await.unwrap().is_some() }).await;
+    let system: Api<ServiceAccount> = Api::namespaced(client.clone(), "kube-system");
+    eventually("system namespaces have one too", || async { system.get_opt("default").await.unwrap().is_some() }).await;
+    sac.abort();
+}

@@ -2,3 +2,4 @@
 
 pub mod garbage_collector;
 pub mod namespace;
+pub mod service_account;
