@@ -180,6 +180,7 @@ pub async fn build_state(
         openapi: RwLock::new(Arc::new(openapi)),
         allocations: Default::default(),
         allocation_lock: tokio::sync::Mutex::new(()),
+        quota_lock: Arc::new(tokio::sync::Mutex::new(())),
     });
     for info in catalogue.iter().filter(|i| i.stored) {
         state.caches.add(&info.storage_prefix(), &info.kind).await?;

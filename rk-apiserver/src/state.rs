@@ -74,6 +74,8 @@ pub struct ApiState {
     pub allocations: crate::admission::Allocations,
     /// Serialises Service IP and port allocation.
     pub allocation_lock: tokio::sync::Mutex<()>,
+    /// Serialises creates checked against quotas until they are stored.
+    pub quota_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ApiState {

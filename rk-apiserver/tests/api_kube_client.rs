@@ -441,3 +441,64 @@ async fn events_written_as_events_k8s_io_are_read_as_core_events() {
         .unwrap();
     assert_eq!(by_field.items.len(), 1);
 }
+
+#[tokio::test]
+async fn quota_refuses_the_pod_that_would_exceed_it() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let server = TestServer::start().await.unwrap();
+    let quotas: Api<ResourceQuota> = Api::namespaced(server.client(), "default");
+    let q: ResourceQuota = serde_json::from_value(json!({"metadata": {"name": "small"}, "spec": {"hard": {"pods": "2", "requests.cpu": "1"}}})).unwrap();
+    quotas.create(&PostParams::default(), &q).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let pod = |name: &str, cpu: &str| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": cpu}}}]}})).unwrap()
+    };
+    pods.create(&PostParams::default(), &pod("a", "400m")).await.unwrap();
+    match pods.create(&PostParams::default(), &pod("big", "700m")).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403);
+            assert_eq!(
+                e.message,
+                "pods \"big\" is forbidden: exceeded quota: small, requested: requests.cpu=700m, used: requests.cpu=400m, limited: requests.cpu=1"
+            );
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    pods.create(&PostParams::default(), &pod("b", "100m")).await.unwrap();
+    match pods.create(&PostParams::default(), &pod("c", "100m")).await {
+        Err(kube::Error::Api(e)) => assert!(e.message.contains("exceeded quota: small, requested: pods=1, used: pods=2, limited: pods=2"), "{}", e.message),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    let no_requests: Pod = serde_json::from_value(json!({"metadata": {"name": "bare"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
+    pods.delete("b", &DeleteParams::default()).await.unwrap();
+    match pods.create(&PostParams::default(), &no_requests).await {
+        Err(kube::Error::Api(e)) => assert!(e.message.contains("must specify requests.cpu"), "{}", e.message),
+        other => panic!("expected 403, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn limit_ranges_default_and_bound_container_resources() {
+    use k8s_openapi::api::core::v1::LimitRange;
+    let server = TestServer::start().await.unwrap();
+    let ranges: Api<LimitRange> = Api::namespaced(server.client(), "default");
+    let lr: LimitRange = serde_json::from_value(json!({"metadata": {"name": "lr"}, "spec": {"limits": [{
+        "type": "Container", "default": {"memory": "256Mi"}, "defaultRequest": {"cpu": "100m"}, "max": {"memory": "1Gi"}, "min": {"cpu": "50m"}
+    }]}}))
+    .unwrap();
+    ranges.create(&PostParams::default(), &lr).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let p: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
+    let created = pods.create(&PostParams::default(), &p).await.unwrap();
+    let res = created.spec.unwrap().containers[0].resources.clone().unwrap();
+    assert_eq!(res.limits.unwrap()["memory"].0, "256Mi");
+    assert_eq!(res.requests.unwrap()["cpu"].0, "100m");
+    let big: Pod = serde_json::from_value(json!({"metadata": {"name": "big"}, "spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"memory": "2Gi"}}}]}})).unwrap();
+    match pods.create(&PostParams::default(), &big).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403);
+            assert!(e.message.contains("maximum memory usage per Container is 1Gi, but limit is 2Gi"), "{}", e.message);
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+}

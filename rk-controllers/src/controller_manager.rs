@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 /// Every controller this crate provides, by its `--controllers` name.
-pub const ALL: &[&str] = &["garbage-collector", "namespace", "serviceaccount"];
+pub const ALL: &[&str] = &["garbage-collector", "namespace", "serviceaccount", "resourcequota"];
 
 /// Which controllers to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +75,9 @@ pub async fn run(client: kube::Client, selection: &Selection, _options: Options)
     }
     if selection.contains("namespace") {
         tasks.push(tokio::spawn(crate::controllers::namespace::run(client.clone())));
+    }
+    if selection.contains("resourcequota") {
+        tasks.push(tokio::spawn(crate::controllers::resource_quota::run(client.clone())));
     }
     if selection.contains("serviceaccount") {
         tasks.push(tokio::spawn(crate::controllers::service_account::run(client.clone())));

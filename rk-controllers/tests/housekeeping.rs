@@ -142,3 +142,25 @@ async fn every_namespace_gets_a_default_service_account_back() {
     eventually("system namespaces have one too", || async { system.get_opt("default").await.unwrap().is_some() }).await;
     sac.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_status_reports_usage() {
+    use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let qc = tokio::spawn(rk_controllers::controllers::resource_quota::run(client.clone()));
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "default");
+    let q: ResourceQuota = serde_json::from_value(json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "5", "configmaps": "10"}}})).unwrap();
+    quotas.create(&PostParams::default(), &q).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for i in 0..2 {
+        let p: Pod = serde_json::from_value(json!({"metadata": {"name": format!("p{i}")}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    eventually("used shows two pods", || async {
+        let q = quotas.get("q").await.unwrap();
+        q.status.and_then(|s| s.used).and_then(|u| u.get("pods").map(|p| p.0 == "2")).unwrap_or(false)
+    })
+    .await;
+    qc.abort();
+}

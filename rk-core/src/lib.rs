@@ -30,3 +30,4 @@ pub mod labels;
 pub mod object;
 pub mod predicates;
 pub mod quantity;
+pub mod quota;

@@ -464,7 +464,7 @@ pub async fn create(
     prepare_for_create(info, &mut obj);
     let (mut obj, warnings) = prepare(state, info, obj, None, opts)?;
     admit_namespace(state, info, namespace).await?;
-    crate::admission::on_create(state, info, &mut obj).await?;
+    let _admitted = crate::admission::on_create(state, info, &mut obj).await?;
     if !opts.field_manager.is_empty() {
         crate::patch::record_update_manager(None, &mut obj, &opts.field_manager, &meta::now());
     }

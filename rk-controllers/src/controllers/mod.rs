@@ -2,4 +2,5 @@
 
 pub mod garbage_collector;
 pub mod namespace;
+pub mod resource_quota;
 pub mod service_account;

@@ -1,12 +1,10 @@
-//! Mutating admission steps that need cluster state: Service IP and NodePort
-//! allocation. (Namespace lifecycle lives in the registry's create path.)
+//! Service cluster IP and NodePort allocation.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rk_core::catalogue::ResourceInfo;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, StatusCause};
@@ -228,27 +226,7 @@ async fn allocate_service(
     Ok(())
 }
 
-/// Admission on create.
-pub async fn on_create(
-    state: &ApiState,
-    info: &ResourceInfo,
-    obj: &mut Value,
-) -> Result<(), ApiError> {
-    if info.group.is_empty() && info.kind == "Service" {
-        allocate_service(state, obj, None).await?;
-    }
-    Ok(())
-}
-
-/// Admission on update.
-pub async fn on_update(
-    state: &ApiState,
-    info: &ResourceInfo,
-    old: &Value,
-    new: &mut Value,
-) -> Result<(), ApiError> {
-    if info.group.is_empty() && info.kind == "Service" && new["spec"] != old["spec"] {
-        allocate_service(state, new, Some(old)).await?;
-    }
-    Ok(())
+/// Allocate (or keep) a Service's cluster IP and node ports.
+pub async fn admit(state: &ApiState, svc: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    allocate_service(state, svc, old).await
 }

@@ -1,0 +1,135 @@
+//! The resource quota controller: keeps every ResourceQuota's
+//! `status.hard` and `status.used` current, so `kubectl describe quota`
+//! shows real usage. (Enforcement happens at admission in the API server.)
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::watcher;
+use rk_core::quantity::{Format, ParsedQuantity};
+use rk_core::quota::{self, Usage};
+use serde_json::json;
+
+use crate::discovery::{self, Served};
+
+/// Full resync period.
+pub const RESYNC: Duration = Duration::from_secs(30);
+
+/// Errors of one sync.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaSyncError {
+    /// An API call failed.
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    /// A quota's quantities don't parse.
+    #[error("{0}")]
+    Quota(#[from] quota::QuotaError),
+    /// Discovery failed.
+    #[error("{0}")]
+    Discovery(#[from] discovery::DiscoveryError),
+}
+
+async fn usage(client: &kube::Client, served: &[Served], ns: &str, hard: &Usage) -> Result<Usage, QuotaSyncError> {
+    let mut used = Usage::new();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for pod in pods.list(&ListParams::default()).await?.items {
+        if quota::pod_is_terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        if let Ok(u) = quota::pod_usage(&pod) {
+            for (k, q) in u {
+                let e = used.entry(k).or_insert_with(ParsedQuantity::zero);
+                *e = *e + q;
+            }
+        }
+    }
+    for s in served.iter().filter(|s| s.namespaced && s.watchable) {
+        if s.resource.group.is_empty() && s.resource.plural == "pods" {
+            continue;
+        }
+        let names = quota::object_count_names(&s.resource.group, &s.resource.plural);
+        if !names.iter().any(|n| hard.contains_key(n)) {
+            continue;
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &s.resource);
+        let count = api.list_metadata(&ListParams::default()).await?.items.len() as i64;
+        for n in names {
+            used.insert(n, ParsedQuantity::new(count, Format::DecimalSI));
+        }
+    }
+    // Report only what the quota limits, zero when unused.
+    Ok(hard.keys().map(|k| (k.clone(), used.get(k).copied().unwrap_or_else(ParsedQuantity::zero))).collect())
+}
+
+/// Recompute the status of every quota in `ns`.
+pub async fn sync_namespace(client: &kube::Client, served: &[Served], ns: &str) -> Result<(), QuotaSyncError> {
+    let api: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
+    for q in api.list(&ListParams::default()).await?.items {
+        let name = q.metadata.name.clone().unwrap_or_default();
+        let hard_raw = q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
+        let hard = quota::parse_usage(&hard_raw)?;
+        let used = usage(client, served, ns, &hard).await?;
+        let used: BTreeMap<String, Quantity> = used.into_iter().map(|(k, v)| (k, Quantity::from(v))).collect();
+        let current = q.status.as_ref();
+        if current.and_then(|s| s.used.as_ref()) == Some(&used) && current.and_then(|s| s.hard.as_ref()) == Some(&hard_raw) {
+            continue;
+        }
+        let patch = json!({"status": {"hard": hard_raw, "used": used}});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(())
+}
+
+/// Run the controller: resync a namespace whenever its quotas or pods
+/// change, and everything every [`RESYNC`].
+pub async fn run(client: kube::Client) {
+    let quotas: Api<ResourceQuota> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let q_events = watcher(quotas, watcher::Config::default()).filter_map(|e| async move {
+        match e {
+            Ok(watcher::Event::Apply(q) | watcher::Event::InitApply(q)) => q.metadata.namespace,
+            _ => None,
+        }
+    });
+    let p_events = watcher(pods, watcher::Config::default()).filter_map(|e| async move {
+        match e {
+            Ok(watcher::Event::Apply(p) | watcher::Event::Delete(p)) => p.metadata.namespace,
+            _ => None,
+        }
+    });
+    let mut events = futures::stream::select(q_events.boxed(), p_events.boxed());
+    let mut served: Vec<Served> = Vec::new();
+    let mut last_discovery = tokio::time::Instant::now() - RESYNC;
+    let mut resync = tokio::time::interval(RESYNC);
+    loop {
+        let ns = tokio::select! {
+            ns = events.next() => match ns { Some(ns) => Some(ns), None => return },
+            _ = resync.tick() => None,
+        };
+        if last_discovery.elapsed() >= Duration::from_secs(10) || served.is_empty() {
+            if let Ok(s) = discovery::served(&client).await {
+                served = s;
+                last_discovery = tokio::time::Instant::now();
+            }
+        }
+        let namespaces: Vec<String> = match ns {
+            Some(ns) => vec![ns],
+            None => {
+                let all: Api<ResourceQuota> = Api::all(client.clone());
+                match all.list(&ListParams::default()).await {
+                    Ok(l) => l.items.into_iter().filter_map(|q| q.metadata.namespace).collect(),
+                    Err(_) => Vec::new(),
+                }
+            }
+        };
+        for ns in namespaces {
+            if let Err(e) = sync_namespace(&client, &served, &ns).await {
+                tracing::debug!(namespace = %ns, error = %e, "quota status sync failed");
+            }
+        }
+    }
+}
