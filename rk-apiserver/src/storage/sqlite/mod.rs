@@ -1,8 +1,8 @@
 //! The `sqlite` backend: the embedded default, one database file.
 //!
 //! Layout and write path follow kine: one row per write in a revision table
-//! (see [`schema`]), a single writer thread that group-commits every waiting
-//! write in one transaction (see [`writer`]), and an in-memory index of live keys
+//! (see `schema.rs`), a single writer thread that group-commits every waiting
+//! write in one transaction (see `writer.rs`), and an in-memory index of live keys
 //! for the compare-and-swap checks. Reads run on a small pool of read-only
 //! connections (WAL mode lets them proceed while the writer commits).
 //!
