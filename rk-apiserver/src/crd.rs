@@ -227,10 +227,10 @@ pub async fn reconcile(state: &ApiState, crd: &Value) {
                 Ok(cur)
             })
             .await;
-            if let Ok(obj) = r {
-                if meta::finalizers(&obj).is_empty() {
-                    let _ = store::delete(state, &target, &store::DeleteOptions::default()).await;
-                }
+            if let Ok(obj) = r
+                && meta::finalizers(&obj).is_empty()
+            {
+                let _ = store::delete(state, &target, &store::DeleteOptions::default()).await;
             }
         }
         return;

@@ -21,6 +21,11 @@
 //! # Ok(()) }
 //! ```
 
+// `ApiError` carries a whole `Status` (message, details, causes) and is only
+// built on the cold error path; boxing it would add an allocation to every
+// error for no gain on the success path.
+#![allow(clippy::result_large_err)]
+
 pub mod admission;
 pub mod cache;
 pub mod crd;

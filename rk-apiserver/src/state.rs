@@ -142,10 +142,11 @@ impl ApiState {
     /// The resource whose storage `info` shares, for registry checks
     /// (`events.k8s.io/v1` events are stored as core `v1` events).
     pub fn storage_info(&self, info: &Arc<ResourceInfo>) -> Arc<ResourceInfo> {
-        if info.group == "events.k8s.io" && info.kind == "Event" {
-            if let Some(core) = self.resource("", "v1", "events") {
-                return core;
-            }
+        if info.group == "events.k8s.io"
+            && info.kind == "Event"
+            && let Some(core) = self.resource("", "v1", "events")
+        {
+            return core;
         }
         info.clone()
     }

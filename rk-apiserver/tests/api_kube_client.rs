@@ -453,8 +453,13 @@ async fn quota_refuses_the_pod_that_would_exceed_it() {
     let pod = |name: &str, cpu: &str| -> Pod {
         serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": cpu}}}]}})).unwrap()
     };
-    pods.create(&PostParams::default(), &pod("a", "400m")).await.unwrap();
-    match pods.create(&PostParams::default(), &pod("big", "700m")).await {
+    pods.create(&PostParams::default(), &pod("a", "400m"))
+        .await
+        .unwrap();
+    match pods
+        .create(&PostParams::default(), &pod("big", "700m"))
+        .await
+    {
         Err(kube::Error::Api(e)) => {
             assert_eq!(e.code, 403);
             assert_eq!(
@@ -464,15 +469,27 @@ async fn quota_refuses_the_pod_that_would_exceed_it() {
         }
         other => panic!("expected 403, got {other:?}"),
     }
-    pods.create(&PostParams::default(), &pod("b", "100m")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("b", "100m"))
+        .await
+        .unwrap();
     match pods.create(&PostParams::default(), &pod("c", "100m")).await {
-        Err(kube::Error::Api(e)) => assert!(e.message.contains("exceeded quota: small, requested: pods=1, used: pods=2, limited: pods=2"), "{}", e.message),
+        Err(kube::Error::Api(e)) => assert!(
+            e.message.contains(
+                "exceeded quota: small, requested: pods=1, used: pods=2, limited: pods=2"
+            ),
+            "{}",
+            e.message
+        ),
         other => panic!("expected 403, got {other:?}"),
     }
     let no_requests: Pod = serde_json::from_value(json!({"metadata": {"name": "bare"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
     pods.delete("b", &DeleteParams::default()).await.unwrap();
     match pods.create(&PostParams::default(), &no_requests).await {
-        Err(kube::Error::Api(e)) => assert!(e.message.contains("must specify requests.cpu"), "{}", e.message),
+        Err(kube::Error::Api(e)) => assert!(
+            e.message.contains("must specify requests.cpu"),
+            "{}",
+            e.message
+        ),
         other => panic!("expected 403, got {other:?}"),
     }
 }
@@ -488,16 +505,27 @@ async fn limit_ranges_default_and_bound_container_resources() {
     .unwrap();
     ranges.create(&PostParams::default(), &lr).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(server.client(), "default");
-    let p: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
+    let p: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+    )
+    .unwrap();
     let created = pods.create(&PostParams::default(), &p).await.unwrap();
-    let res = created.spec.unwrap().containers[0].resources.clone().unwrap();
+    let res = created.spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap();
     assert_eq!(res.limits.unwrap()["memory"].0, "256Mi");
     assert_eq!(res.requests.unwrap()["cpu"].0, "100m");
     let big: Pod = serde_json::from_value(json!({"metadata": {"name": "big"}, "spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"memory": "2Gi"}}}]}})).unwrap();
     match pods.create(&PostParams::default(), &big).await {
         Err(kube::Error::Api(e)) => {
             assert_eq!(e.code, 403);
-            assert!(e.message.contains("maximum memory usage per Container is 1Gi, but limit is 2Gi"), "{}", e.message);
+            assert!(
+                e.message
+                    .contains("maximum memory usage per Container is 1Gi, but limit is 2Gi"),
+                "{}",
+                e.message
+            );
         }
         other => panic!("expected 403, got {other:?}"),
     }

@@ -4,7 +4,12 @@
 use std::str::FromStr;
 
 /// Every controller this crate provides, by its `--controllers` name.
-pub const ALL: &[&str] = &["garbage-collector", "namespace", "serviceaccount", "resourcequota"];
+pub const ALL: &[&str] = &[
+    "garbage-collector",
+    "namespace",
+    "serviceaccount",
+    "resourcequota",
+];
 
 /// Which controllers to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,19 +73,31 @@ pub enum ManagerError {
 }
 
 /// Run the selected controllers until they all stop.
-pub async fn run(client: kube::Client, selection: &Selection, _options: Options) -> Result<(), ManagerError> {
+pub async fn run(
+    client: kube::Client,
+    selection: &Selection,
+    _options: Options,
+) -> Result<(), ManagerError> {
     let mut tasks = Vec::new();
     if selection.contains("garbage-collector") {
-        tasks.push(tokio::spawn(crate::controllers::garbage_collector::run(client.clone())));
+        tasks.push(tokio::spawn(crate::controllers::garbage_collector::run(
+            client.clone(),
+        )));
     }
     if selection.contains("namespace") {
-        tasks.push(tokio::spawn(crate::controllers::namespace::run(client.clone())));
+        tasks.push(tokio::spawn(crate::controllers::namespace::run(
+            client.clone(),
+        )));
     }
     if selection.contains("resourcequota") {
-        tasks.push(tokio::spawn(crate::controllers::resource_quota::run(client.clone())));
+        tasks.push(tokio::spawn(crate::controllers::resource_quota::run(
+            client.clone(),
+        )));
     }
     if selection.contains("serviceaccount") {
-        tasks.push(tokio::spawn(crate::controllers::service_account::run(client.clone())));
+        tasks.push(tokio::spawn(crate::controllers::service_account::run(
+            client.clone(),
+        )));
     }
     for t in tasks {
         t.await?;
@@ -101,6 +118,9 @@ mod tests {
 
     #[test]
     fn unknown_names_are_refused() {
-        assert_eq!("nope".parse::<Selection>(), Err(UnknownController("nope".into())));
+        assert_eq!(
+            "nope".parse::<Selection>(),
+            Err(UnknownController("nope".into()))
+        );
     }
 }

@@ -55,6 +55,14 @@ pub fn find<'a>(served: &'a [Served], api_version: &str, kind: &str) -> Option<&
     let gvk = GroupVersionKind::gvk(group, version, kind);
     served
         .iter()
-        .find(|s| s.resource.group == gvk.group && s.resource.kind == gvk.kind && s.resource.version == gvk.version)
-        .or_else(|| served.iter().find(|s| s.resource.group == gvk.group && s.resource.kind == gvk.kind))
+        .find(|s| {
+            s.resource.group == gvk.group
+                && s.resource.kind == gvk.kind
+                && s.resource.version == gvk.version
+        })
+        .or_else(|| {
+            served
+                .iter()
+                .find(|s| s.resource.group == gvk.group && s.resource.kind == gvk.kind)
+        })
 }

@@ -32,49 +32,100 @@ async fn owner_and_child(client: &kube::Client, ns: &str) -> (Api<ConfigMap>, Ap
         "controller": true, "blockOwnerDeletion": true
     }]}}))
     .unwrap();
-    secrets.create(&PostParams::default(), &child).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &child)
+        .await
+        .unwrap();
     (cms, secrets)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_deletion_collects_dependents() {
     let server = TestServer::start().await.unwrap();
-    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(server.client()));
+    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(
+        server.client(),
+    ));
     let (cms, secrets) = owner_and_child(&server.client(), "default").await;
-    cms.delete("owner", &DeleteParams::background()).await.unwrap();
-    eventually("the child is collected", || async { secrets.get_opt("child").await.unwrap().is_none() }).await;
+    cms.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually("the child is collected", || async {
+        secrets.get_opt("child").await.unwrap().is_none()
+    })
+    .await;
     gc.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreground_deletion_deletes_the_owner_last() {
     let server = TestServer::start().await.unwrap();
-    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(server.client()));
+    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(
+        server.client(),
+    ));
     let (cms, secrets) = owner_and_child(&server.client(), "default").await;
     // A finalizer on the child keeps it (and so the owner) around.
     let p = json!({"metadata": {"finalizers": ["example.com/hold"]}});
-    secrets.patch("child", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&p)).await.unwrap();
-    cms.delete("owner", &DeleteParams::foreground()).await.unwrap();
+    secrets
+        .patch(
+            "child",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&p),
+        )
+        .await
+        .unwrap();
+    cms.delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
     eventually("the child is being deleted", || async {
-        secrets.get("child").await.unwrap().metadata.deletion_timestamp.is_some()
+        secrets
+            .get("child")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
     })
     .await;
-    assert!(cms.get_opt("owner").await.unwrap().is_some(), "the owner waits for its dependents");
+    assert!(
+        cms.get_opt("owner").await.unwrap().is_some(),
+        "the owner waits for its dependents"
+    );
     let p = json!({"metadata": {"finalizers": null}});
-    secrets.patch("child", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&p)).await.unwrap();
-    eventually("the owner goes once the child is gone", || async { cms.get_opt("owner").await.unwrap().is_none() }).await;
+    secrets
+        .patch(
+            "child",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&p),
+        )
+        .await
+        .unwrap();
+    eventually("the owner goes once the child is gone", || async {
+        cms.get_opt("owner").await.unwrap().is_none()
+    })
+    .await;
     gc.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_deletion_keeps_dependents_without_the_reference() {
     let server = TestServer::start().await.unwrap();
-    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(server.client()));
+    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(
+        server.client(),
+    ));
     let (cms, secrets) = owner_and_child(&server.client(), "default").await;
     cms.delete("owner", &DeleteParams::orphan()).await.unwrap();
-    eventually("the owner is gone", || async { cms.get_opt("owner").await.unwrap().is_none() }).await;
+    eventually("the owner is gone", || async {
+        cms.get_opt("owner").await.unwrap().is_none()
+    })
+    .await;
     let child = secrets.get("child").await.unwrap();
-    assert!(child.metadata.owner_references.unwrap_or_default().is_empty());
+    assert!(
+        child
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
     gc.abort();
 }
 
@@ -83,19 +134,36 @@ async fn owner_in_another_namespace_does_not_keep_a_dependent() {
     let server = TestServer::start().await.unwrap();
     let client = server.client();
     let nss: Api<Namespace> = Api::all(client.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap()).await.unwrap();
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "other");
-    let owner = cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap()).await.unwrap();
+    let owner = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "owner"}})).unwrap(),
+        )
+        .await
+        .unwrap();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let child: Secret = serde_json::from_value(json!({"metadata": {"name": "child", "ownerReferences": [{
         "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid.unwrap()
     }]}}))
     .unwrap();
-    secrets.create(&PostParams::default(), &child).await.unwrap();
-    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(client.clone()));
-    eventually("the dependent with a cross-namespace owner is collected", || async {
-        secrets.get_opt("child").await.unwrap().is_none()
-    })
+    secrets
+        .create(&PostParams::default(), &child)
+        .await
+        .unwrap();
+    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(
+        client.clone(),
+    ));
+    eventually(
+        "the dependent with a cross-namespace owner is collected",
+        || async { secrets.get_opt("child").await.unwrap().is_none() },
+    )
     .await;
     assert!(cms.get_opt("owner").await.unwrap().is_some());
     gc.abort();
@@ -107,13 +175,21 @@ async fn deleting_a_namespace_empties_and_removes_it() {
     let client = server.client();
     let nc = tokio::spawn(rk_controllers::controllers::namespace::run(client.clone()));
     let nss: Api<Namespace> = Api::all(client.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "doomed"}})).unwrap()).await.unwrap();
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "doomed"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
     for i in 0..50 {
-        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}})).unwrap();
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}})).unwrap();
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
-    nss.delete("doomed", &DeleteParams::default()).await.unwrap();
+    nss.delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
     let ns = nss.get("doomed").await.unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
     // Creating in a terminating namespace is refused.
@@ -122,7 +198,10 @@ async fn deleting_a_namespace_empties_and_removes_it() {
         Err(kube::Error::Api(e)) => assert_eq!(e.code, 403),
         other => panic!("expected 403, got {other:?}"),
     }
-    eventually("the namespace is gone", || async { nss.get_opt("doomed").await.unwrap().is_none() }).await;
+    eventually("the namespace is gone", || async {
+        nss.get_opt("doomed").await.unwrap().is_none()
+    })
+    .await;
     nc.abort();
 }
 
@@ -131,15 +210,33 @@ async fn every_namespace_gets_a_default_service_account_back() {
     use k8s_openapi::api::core::v1::ServiceAccount;
     let server = TestServer::start().await.unwrap();
     let client = server.client();
-    let sac = tokio::spawn(rk_controllers::controllers::service_account::run(client.clone()));
+    let sac = tokio::spawn(rk_controllers::controllers::service_account::run(
+        client.clone(),
+    ));
     let nss: Api<Namespace> = Api::all(client.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap()).await.unwrap();
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "team");
-    eventually("the default account exists", || async { sas.get_opt("default").await.unwrap().is_some() }).await;
-    sas.delete("default", &DeleteParams::default()).await.unwrap();
-    eventually("the default account is recreated", || async { sas.get_opt("default").await.unwrap().is_some() }).await;
+    eventually("the default account exists", || async {
+        sas.get_opt("default").await.unwrap().is_some()
+    })
+    .await;
+    sas.delete("default", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the default account is recreated", || async {
+        sas.get_opt("default").await.unwrap().is_some()
+    })
+    .await;
     let system: Api<ServiceAccount> = Api::namespaced(client.clone(), "kube-system");
-    eventually("system namespaces have one too", || async { system.get_opt("default").await.unwrap().is_some() }).await;
+    eventually("system namespaces have one too", || async {
+        system.get_opt("default").await.unwrap().is_some()
+    })
+    .await;
     sac.abort();
 }
 
@@ -148,9 +245,14 @@ async fn quota_status_reports_usage() {
     use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
     let server = TestServer::start().await.unwrap();
     let client = server.client();
-    let qc = tokio::spawn(rk_controllers::controllers::resource_quota::run(client.clone()));
+    let qc = tokio::spawn(rk_controllers::controllers::resource_quota::run(
+        client.clone(),
+    ));
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "default");
-    let q: ResourceQuota = serde_json::from_value(json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "5", "configmaps": "10"}}})).unwrap();
+    let q: ResourceQuota = serde_json::from_value(
+        json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "5", "configmaps": "10"}}}),
+    )
+    .unwrap();
     quotas.create(&PostParams::default(), &q).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     for i in 0..2 {
@@ -159,7 +261,10 @@ async fn quota_status_reports_usage() {
     }
     eventually("used shows two pods", || async {
         let q = quotas.get("q").await.unwrap();
-        q.status.and_then(|s| s.used).and_then(|u| u.get("pods").map(|p| p.0 == "2")).unwrap_or(false)
+        q.status
+            .and_then(|s| s.used)
+            .and_then(|u| u.get("pods").map(|p| p.0 == "2"))
+            .unwrap_or(false)
     })
     .await;
     qc.abort();

@@ -29,11 +29,21 @@ pub type Usage = BTreeMap<String, ParsedQuantity>;
 /// `count/<plural>[.<group>]`, plus the legacy short names upstream keeps
 /// for core kinds (`configmaps`, `secrets`, `services`, ...).
 pub fn object_count_names(group: &str, plural: &str) -> Vec<String> {
-    let mut names = vec![if group.is_empty() { format!("count/{plural}") } else { format!("count/{plural}.{group}") }];
+    let mut names = vec![if group.is_empty() {
+        format!("count/{plural}")
+    } else {
+        format!("count/{plural}.{group}")
+    }];
     if group.is_empty()
         && matches!(
             plural,
-            "pods" | "services" | "configmaps" | "secrets" | "replicationcontrollers" | "resourcequotas" | "persistentvolumeclaims"
+            "pods"
+                | "services"
+                | "configmaps"
+                | "secrets"
+                | "replicationcontrollers"
+                | "resourcequotas"
+                | "persistentvolumeclaims"
         )
     {
         names.push(plural.to_string());
@@ -42,13 +52,18 @@ pub fn object_count_names(group: &str, plural: &str) -> Vec<String> {
 }
 
 fn add(usage: &mut Usage, name: &str, q: ParsedQuantity) {
-    let entry = usage.entry(name.to_string()).or_insert_with(ParsedQuantity::zero);
-    *entry = *entry + q;
+    let entry = usage
+        .entry(name.to_string())
+        .or_insert_with(ParsedQuantity::zero);
+    *entry += q;
 }
 
 /// True if a pod no longer counts against quota (terminal).
 pub fn pod_is_terminal(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded") | Some("Failed"))
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded") | Some("Failed")
+    )
 }
 
 /// What one pod counts against a quota: `pods`, `count/pods`, and the
@@ -60,17 +75,31 @@ pub fn pod_usage(pod: &Pod) -> Result<Usage, QuantityError> {
     let one = ParsedQuantity::new(1, crate::quantity::Format::DecimalSI);
     add(&mut usage, "pods", one);
     add(&mut usage, "count/pods", one);
-    let Some(spec) = pod.spec.as_ref() else { return Ok(usage) };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(usage);
+    };
     for (kind, prefix) in [("requests", "requests."), ("limits", "limits.")] {
         let mut sum: Usage = Usage::new();
         for c in &spec.containers {
-            let list = c.resources.as_ref().and_then(|r| if kind == "requests" { r.requests.as_ref() } else { r.limits.as_ref() });
+            let list = c.resources.as_ref().and_then(|r| {
+                if kind == "requests" {
+                    r.requests.as_ref()
+                } else {
+                    r.limits.as_ref()
+                }
+            });
             for (name, q) in list.into_iter().flatten() {
                 add(&mut sum, name, ParsedQuantity::try_from(q)?);
             }
         }
         for c in spec.init_containers.iter().flatten() {
-            let list = c.resources.as_ref().and_then(|r| if kind == "requests" { r.requests.as_ref() } else { r.limits.as_ref() });
+            let list = c.resources.as_ref().and_then(|r| {
+                if kind == "requests" {
+                    r.requests.as_ref()
+                } else {
+                    r.limits.as_ref()
+                }
+            });
             for (name, q) in list.into_iter().flatten() {
                 let q = ParsedQuantity::try_from(q)?;
                 let e = sum.entry(name.clone()).or_insert_with(ParsedQuantity::zero);
@@ -120,8 +149,15 @@ pub fn check(hard: &Usage, used: &Usage, delta: &Usage) -> Result<(), QuotaViola
         let missing: Vec<String> = hard
             .keys()
             .filter(|k| {
-                matches!(k.as_str(), "requests.cpu" | "requests.memory" | "limits.cpu" | "limits.memory" | "cpu" | "memory")
-                    && !delta.contains_key(k.as_str())
+                matches!(
+                    k.as_str(),
+                    "requests.cpu"
+                        | "requests.memory"
+                        | "limits.cpu"
+                        | "limits.memory"
+                        | "cpu"
+                        | "memory"
+                ) && !delta.contains_key(k.as_str())
             })
             .cloned()
             .collect();
@@ -131,7 +167,9 @@ pub fn check(hard: &Usage, used: &Usage, delta: &Usage) -> Result<(), QuotaViola
     }
     let mut over = Vec::new();
     for (name, want) in delta {
-        let Some(limit) = hard.get(name) else { continue };
+        let Some(limit) = hard.get(name) else {
+            continue;
+        };
         let now = used.get(name).copied().unwrap_or_else(ParsedQuantity::zero);
         if now + *want > *limit {
             over.push(name.clone());
@@ -142,15 +180,36 @@ pub fn check(hard: &Usage, used: &Usage, delta: &Usage) -> Result<(), QuotaViola
     }
     over.sort();
     let join = |m: &Usage| -> String {
-        over.iter().map(|n| format!("{n}={}", m.get(n).copied().unwrap_or_else(ParsedQuantity::zero))).collect::<Vec<_>>().join(",")
+        over.iter()
+            .map(|n| {
+                format!(
+                    "{n}={}",
+                    m.get(n).copied().unwrap_or_else(ParsedQuantity::zero)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     };
-    Err(QuotaViolation::Exceeded { requested: join(delta), used: join(used), limited: join(hard) })
+    Err(QuotaViolation::Exceeded {
+        requested: join(delta),
+        used: join(used),
+        limited: join(hard),
+    })
 }
 
 /// Parse a quota's `spec.hard` / `status.used` map.
-pub fn parse_usage(map: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Result<Usage, QuotaError> {
+pub fn parse_usage(
+    map: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+) -> Result<Usage, QuotaError> {
     map.iter()
-        .map(|(k, v)| ParsedQuantity::try_from(v).map(|q| (k.clone(), q)).map_err(|e| QuotaError { resource: k.clone(), error: e }))
+        .map(|(k, v)| {
+            ParsedQuantity::try_from(v)
+                .map(|q| (k.clone(), q))
+                .map_err(|e| QuotaError {
+                    resource: k.clone(),
+                    error: e,
+                })
+        })
         .collect()
 }
 
@@ -185,7 +244,11 @@ mod tests {
         .unwrap();
         let u = pod_usage(&pod).unwrap();
         assert_eq!(u["pods"], q("1"));
-        assert_eq!(u["requests.cpu"], q("1"), "an init container's larger request wins");
+        assert_eq!(
+            u["requests.cpu"],
+            q("1"),
+            "an init container's larger request wins"
+        );
         assert_eq!(u["cpu"], q("1"));
         assert_eq!(u["requests.memory"], q("64Mi"));
         assert_eq!(u["limits.cpu"], q("200m"));
@@ -198,7 +261,11 @@ mod tests {
         let delta: Usage = [("pods".to_string(), q("1"))].into();
         assert_eq!(
             check(&hard, &used, &delta),
-            Err(QuotaViolation::Exceeded { requested: "pods=1".into(), used: "pods=2".into(), limited: "pods=2".into() })
+            Err(QuotaViolation::Exceeded {
+                requested: "pods=1".into(),
+                used: "pods=2".into(),
+                limited: "pods=2".into()
+            })
         );
         let used: Usage = [("pods".to_string(), q("1"))].into();
         assert_eq!(check(&hard, &used, &delta), Ok(()));
@@ -208,6 +275,9 @@ mod tests {
     fn compute_quota_requires_pods_to_state_requests() {
         let hard: Usage = [("requests.cpu".to_string(), q("1"))].into();
         let delta: Usage = [("pods".to_string(), q("1"))].into();
-        assert_eq!(check(&hard, &Usage::new(), &delta), Err(QuotaViolation::MustSpecify(vec!["requests.cpu".into()])));
+        assert_eq!(
+            check(&hard, &Usage::new(), &delta),
+            Err(QuotaViolation::MustSpecify(vec!["requests.cpu".into()]))
+        );
     }
 }

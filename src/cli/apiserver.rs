@@ -62,10 +62,14 @@ async fn serve(
     let controllers = if with_controllers {
         // The controllers talk to the API server over HTTP, as separate
         // processes would.
-        let client = rk_apiserver::test_server::client_for(&server.url()).map_err(anyhow::Error::msg)?;
+        let client =
+            rk_apiserver::test_server::client_for(&server.url()).map_err(anyhow::Error::msg)?;
         let selection: rk_controllers::controller_manager::Selection = "*".parse()?;
         Some(tokio::spawn(async move {
-            if let Err(e) = rk_controllers::controller_manager::run(client, &selection, Default::default()).await {
+            if let Err(e) =
+                rk_controllers::controller_manager::run(client, &selection, Default::default())
+                    .await
+            {
                 tracing::error!(error = %e, "controller manager stopped");
             }
         }))
@@ -77,7 +81,9 @@ async fn serve(
         server.url(),
         absolute(&kubeconfig).display()
     );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     eprintln!("rk: shutting down");
     if let Some(c) = controllers {
         c.abort();

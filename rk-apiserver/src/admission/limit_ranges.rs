@@ -19,8 +19,12 @@ fn quantity(v: &Value) -> Option<ParsedQuantity> {
 
 /// Apply the namespace's LimitRanges to a pod.
 pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
-    let Some(ns) = pod["metadata"]["namespace"].as_str().map(str::to_string) else { return Ok(()) };
-    let Some(info) = state.resource("", "v1", "limitranges") else { return Ok(()) };
+    let Some(ns) = pod["metadata"]["namespace"].as_str().map(str::to_string) else {
+        return Ok(());
+    };
+    let Some(info) = state.resource("", "v1", "limitranges") else {
+        return Ok(());
+    };
     let cache = state.cache(&info).await?;
     let ranges: Vec<Value> = cache
         .snapshot(&format!("{}{ns}/", info.storage_prefix()))
@@ -34,9 +38,16 @@ pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let forbidden = |msg: String| ApiError::forbidden("", "pods", &name, &msg);
     for range in &ranges {
-        for limit in range["spec"]["limits"].as_array().into_iter().flatten().filter(|l| l["type"] == "Container") {
+        for limit in range["spec"]["limits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["type"] == "Container")
+        {
             for list in ["containers", "initContainers"] {
-                let Some(containers) = pod["spec"][list].as_array_mut() else { continue };
+                let Some(containers) = pod["spec"][list].as_array_mut() else {
+                    continue;
+                };
                 for c in containers.iter_mut() {
                     let res = &mut c["resources"];
                     if !res.is_object() {
@@ -57,19 +68,29 @@ pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError
                         }
                     }
                     for (r, min) in limit["min"].as_object().into_iter().flatten() {
-                        let (Some(min), Some(req)) = (quantity(min), res["requests"].get(r).and_then(quantity)) else { continue };
+                        let (Some(min), Some(req)) =
+                            (quantity(min), res["requests"].get(r).and_then(quantity))
+                        else {
+                            continue;
+                        };
                         if req < min {
-                            return Err(forbidden(format!("minimum {r} usage per Container is {min}, but request is {req}")));
+                            return Err(forbidden(format!(
+                                "minimum {r} usage per Container is {min}, but request is {req}"
+                            )));
                         }
                     }
                     for (r, max) in limit["max"].as_object().into_iter().flatten() {
                         let Some(max) = quantity(max) else { continue };
                         match res["limits"].get(r).and_then(quantity) {
                             Some(lim) if lim > max => {
-                                return Err(forbidden(format!("maximum {r} usage per Container is {max}, but limit is {lim}")));
+                                return Err(forbidden(format!(
+                                    "maximum {r} usage per Container is {max}, but limit is {lim}"
+                                )));
                             }
                             None => {
-                                return Err(forbidden(format!("maximum {r} usage per Container is {max}.  No limit is specified")));
+                                return Err(forbidden(format!(
+                                    "maximum {r} usage per Container is {max}.  No limit is specified"
+                                )));
                             }
                             _ => {}
                         }

@@ -20,7 +20,11 @@ use crate::state::ApiState;
 pub type AdmissionGuard = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 /// Admission on create. Keep the returned guard until the object is stored.
-pub async fn on_create(state: &ApiState, info: &ResourceInfo, obj: &mut Value) -> Result<AdmissionGuard, ApiError> {
+pub async fn on_create(
+    state: &ApiState,
+    info: &ResourceInfo,
+    obj: &mut Value,
+) -> Result<AdmissionGuard, ApiError> {
     let core = info.group.is_empty();
     if core && info.kind == "Service" {
         service_ips::admit(state, obj, None).await?;
@@ -32,7 +36,12 @@ pub async fn on_create(state: &ApiState, info: &ResourceInfo, obj: &mut Value) -
 }
 
 /// Admission on update.
-pub async fn on_update(state: &ApiState, info: &ResourceInfo, old: &Value, new: &mut Value) -> Result<(), ApiError> {
+pub async fn on_update(
+    state: &ApiState,
+    info: &ResourceInfo,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), ApiError> {
     if info.group.is_empty() && info.kind == "Service" && new["spec"] != old["spec"] {
         service_ips::admit(state, new, Some(old)).await?;
     }

@@ -22,11 +22,15 @@ use crate::state::ApiState;
 /// What `obj` of `info` counts against quotas.
 fn delta(info: &ResourceInfo, obj: &Value) -> Result<Usage, ApiError> {
     if info.group.is_empty() && info.kind == "Pod" {
-        let pod: Pod = serde_json::from_value(obj.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let pod: Pod = serde_json::from_value(obj.clone())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         return quota::pod_usage(&pod).map_err(|e| ApiError::bad_request(e.to_string()));
     }
     let one = ParsedQuantity::new(1, Format::DecimalSI);
-    Ok(quota::object_count_names(&info.group, &info.plural).into_iter().map(|n| (n, one)).collect())
+    Ok(quota::object_count_names(&info.group, &info.plural)
+        .into_iter()
+        .map(|n| (n, one))
+        .collect())
 }
 
 async fn objects(state: &ApiState, info: &ResourceInfo, ns: &str) -> Result<Vec<Value>, ApiError> {
@@ -44,27 +48,31 @@ async fn usage(state: &ApiState, ns: &str, hard: &Usage) -> Result<Usage, ApiErr
     let mut used = Usage::new();
     let cat = state.catalogue();
     let pod_keys = hard.keys().any(|k| {
-        matches!(k.as_str(), "pods" | "count/pods" | "cpu" | "memory" | "ephemeral-storage")
-            || k.starts_with("requests.")
+        matches!(
+            k.as_str(),
+            "pods" | "count/pods" | "cpu" | "memory" | "ephemeral-storage"
+        ) || k.starts_with("requests.")
             || k.starts_with("limits.")
     });
-    if pod_keys {
-        if let Some(info) = cat.get("", "v1", "pods") {
-            for v in objects(state, &info, ns).await? {
-                let Ok(pod) = serde_json::from_value::<Pod>(v) else { continue };
-                if quota::pod_is_terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
-                    continue;
-                }
-                if let Ok(u) = quota::pod_usage(&pod) {
-                    for (k, q) in u {
-                        let e = used.entry(k).or_insert_with(ParsedQuantity::zero);
-                        *e = *e + q;
-                    }
+    if pod_keys && let Some(info) = cat.get("", "v1", "pods") {
+        for v in objects(state, &info, ns).await? {
+            let Ok(pod) = serde_json::from_value::<Pod>(v) else {
+                continue;
+            };
+            if quota::pod_is_terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            if let Ok(u) = quota::pod_usage(&pod) {
+                for (k, q) in u {
+                    let e = used.entry(k).or_insert_with(ParsedQuantity::zero);
+                    *e += q;
                 }
             }
         }
     }
-    for info in cat.iter().filter(|i| i.scope.is_namespaced() && i.stored && !(i.group.is_empty() && i.plural == "pods")) {
+    for info in cat.iter().filter(|i| {
+        i.scope.is_namespaced() && i.stored && !(i.group.is_empty() && i.plural == "pods")
+    }) {
         let names = quota::object_count_names(&info.group, &info.plural);
         if !names.iter().any(|n| hard.contains_key(n)) {
             continue;
@@ -78,11 +86,20 @@ async fn usage(state: &ApiState, ns: &str, hard: &Usage) -> Result<Usage, ApiErr
 }
 
 /// Check `obj` against every quota of its namespace.
-pub async fn admit(state: &ApiState, info: &ResourceInfo, obj: &Value) -> Result<AdmissionGuard, ApiError> {
-    let Some(ns) = obj["metadata"]["namespace"].as_str().filter(|_| info.scope.is_namespaced()) else {
+pub async fn admit(
+    state: &ApiState,
+    info: &ResourceInfo,
+    obj: &Value,
+) -> Result<AdmissionGuard, ApiError> {
+    let Some(ns) = obj["metadata"]["namespace"]
+        .as_str()
+        .filter(|_| info.scope.is_namespaced())
+    else {
         return Ok(None);
     };
-    let Some(quota_info) = state.resource("", "v1", "resourcequotas") else { return Ok(None) };
+    let Some(quota_info) = state.resource("", "v1", "resourcequotas") else {
+        return Ok(None);
+    };
     let quotas: Vec<ResourceQuota> = objects(state, &quota_info, ns)
         .await?
         .into_iter()
@@ -97,19 +114,37 @@ pub async fn admit(state: &ApiState, info: &ResourceInfo, obj: &Value) -> Result
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     for q in &quotas {
         let qname = q.metadata.name.clone().unwrap_or_default();
-        let hard = q.spec.as_ref().and_then(|s| s.hard.as_ref()).map(quota::parse_usage).transpose().map_err(|e| ApiError::internal(e.to_string()))?.unwrap_or_default();
-        if !delta.keys().any(|k| hard.contains_key(k)) && !(delta.contains_key("pods") && hard.keys().any(|k| k == "cpu" || k == "memory" || k.starts_with("requests.") || k.starts_with("limits."))) {
+        let hard = q
+            .spec
+            .as_ref()
+            .and_then(|s| s.hard.as_ref())
+            .map(quota::parse_usage)
+            .transpose()
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .unwrap_or_default();
+        let constrains_delta = delta.keys().any(|k| hard.contains_key(k));
+        let constrains_compute = hard.keys().any(|k| {
+            k == "cpu" || k == "memory" || k.starts_with("requests.") || k.starts_with("limits.")
+        });
+        let pod_under_compute_quota = delta.contains_key("pods") && constrains_compute;
+        if !constrains_delta && !pod_under_compute_quota {
             continue;
         }
         let used = usage(state, ns, &hard).await?;
         match quota::check(&hard, &used, &delta) {
             Ok(()) => {}
-            Err(QuotaViolation::Exceeded { requested, used, limited }) => {
+            Err(QuotaViolation::Exceeded {
+                requested,
+                used,
+                limited,
+            }) => {
                 return Err(ApiError::forbidden(
                     &info.group,
                     &info.plural,
                     name,
-                    &format!("exceeded quota: {qname}, requested: {requested}, used: {used}, limited: {limited}"),
+                    &format!(
+                        "exceeded quota: {qname}, requested: {requested}, used: {used}, limited: {limited}"
+                    ),
                 ));
             }
             Err(QuotaViolation::MustSpecify(missing)) => {

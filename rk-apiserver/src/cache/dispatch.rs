@@ -229,10 +229,10 @@ async fn dispatch_loop(
             Ok(st) => st,
             Err(StorageError::Compacted { .. }) => {
                 tracing::warn!("watch cache fell behind compaction; rebuilding every cache");
-                if let Some(s) = set.upgrade() {
-                    if let Err(e) = s.rebuild_all().await {
-                        tracing::error!(error = %e, "rebuilding watch caches failed");
-                    }
+                if let Some(s) = set.upgrade()
+                    && let Err(e) = s.rebuild_all().await
+                {
+                    tracing::error!(error = %e, "rebuilding watch caches failed");
                 }
                 continue;
             }

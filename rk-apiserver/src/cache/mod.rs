@@ -182,10 +182,10 @@ impl WatchCache {
             revision,
         });
         inner.rev = revision;
-        if inner.events.len() >= self.capacity {
-            if let Some(old) = inner.events.pop_front() {
-                inner.oldest = old.revision;
-            }
+        if inner.events.len() >= self.capacity
+            && let Some(old) = inner.events.pop_front()
+        {
+            inner.oldest = old.revision;
         }
         inner.events.push_back(event.clone());
         inner.watchers.retain(|w| match w.try_send(event.clone()) {

@@ -59,15 +59,15 @@ impl Filter {
 
     /// True if the object passes every selector.
     pub fn matches(&self, o: &CachedObject) -> bool {
-        if let Some(l) = &self.labels {
-            if !l.matches(&o.labels) {
-                return false;
-            }
+        if let Some(l) = &self.labels
+            && !l.matches(&o.labels)
+        {
+            return false;
         }
-        if let Some(f) = &self.fields {
-            if !f.matches(|path| o.field(path)) {
-                return false;
-            }
+        if let Some(f) = &self.fields
+            && !f.matches(|path| o.field(path))
+        {
+            return false;
         }
         true
     }

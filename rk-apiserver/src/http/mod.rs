@@ -184,13 +184,12 @@ async fn route(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
+            && len > state.limits.max_body_bytes
         {
-            if len > state.limits.max_body_bytes {
-                return Err(ApiError::too_large(format!(
-                    "the request body is larger than the limit of {} bytes",
-                    state.limits.max_body_bytes
-                )));
-            }
+            return Err(ApiError::too_large(format!(
+                "the request body is larger than the limit of {} bytes",
+                state.limits.max_body_bytes
+            )));
         }
         let body = read_body(&state, body).await?;
         let call = resource::Call {

@@ -48,7 +48,7 @@ impl Call {
     }
 
     /// Convert a request object to the stored version.
-    fn into_stored(&self, obj: Value) -> Value {
+    fn to_stored(&self, obj: Value) -> Value {
         match &self.served {
             Some(info) if self.state.converts(info) => {
                 crate::registry::versions::to_stored(info, obj)
@@ -166,10 +166,10 @@ pub async fn handle(mut call: Call) -> Result<Response<Body>, ApiError> {
     if p.namespace.is_some() && !info.scope.is_namespaced() {
         return Err(ApiError::no_route());
     }
-    if let Some(sub) = &p.subresource {
-        if !info.has_subresource(sub) {
-            return Err(ApiError::no_route());
-        }
+    if let Some(sub) = &p.subresource
+        && !info.has_subresource(sub)
+    {
+        return Err(ApiError::no_route());
     }
     let repr = response::negotiate(call.header(header::ACCEPT))?;
     call.served = Some(info.clone());
@@ -295,7 +295,7 @@ async fn create(
     repr: Representation,
 ) -> Result<Response<Body>, ApiError> {
     require_verb(&info, "create")?;
-    let body = call.into_stored(call.json_body()?);
+    let body = call.to_stored(call.json_body()?);
     if !info.stored {
         return super::reviews::review(&info, body);
     }
@@ -324,7 +324,7 @@ async fn update(
     repr: Representation,
 ) -> Result<Response<Body>, ApiError> {
     require_verb(&target.info, "update")?;
-    let body = call.into_stored(call.json_body()?);
+    let body = call.to_stored(call.json_body()?);
     let opts = call.write_options()?;
     let out = store::update(&call.state, target, body, part, &opts).await?;
     if target.info.kind == "CustomResourceDefinition" && !opts.dry_run {
@@ -468,7 +468,7 @@ async fn patch(
     let name = target.name.clone();
     let out = store::guaranteed_update(&call.state, target, None, part, &opts, |current| {
         let served = call.out(current.clone());
-        let patched = call.into_stored(apply_patch(ty, &schema, &served, &body, is_custom)?);
+        let patched = call.to_stored(apply_patch(ty, &schema, &served, &body, is_custom)?);
         let want_rv = patched["metadata"]["resourceVersion"]
             .as_str()
             .unwrap_or("");

@@ -234,16 +234,14 @@ async fn run(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last_rev = start.revision;
     for ev in &start.initial {
-        if let Some(f) = w.frame(ev) {
-            if tx.send(f).await.is_err() {
-                return;
-            }
-        }
-    }
-    if initial_end {
-        if tx.send(w.bookmark(start.revision, true)).await.is_err() {
+        if let Some(f) = w.frame(ev)
+            && tx.send(f).await.is_err()
+        {
             return;
         }
+    }
+    if initial_end && tx.send(w.bookmark(start.revision, true)).await.is_err() {
+        return;
     }
     let mut live = start.live;
     let mut tick = tokio::time::interval(BOOKMARK_INTERVAL);
@@ -257,18 +255,16 @@ async fn run(
                     return;
                 };
                 last_rev = ev.revision;
-                if let Some(f) = w.frame(&ev) {
-                    if tx.send(f).await.is_err() {
+                if let Some(f) = w.frame(&ev)
+                    && tx.send(f).await.is_err() {
                         return;
                     }
-                }
             }
             _ = tick.tick(), if bookmarks => {
-                if let Some(rev) = cache.bookmark_revision(&live) {
-                    if rev > 0 && rev >= last_rev && tx.send(w.bookmark(rev, false)).await.is_err() {
+                if let Some(rev) = cache.bookmark_revision(&live)
+                    && rev > 0 && rev >= last_rev && tx.send(w.bookmark(rev, false)).await.is_err() {
                         return;
                     }
-                }
             }
             _ = tx.closed() => return,
             _ = tokio::time::sleep_until(deadline) => return,

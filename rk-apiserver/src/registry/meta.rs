@@ -71,10 +71,10 @@ pub fn add_finalizer(obj: &mut Value, finalizer: &str) {
     let list = meta
         .entry("finalizers")
         .or_insert_with(|| Value::Array(Vec::new()));
-    if let Some(arr) = list.as_array_mut() {
-        if !arr.iter().any(|v| v.as_str() == Some(finalizer)) {
-            arr.push(Value::String(finalizer.to_string()));
-        }
+    if let Some(arr) = list.as_array_mut()
+        && !arr.iter().any(|v| v.as_str() == Some(finalizer))
+    {
+        arr.push(Value::String(finalizer.to_string()));
     }
 }
 

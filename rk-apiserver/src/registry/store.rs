@@ -348,10 +348,11 @@ fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     let is_pod = info.group.is_empty() && info.kind == "Pod";
     let generation =
         obj.get("spec").is_some() || !rk_core::catalogue::Catalogue::is_builtin_group(&info.group);
-    if has_status_sub && !keeps_status_on_create(info) {
-        if let Some(map) = obj.as_object_mut() {
-            map.remove("status");
-        }
+    if has_status_sub
+        && !keeps_status_on_create(info)
+        && let Some(map) = obj.as_object_mut()
+    {
+        map.remove("status");
     }
     if is_pod {
         let qos = qos_class(obj);
@@ -360,7 +361,10 @@ fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     if info.group.is_empty() && info.kind == "Namespace" {
         obj["status"] = json!({"phase": "Active"});
         // The namespace controller's finalizer: content goes before the namespace.
-        let finalizers = obj["spec"]["finalizers"].as_array().cloned().unwrap_or_default();
+        let finalizers = obj["spec"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if !finalizers.iter().any(|f| f == "kubernetes") {
             let mut f = finalizers;
             f.push(json!("kubernetes"));
@@ -558,10 +562,10 @@ where
     let info = &target.info;
     for _attempt in 0..16 {
         let (old, rev) = get(state, target).await?;
-        if let Some(want) = precondition {
-            if want != rev {
-                return Err(ApiError::conflict(&info.group, &info.plural, &target.name));
-            }
+        if let Some(want) = precondition
+            && want != rev
+        {
+            return Err(ApiError::conflict(&info.group, &info.plural, &target.name));
         }
         let mut new = mutate(&old)?;
         check_identity(
@@ -776,30 +780,30 @@ pub async fn delete(
     let info = &target.info;
     for _attempt in 0..16 {
         let (obj, rev) = get(state, target).await?;
-        if let Some(uid) = &opts.uid {
-            if meta_str(&obj, "uid") != Some(uid.as_str()) {
-                return Err(ApiError::conflict_msg(
-                    &info.group,
-                    &info.plural,
-                    &target.name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta_str(&obj, "uid").unwrap_or("")
-                    ),
-                ));
-            }
+        if let Some(uid) = &opts.uid
+            && meta_str(&obj, "uid") != Some(uid.as_str())
+        {
+            return Err(ApiError::conflict_msg(
+                &info.group,
+                &info.plural,
+                &target.name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&obj, "uid").unwrap_or("")
+                ),
+            ));
         }
-        if let Some(want) = opts.resource_version {
-            if want != rev {
-                return Err(ApiError::conflict_msg(
-                    &info.group,
-                    &info.plural,
-                    &target.name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}"
-                    ),
-                ));
-            }
+        if let Some(want) = opts.resource_version
+            && want != rev
+        {
+            return Err(ApiError::conflict_msg(
+                &info.group,
+                &info.plural,
+                &target.name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}"
+                ),
+            ));
         }
         let mut new = obj.clone();
         match opts.propagation.as_deref() {

@@ -52,17 +52,31 @@ impl Remaining {
 
 fn is_terminating(ns: &Namespace) -> bool {
     ns.metadata.deletion_timestamp.is_some()
-        && ns.spec.as_ref().and_then(|s| s.finalizers.as_ref()).is_some_and(|f| f.iter().any(|x| x == FINALIZER))
+        && ns
+            .spec
+            .as_ref()
+            .and_then(|s| s.finalizers.as_ref())
+            .is_some_and(|f| f.iter().any(|x| x == FINALIZER))
 }
 
 /// Delete every namespaced object in `ns` and count what is left.
-async fn delete_content(client: &kube::Client, ns: &str, served: &[Served]) -> Result<Remaining, NamespaceError> {
+async fn delete_content(
+    client: &kube::Client,
+    ns: &str,
+    served: &[Served],
+) -> Result<Remaining, NamespaceError> {
     let mut remaining = Remaining::default();
-    for s in served.iter().filter(|s| s.namespaced && s.watchable && s.deletable) {
+    for s in served
+        .iter()
+        .filter(|s| s.namespaced && s.watchable && s.deletable)
+    {
         // Events go last upstream; they are harmless to delete together.
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &s.resource);
         if s.delete_collection {
-            match api.delete_collection(&DeleteParams::background(), &ListParams::default()).await {
+            match api
+                .delete_collection(&DeleteParams::background(), &ListParams::default())
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 405 => {}
                 Err(e) => return Err(e.into()),
@@ -74,17 +88,20 @@ async fn delete_content(client: &kube::Client, ns: &str, served: &[Served]) -> R
             Err(e) => return Err(e.into()),
         };
         for o in &left {
-            if !s.delete_collection && o.metadata.deletion_timestamp.is_none() {
-                if let Some(name) = &o.metadata.name {
-                    let _ = api.delete(name, &DeleteParams::background()).await;
-                }
+            if !s.delete_collection
+                && o.metadata.deletion_timestamp.is_none()
+                && let Some(name) = &o.metadata.name
+            {
+                let _ = api.delete(name, &DeleteParams::background()).await;
             }
             for f in o.metadata.finalizers.iter().flatten() {
                 *remaining.by_finalizer.entry(f.clone()).or_default() += 1;
             }
         }
         if !left.is_empty() {
-            remaining.by_resource.insert(s.resource.plural.clone(), left.len());
+            remaining
+                .by_resource
+                .insert(s.resource.plural.clone(), left.len());
         }
     }
     Ok(remaining)
@@ -94,14 +111,22 @@ fn conditions(remaining: &Remaining, now: &str) -> serde_json::Value {
     let content = if remaining.by_resource.is_empty() {
         json!({"type": "NamespaceContentRemaining", "status": "False", "reason": "ContentRemoved", "message": "All content successfully removed", "lastTransitionTime": now})
     } else {
-        let list: Vec<String> = remaining.by_resource.iter().map(|(r, n)| format!("{r} has {n} resource instances")).collect();
+        let list: Vec<String> = remaining
+            .by_resource
+            .iter()
+            .map(|(r, n)| format!("{r} has {n} resource instances"))
+            .collect();
         json!({"type": "NamespaceContentRemaining", "status": "True", "reason": "SomeResourcesRemain",
                "message": format!("Some resources are remaining: {}", list.join(", ")), "lastTransitionTime": now})
     };
     let finalizers = if remaining.by_finalizer.is_empty() {
         json!({"type": "NamespaceFinalizersRemaining", "status": "False", "reason": "ContentHasNoFinalizers", "message": "All content-preserving finalizers finished", "lastTransitionTime": now})
     } else {
-        let list: Vec<String> = remaining.by_finalizer.iter().map(|(f, n)| format!("{f} in {n} resource instances")).collect();
+        let list: Vec<String> = remaining
+            .by_finalizer
+            .iter()
+            .map(|(f, n)| format!("{f} in {n} resource instances"))
+            .collect();
         json!({"type": "NamespaceFinalizersRemaining", "status": "True", "reason": "SomeFinalizersRemain",
                "message": format!("Some content in the namespace has finalizers remaining: {}", list.join(", ")), "lastTransitionTime": now})
     };
@@ -122,9 +147,15 @@ pub async fn sync(client: &kube::Client, ns: &Namespace) -> Result<bool, Namespa
     let served = discovery::served(client).await?;
     let remaining = delete_content(client, &name, &served).await?;
     let api: Api<Namespace> = Api::all(client.clone());
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let status = json!({"status": {"phase": "Terminating", "conditions": conditions(&remaining, &now)}});
-    if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await {
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let status =
+        json!({"status": {"phase": "Terminating", "conditions": conditions(&remaining, &now)}});
+    if let Err(e) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+    {
         tracing::debug!(namespace = %name, error = %e, "updating namespace conditions failed");
     }
     if !remaining.is_empty() {
@@ -132,12 +163,14 @@ pub async fn sync(client: &kube::Client, ns: &Namespace) -> Result<bool, Namespa
         return Ok(false);
     }
     let mut current = api.get(&name).await?;
-    if let Some(spec) = current.spec.as_mut() {
-        if let Some(f) = spec.finalizers.as_mut() {
-            f.retain(|x| x != FINALIZER);
-        }
+    if let Some(spec) = current.spec.as_mut()
+        && let Some(f) = spec.finalizers.as_mut()
+    {
+        f.retain(|x| x != FINALIZER);
     }
-    let _: Namespace = api.replace_subresource("finalize", &name, &PostParams::default(), &current).await?;
+    let _: Namespace = api
+        .replace_subresource("finalize", &name, &PostParams::default(), &current)
+        .await?;
     tracing::info!(namespace = %name, "namespace emptied and finalized");
     Ok(true)
 }
@@ -158,7 +191,10 @@ impl Queue {
     }
 
     fn done(&self, name: &str) {
-        self.queued.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 
     fn add_after(&self, name: String, delay: Duration) {
@@ -173,19 +209,21 @@ impl Queue {
 /// Run the namespace controller until the stream of namespaces ends.
 pub async fn run(client: kube::Client) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let queue = Queue { queued: Default::default(), tx };
+    let queue = Queue {
+        queued: Default::default(),
+        tx,
+    };
     let watch_queue = queue.clone();
     let api: Api<Namespace> = Api::all(client.clone());
     let watch = tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default()).boxed();
         while let Some(ev) = stream.next().await {
             let Ok(ev) = ev else { continue };
-            if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = ev {
-                if is_terminating(&n) {
-                    if let Some(name) = n.metadata.name {
-                        watch_queue.add(name);
-                    }
-                }
+            if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = ev
+                && is_terminating(&n)
+                && let Some(name) = n.metadata.name
+            {
+                watch_queue.add(name);
             }
         }
     });

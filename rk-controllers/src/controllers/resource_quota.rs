@@ -33,7 +33,12 @@ pub enum QuotaSyncError {
     Discovery(#[from] discovery::DiscoveryError),
 }
 
-async fn usage(client: &kube::Client, served: &[Served], ns: &str, hard: &Usage) -> Result<Usage, QuotaSyncError> {
+async fn usage(
+    client: &kube::Client,
+    served: &[Served],
+    ns: &str,
+    hard: &Usage,
+) -> Result<Usage, QuotaSyncError> {
     let mut used = Usage::new();
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     for pod in pods.list(&ListParams::default()).await?.items {
@@ -43,7 +48,7 @@ async fn usage(client: &kube::Client, served: &[Served], ns: &str, hard: &Usage)
         if let Ok(u) = quota::pod_usage(&pod) {
             for (k, q) in u {
                 let e = used.entry(k).or_insert_with(ParsedQuantity::zero);
-                *e = *e + q;
+                *e += q;
             }
         }
     }
@@ -62,24 +67,46 @@ async fn usage(client: &kube::Client, served: &[Served], ns: &str, hard: &Usage)
         }
     }
     // Report only what the quota limits, zero when unused.
-    Ok(hard.keys().map(|k| (k.clone(), used.get(k).copied().unwrap_or_else(ParsedQuantity::zero))).collect())
+    Ok(hard
+        .keys()
+        .map(|k| {
+            (
+                k.clone(),
+                used.get(k).copied().unwrap_or_else(ParsedQuantity::zero),
+            )
+        })
+        .collect())
 }
 
 /// Recompute the status of every quota in `ns`.
-pub async fn sync_namespace(client: &kube::Client, served: &[Served], ns: &str) -> Result<(), QuotaSyncError> {
+pub async fn sync_namespace(
+    client: &kube::Client,
+    served: &[Served],
+    ns: &str,
+) -> Result<(), QuotaSyncError> {
     let api: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
     for q in api.list(&ListParams::default()).await?.items {
         let name = q.metadata.name.clone().unwrap_or_default();
-        let hard_raw = q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
+        let hard_raw = q
+            .spec
+            .as_ref()
+            .and_then(|s| s.hard.clone())
+            .unwrap_or_default();
         let hard = quota::parse_usage(&hard_raw)?;
         let used = usage(client, served, ns, &hard).await?;
-        let used: BTreeMap<String, Quantity> = used.into_iter().map(|(k, v)| (k, Quantity::from(v))).collect();
+        let used: BTreeMap<String, Quantity> = used
+            .into_iter()
+            .map(|(k, v)| (k, Quantity::from(v)))
+            .collect();
         let current = q.status.as_ref();
-        if current.and_then(|s| s.used.as_ref()) == Some(&used) && current.and_then(|s| s.hard.as_ref()) == Some(&hard_raw) {
+        if current.and_then(|s| s.used.as_ref()) == Some(&used)
+            && current.and_then(|s| s.hard.as_ref()) == Some(&hard_raw)
+        {
             continue;
         }
         let patch = json!({"status": {"hard": hard_raw, "used": used}});
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
     }
     Ok(())
 }
@@ -110,18 +137,22 @@ pub async fn run(client: kube::Client) {
             ns = events.next() => match ns { Some(ns) => Some(ns), None => return },
             _ = resync.tick() => None,
         };
-        if last_discovery.elapsed() >= Duration::from_secs(10) || served.is_empty() {
-            if let Ok(s) = discovery::served(&client).await {
-                served = s;
-                last_discovery = tokio::time::Instant::now();
-            }
+        if (last_discovery.elapsed() >= Duration::from_secs(10) || served.is_empty())
+            && let Ok(s) = discovery::served(&client).await
+        {
+            served = s;
+            last_discovery = tokio::time::Instant::now();
         }
         let namespaces: Vec<String> = match ns {
             Some(ns) => vec![ns],
             None => {
                 let all: Api<ResourceQuota> = Api::all(client.clone());
                 match all.list(&ListParams::default()).await {
-                    Ok(l) => l.items.into_iter().filter_map(|q| q.metadata.namespace).collect(),
+                    Ok(l) => l
+                        .items
+                        .into_iter()
+                        .filter_map(|q| q.metadata.namespace)
+                        .collect(),
                     Err(_) => Vec::new(),
                 }
             }

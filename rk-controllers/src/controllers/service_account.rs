@@ -39,11 +39,17 @@ pub async fn run(client: kube::Client) {
     let accounts: Api<ServiceAccount> = Api::all(client.clone());
     let ns_events = watcher(namespaces, watcher::Config::default()).filter_map(|e| async move {
         match e {
-            Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) if active(&n) => n.metadata.name,
+            Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) if active(&n) => {
+                n.metadata.name
+            }
             _ => None,
         }
     });
-    let sa_events = watcher(accounts, watcher::Config::default().fields("metadata.name=default")).filter_map(|e| async move {
+    let sa_events = watcher(
+        accounts,
+        watcher::Config::default().fields("metadata.name=default"),
+    )
+    .filter_map(|e| async move {
         match e {
             Ok(watcher::Event::Delete(sa)) => sa.metadata.namespace,
             _ => None,

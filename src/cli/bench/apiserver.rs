@@ -96,10 +96,10 @@ async fn start_server(dir: &std::path::Path) -> anyhow::Result<Server> {
         .context("starting rk apiserver")?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(mut c) = Conn::connect(addr).await {
-            if let Ok((200, _)) = c.request(Method::GET, "/readyz", None).await {
-                break;
-            }
+        if let Ok(mut c) = Conn::connect(addr).await
+            && let Ok((200, _)) = c.request(Method::GET, "/readyz", None).await
+        {
+            break;
         }
         anyhow::ensure!(
             Instant::now() < deadline,

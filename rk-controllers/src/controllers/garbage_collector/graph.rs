@@ -46,7 +46,10 @@ impl Graph {
     pub fn upsert(&mut self, node: Node) {
         self.remove(&node.uid.clone());
         for o in &node.owners {
-            self.dependents.entry(o.uid.clone()).or_default().insert(node.uid.clone());
+            self.dependents
+                .entry(o.uid.clone())
+                .or_default()
+                .insert(node.uid.clone());
         }
         self.nodes.insert(node.uid.clone(), node);
     }
@@ -80,7 +83,8 @@ impl Graph {
 
     /// Record that a resource's first list is in the graph.
     pub fn mark_synced(&mut self, resource: &ApiResource) {
-        self.synced.insert((resource.group.clone(), resource.plural.clone()));
+        self.synced
+            .insert((resource.group.clone(), resource.plural.clone()));
     }
 
     /// True once every resource in `watched` has been listed: only then may
@@ -139,7 +143,13 @@ mod tests {
             namespace: ns.map(str::to_string),
             name: uid.to_string(),
             uid: uid.to_string(),
-            owners: owners.iter().map(|o| OwnerReference { uid: o.to_string(), ..Default::default() }).collect(),
+            owners: owners
+                .iter()
+                .map(|o| OwnerReference {
+                    uid: o.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
             deleting: false,
             finalizers: vec![],
         }

@@ -53,7 +53,12 @@ fn api_for(client: &kube::Client, node: &Node) -> Api<DynamicObject> {
     }
 }
 
-async fn watch_resource(client: kube::Client, s: Served, graph: Arc<Mutex<Graph>>, dirty: Arc<Notify>) {
+async fn watch_resource(
+    client: kube::Client,
+    s: Served,
+    graph: Arc<Mutex<Graph>>,
+    dirty: Arc<Notify>,
+) {
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &s.resource);
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     let mut fresh: Vec<Node> = Vec::new();
@@ -88,39 +93,67 @@ async fn watch_resource(client: kube::Client, s: Served, graph: Arc<Mutex<Graph>
 
 /// Remove `finalizer` from an object, guarded by a JSON-patch test of the
 /// current list so concurrent writers are not overwritten.
-async fn remove_finalizer(client: &kube::Client, node: &Node, finalizer: &str) -> Result<(), kube::Error> {
+async fn remove_finalizer(
+    client: &kube::Client,
+    node: &Node,
+    finalizer: &str,
+) -> Result<(), kube::Error> {
     let api = api_for(client, node);
     let current = api.get(&node.name).await?;
     let list = current.metadata.finalizers.clone().unwrap_or_default();
-    let kept: Vec<String> = list.iter().filter(|f| f.as_str() != finalizer).cloned().collect();
+    let kept: Vec<String> = list
+        .iter()
+        .filter(|f| f.as_str() != finalizer)
+        .cloned()
+        .collect();
     if kept.len() == list.len() {
         return Ok(());
     }
     // The resourceVersion makes the patch a compare-and-swap.
     let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": current.metadata.resource_version}});
-    api.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
 /// Remove the owner reference with `owner_uid` from `node`.
-async fn remove_owner_ref(client: &kube::Client, node: &Node, owner_uid: &str) -> Result<(), kube::Error> {
+async fn remove_owner_ref(
+    client: &kube::Client,
+    node: &Node,
+    owner_uid: &str,
+) -> Result<(), kube::Error> {
     let api = api_for(client, node);
     let current = api.get(&node.name).await?;
-    let refs = current.metadata.owner_references.clone().unwrap_or_default();
-    let kept: Vec<_> = refs.iter().filter(|r| r.uid != owner_uid).cloned().collect();
+    let refs = current
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
+    let kept: Vec<_> = refs
+        .iter()
+        .filter(|r| r.uid != owner_uid)
+        .cloned()
+        .collect();
     if kept.len() == refs.len() {
         return Ok(());
     }
     let patch = json!({"metadata": {"ownerReferences": kept, "resourceVersion": current.metadata.resource_version}});
-    api.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
-
 /// Ask the API server whether an owner really is gone (the graph may not
 /// have listed its kind yet): gone means 404, or a different uid at that name.
-async fn owner_absent(client: &kube::Client, served: &[Served], dependent: &Node, owner_uid: &str) -> bool {
-    let Some(r) = dependent.owners.iter().find(|o| o.uid == owner_uid) else { return false };
+async fn owner_absent(
+    client: &kube::Client,
+    served: &[Served],
+    dependent: &Node,
+    owner_uid: &str,
+) -> bool {
+    let Some(r) = dependent.owners.iter().find(|o| o.uid == owner_uid) else {
+        return false;
+    };
     let Some(s) = discovery::find(served, &r.api_version, &r.kind) else {
         // An owner of a kind the server doesn't serve can't exist.
         return true;
@@ -139,7 +172,9 @@ async fn owner_absent(client: &kube::Client, served: &[Served], dependent: &Node
 
 async fn delete(client: &kube::Client, node: &Node, params: &DeleteParams) {
     match api_for(client, node).delete(&node.name, params).await {
-        Ok(_) => tracing::info!(kind = %node.resource.kind, name = %node.name, namespace = ?node.namespace, "garbage collected"),
+        Ok(_) => {
+            tracing::info!(kind = %node.resource.kind, name = %node.name, namespace = ?node.namespace, "garbage collected")
+        }
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
         Err(e) => tracing::warn!(name = %node.name, error = %e, "garbage collection delete failed"),
     }
@@ -148,12 +183,18 @@ async fn delete(client: &kube::Client, node: &Node, params: &DeleteParams) {
 /// Decide and act on the current graph once. Returns true if anything was
 /// done (so another pass should follow soon).
 pub async fn process(client: &kube::Client, served: &[Served], graph: &Mutex<Graph>) -> bool {
-    let snapshot: Vec<(Node, Vec<Node>, Vec<(String, bool)>)> = {
+    // (object, its dependents, (owner uid, owner present in the graph))
+    type Item = (Node, Vec<Node>, Vec<(String, bool)>);
+    let snapshot: Vec<Item> = {
         let g = graph.lock().await;
         g.nodes()
             .map(|n| {
                 let deps = g.dependents_of(&n.uid).into_iter().cloned().collect();
-                let owners = n.owners.iter().map(|o| (o.uid.clone(), g.owner_present(n, o))).collect();
+                let owners = n
+                    .owners
+                    .iter()
+                    .map(|o| (o.uid.clone(), g.owner_present(n, o)))
+                    .collect();
                 (n.clone(), deps, owners)
             })
             .collect()
@@ -228,7 +269,12 @@ pub async fn run(client: kube::Client) {
                     for s in found.iter().filter(|s| s.watchable && s.deletable) {
                         let key = (s.resource.group.clone(), s.resource.plural.clone());
                         if watching.insert(key) {
-                            tasks.push(tokio::spawn(watch_resource(client.clone(), s.clone(), graph.clone(), dirty.clone())));
+                            tasks.push(tokio::spawn(watch_resource(
+                                client.clone(),
+                                s.clone(),
+                                graph.clone(),
+                                dirty.clone(),
+                            )));
                         }
                     }
                     served = found;
