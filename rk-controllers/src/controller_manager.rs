@@ -89,6 +89,12 @@ pub async fn run(
             client.clone(),
         )));
     }
+    if selection.contains("replicaset") {
+        tasks.push(tokio::spawn(crate::controllers::replicaset::run(
+            client.clone(),
+            5,
+        )));
+    }
     if selection.contains("resourcequota") {
         tasks.push(tokio::spawn(crate::controllers::resource_quota::run(
             client.clone(),

@@ -2,5 +2,6 @@
 
 pub mod garbage_collector;
 pub mod namespace;
+pub mod replicaset;
 pub mod resource_quota;
 pub mod service_account;
