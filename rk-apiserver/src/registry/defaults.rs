@@ -1,4 +1,402 @@
-//! TEMPORARY STUB written by the lead so the crate compiles: replace this file entirely.
+//! Defaulting, as kube-apiserver's generated defaulters apply it
+//! (`pkg/apis/*/v1/defaults.go`): fields a client left unset get the
+//! value upstream would store, so `kubectl get -o yaml` shows the same.
+
 use rk_core::catalogue::ResourceInfo;
-/// Defaults.
-pub fn apply_defaults(_info: &ResourceInfo, _obj: &mut serde_json::Value) {}
+use serde_json::{Map, Value, json};
+
+fn set_default(obj: &mut Value, key: &str, value: Value) {
+    if let Some(m) = obj.as_object_mut() {
+        if m.get(key).is_none_or(Value::is_null) {
+            m.insert(key.to_string(), value);
+        }
+    }
+}
+
+fn object<'a>(obj: &'a mut Value, key: &str) -> &'a mut Value {
+    if !obj[key].is_object() {
+        obj[key] = Value::Object(Map::new());
+    }
+    &mut obj[key]
+}
+
+fn image_pull_policy(image: &str) -> &'static str {
+    // `latest` (explicit or implied) is pulled every time; digests and other
+    // tags only when missing.
+    let without_digest = image.split('@').next().unwrap_or(image);
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    match last.split_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+fn probe(p: &mut Value) {
+    if !p.is_object() {
+        return;
+    }
+    set_default(p, "timeoutSeconds", json!(1));
+    set_default(p, "periodSeconds", json!(10));
+    set_default(p, "successThreshold", json!(1));
+    set_default(p, "failureThreshold", json!(3));
+    if p["httpGet"].is_object() {
+        set_default(&mut p["httpGet"], "path", json!("/"));
+        set_default(&mut p["httpGet"], "scheme", json!("HTTP"));
+    }
+}
+
+fn container(c: &mut Value) {
+    if !c.is_object() {
+        return;
+    }
+    let image = c["image"].as_str().unwrap_or("").to_string();
+    set_default(c, "imagePullPolicy", json!(image_pull_policy(&image)));
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    set_default(c, "resources", json!({}));
+    for port in c["ports"].as_array_mut().into_iter().flatten() {
+        set_default(port, "protocol", json!("TCP"));
+    }
+    for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        probe(&mut c[key]);
+    }
+    if let Some(m) = c.as_object_mut() {
+        for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            if m.get(key).is_some_and(Value::is_null) {
+                m.remove(key);
+            }
+        }
+    }
+    for env in c["env"].as_array_mut().into_iter().flatten() {
+        if env["valueFrom"]["fieldRef"].is_object() {
+            set_default(&mut env["valueFrom"]["fieldRef"], "apiVersion", json!("v1"));
+        }
+    }
+}
+
+/// Pod spec defaults (also applied to every pod template).
+pub fn pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "enableServiceLinks", json!(true));
+    for key in ["containers", "initContainers", "ephemeralContainers"] {
+        for c in spec[key].as_array_mut().into_iter().flatten() {
+            container(c);
+        }
+    }
+    for v in spec["volumes"].as_array_mut().into_iter().flatten() {
+        for source in ["secret", "configMap", "downwardAPI", "projected"] {
+            if v[source].is_object() {
+                set_default(&mut v[source], "defaultMode", json!(420));
+            }
+        }
+    }
+    if let Some(m) = spec.as_object_mut() {
+        if m.get("serviceAccountName")
+            .and_then(Value::as_str)
+            .is_some()
+            && m.get("serviceAccount").is_none()
+        {
+            let sa = m["serviceAccountName"].clone();
+            m.insert("serviceAccount".into(), sa);
+        }
+    }
+}
+
+/// The tolerations the DefaultTolerationSeconds admission plugin adds.
+fn default_tolerations(spec: &mut Value) {
+    let list = spec["tolerations"].as_array().cloned().unwrap_or_default();
+    let mut out = list.clone();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let has = list.iter().any(|t| {
+            (t["key"] == key || (t["key"].is_null() && t["operator"] == "Exists"))
+                && (t["effect"] == "NoExecute" || t["effect"].is_null())
+        });
+        if !has {
+            out.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+    spec["tolerations"] = Value::Array(out);
+}
+
+fn template(obj: &mut Value, path: &[&str]) {
+    let mut cur = obj;
+    for p in path {
+        if !cur[*p].is_object() {
+            return;
+        }
+        cur = &mut cur[*p];
+    }
+    pod_spec(&mut cur["spec"]);
+}
+
+/// Apply upstream's defaults to an object of `info`.
+pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
+    match (info.group.as_str(), info.kind.as_str()) {
+        ("", "Pod") => {
+            pod_spec(object(obj, "spec"));
+            default_tolerations(&mut obj["spec"]);
+            if obj["spec"]["priority"].is_null() && obj["spec"]["priorityClassName"].is_null() {
+                obj["spec"]["priority"] = json!(0);
+            }
+        }
+        ("", "PodTemplate") => template(obj, &["template"]),
+        ("", "ReplicationController") => {
+            let spec = object(obj, "spec");
+            set_default(spec, "replicas", json!(1));
+            let labels = spec["template"]["metadata"]["labels"].clone();
+            if spec["selector"].as_object().is_none_or(Map::is_empty) && labels.is_object() {
+                spec["selector"] = labels.clone();
+            }
+            if obj["metadata"]["labels"]
+                .as_object()
+                .is_none_or(Map::is_empty)
+                && labels.is_object()
+            {
+                obj["metadata"]["labels"] = labels;
+            }
+            template(obj, &["spec", "template"]);
+        }
+        ("apps", "Deployment") => {
+            let spec = object(obj, "spec");
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "progressDeadlineSeconds", json!(600));
+            let strategy = object(spec, "strategy");
+            set_default(strategy, "type", json!("RollingUpdate"));
+            if strategy["type"] == "RollingUpdate" {
+                let r = object(strategy, "rollingUpdate");
+                set_default(r, "maxUnavailable", json!("25%"));
+                set_default(r, "maxSurge", json!("25%"));
+            }
+            template(obj, &["spec", "template"]);
+        }
+        ("apps", "ReplicaSet") => {
+            set_default(object(obj, "spec"), "replicas", json!(1));
+            template(obj, &["spec", "template"]);
+        }
+        ("apps", "DaemonSet") => {
+            let spec = object(obj, "spec");
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            let strategy = object(spec, "updateStrategy");
+            set_default(strategy, "type", json!("RollingUpdate"));
+            if strategy["type"] == "RollingUpdate" {
+                let r = object(strategy, "rollingUpdate");
+                set_default(r, "maxUnavailable", json!(1));
+                set_default(r, "maxSurge", json!(0));
+            }
+            template(obj, &["spec", "template"]);
+        }
+        ("apps", "StatefulSet") => {
+            let spec = object(obj, "spec");
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            let strategy = object(spec, "updateStrategy");
+            set_default(strategy, "type", json!("RollingUpdate"));
+            if strategy["type"] == "RollingUpdate" {
+                set_default(strategy, "rollingUpdate", json!({"partition": 0}));
+            }
+            set_default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            for pvc in spec["volumeClaimTemplates"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                set_default(object(pvc, "spec"), "volumeMode", json!("Filesystem"));
+            }
+            template(obj, &["spec", "template"]);
+        }
+        ("batch", "Job") => {
+            job_spec(object(obj, "spec"));
+        }
+        ("batch", "CronJob") => {
+            let spec = object(obj, "spec");
+            set_default(spec, "concurrencyPolicy", json!("Allow"));
+            set_default(spec, "suspend", json!(false));
+            set_default(spec, "successfulJobsHistoryLimit", json!(3));
+            set_default(spec, "failedJobsHistoryLimit", json!(1));
+            if spec["jobTemplate"].is_object() {
+                job_spec(object(&mut spec["jobTemplate"], "spec"));
+            }
+        }
+        ("", "Service") => {
+            let spec = object(obj, "spec");
+            set_default(spec, "type", json!("ClusterIP"));
+            set_default(spec, "sessionAffinity", json!("None"));
+            if spec["type"] != "ExternalName" {
+                set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+                set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+                set_default(spec, "ipFamilies", json!(["IPv4"]));
+            }
+            if matches!(
+                spec["type"].as_str(),
+                Some("NodePort") | Some("LoadBalancer")
+            ) {
+                set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+            }
+            for p in spec["ports"].as_array_mut().into_iter().flatten() {
+                set_default(p, "protocol", json!("TCP"));
+                if p["targetPort"].is_null() {
+                    p["targetPort"] = p["port"].clone();
+                }
+            }
+        }
+        ("", "Namespace") => {
+            set_default(object(obj, "spec"), "finalizers", json!(["kubernetes"]));
+        }
+        ("", "Secret") => {
+            set_default(obj, "type", json!("Opaque"));
+            // `stringData` is write-only: it is merged into `data`, base64-encoded.
+            if let Some(Value::Object(string_data)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
+                use base64::Engine as _;
+                let data = object(obj, "data");
+                for (k, v) in string_data {
+                    let text = v.as_str().unwrap_or_default();
+                    data[k.as_str()] =
+                        json!(base64::engine::general_purpose::STANDARD.encode(text));
+                }
+            }
+        }
+        ("", "PersistentVolumeClaim") => {
+            set_default(object(obj, "spec"), "volumeMode", json!("Filesystem"));
+        }
+        ("", "PersistentVolume") => {
+            let spec = object(obj, "spec");
+            set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            set_default(spec, "volumeMode", json!("Filesystem"));
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            set_default(obj, "preemptionPolicy", json!("PreemptLowerPriority"))
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            for p in obj["ports"].as_array_mut().into_iter().flatten() {
+                set_default(p, "protocol", json!("TCP"));
+            }
+        }
+        ("", "Endpoints") => {
+            for s in obj["subsets"].as_array_mut().into_iter().flatten() {
+                for p in s["ports"].as_array_mut().into_iter().flatten() {
+                    set_default(p, "protocol", json!("TCP"));
+                }
+            }
+        }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            let spec = object(obj, "spec");
+            if spec["policyTypes"].is_null() {
+                let mut types = vec![json!("Ingress")];
+                if spec["egress"].is_array() {
+                    types.push(json!("Egress"));
+                }
+                spec["policyTypes"] = Value::Array(types);
+            }
+        }
+        ("policy", "PodDisruptionBudget") => {}
+        _ => {}
+    }
+}
+
+fn job_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    let completions_set = !spec["completions"].is_null();
+    let parallelism_set = !spec["parallelism"].is_null();
+    if !completions_set && !parallelism_set {
+        spec["completions"] = json!(1);
+        spec["parallelism"] = json!(1);
+    } else {
+        set_default(spec, "parallelism", json!(1));
+    }
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "manualSelector", Value::Null);
+    if let Some(m) = spec.as_object_mut() {
+        if m.get("manualSelector").is_some_and(Value::is_null) {
+            m.remove("manualSelector");
+        }
+    }
+    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    if spec["template"].is_object() {
+        pod_spec(object(&mut spec["template"], "spec"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rk_core::catalogue::Catalogue;
+
+    fn info(group: &str, plural: &str) -> std::sync::Arc<ResourceInfo> {
+        let cat = Catalogue::builtin();
+        let version = if group == "autoscaling" { "v2" } else { "v1" };
+        cat.get(group, version, plural).unwrap()
+    }
+
+    #[test]
+    fn pod_defaults_match_upstream() {
+        let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}]},
+                                                     {"name": "d", "image": "nginx:1.27"}]}});
+        apply_defaults(&info("", "pods"), &mut pod);
+        let spec = &pod["spec"];
+        assert_eq!(spec["restartPolicy"], "Always");
+        assert_eq!(spec["dnsPolicy"], "ClusterFirst");
+        assert_eq!(spec["terminationGracePeriodSeconds"], 30);
+        assert_eq!(spec["schedulerName"], "default-scheduler");
+        assert_eq!(spec["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(spec["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(spec["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(
+            spec["containers"][0]["terminationMessagePath"],
+            "/dev/termination-log"
+        );
+        assert_eq!(spec["tolerations"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn deployment_strategy_defaults_to_rolling_update_25_percent() {
+        let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x:1"}]}}}});
+        apply_defaults(&info("apps", "deployments"), &mut d);
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+        assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    }
+
+    #[test]
+    fn service_target_port_defaults_to_port() {
+        let mut s = json!({"spec": {"ports": [{"port": 80}]}});
+        apply_defaults(&info("", "services"), &mut s);
+        assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
+        assert_eq!(s["spec"]["type"], "ClusterIP");
+    }
+
+    #[test]
+    fn job_with_neither_completions_nor_parallelism_gets_one_of_each() {
+        let mut j = json!({"spec": {"template": {"spec": {"containers": []}}}});
+        apply_defaults(&info("batch", "jobs"), &mut j);
+        assert_eq!(j["spec"]["completions"], 1);
+        assert_eq!(j["spec"]["parallelism"], 1);
+        assert_eq!(j["spec"]["backoffLimit"], 6);
+    }
+}
