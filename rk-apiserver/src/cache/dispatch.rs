@@ -18,7 +18,13 @@ pub struct CacheSet {
     global: Arc<AtomicI64>,
     caches: RwLock<HashMap<String, Arc<WatchCache>>>,
     progress: watch::Sender<Revision>,
+    /// Objects the registry just wrote, already serialized, by key: the
+    /// dispatcher uses them instead of decoding the stored bytes again.
+    hints: std::sync::Mutex<HashMap<String, (Revision, Arc<CachedObject>)>>,
 }
+
+/// Most write hints kept waiting for their event.
+const MAX_HINTS: usize = 65_536;
 
 /// Turn a stored value into the object clients see: JSON with
 /// `metadata.resourceVersion` set to the revision.
@@ -73,6 +79,7 @@ impl CacheSet {
             global: Arc::new(AtomicI64::new(rev)),
             caches: RwLock::new(HashMap::new()),
             progress,
+            hints: Default::default(),
         });
         let weak = Arc::downgrade(&set);
         tokio::spawn(async move { dispatch_loop(weak, Some(first)).await });
@@ -116,6 +123,26 @@ impl CacheSet {
         ));
         caches.insert(prefix.to_string(), cache.clone());
         Ok(cache)
+    }
+
+    /// Serialize an object the registry wrote at `rev` (with its
+    /// resourceVersion) and remember it for the dispatcher. Returns the bytes.
+    pub fn hint(&self, key: &str, rev: Revision, kind: &str, obj: &Value) -> bytes::Bytes {
+        let bytes = bytes::Bytes::from(serde_json::to_vec(obj).unwrap_or_default());
+        if self.revision() < rev {
+            let cached = Arc::new(CachedObject::from_parts(
+                key.to_string(),
+                kind,
+                obj,
+                bytes.clone(),
+                rev,
+            ));
+            let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+            if hints.len() < MAX_HINTS {
+                hints.insert(key.to_string(), (rev, cached));
+            }
+        }
+        bytes
     }
 
     /// Estimated memory of every cache and the JSON bytes of their objects.
@@ -167,8 +194,20 @@ impl CacheSet {
                 EventKind::Put => EventType::Modified,
                 EventKind::Delete => EventType::Deleted,
             };
+            let hinted = {
+                let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+                match hints.remove(&event.kv.key) {
+                    Some((r, obj)) if r == rev && event.kind == EventKind::Put => Some(obj),
+                    Some((r, obj)) if r > rev => {
+                        // A newer write's hint: keep it for its own event.
+                        hints.insert(event.kv.key.clone(), (r, obj));
+                        None
+                    }
+                    _ => None,
+                }
+            };
             // For a delete, the event carries the key's last value.
-            if let Some(obj) = cached(&event.kv, cache.kind(), rev) {
+            if let Some(obj) = hinted.or_else(|| cached(&event.kv, cache.kind(), rev)) {
                 cache.apply(kind, obj, rev);
             }
         }

@@ -315,18 +315,14 @@ pub async fn list(
         page.items.iter().map(|o| o.bytes.clone()).collect()
     };
     match repr {
-        Representation::Object => {
-            let items: Vec<&[u8]> = bodies.iter().map(|b| b.as_ref()).collect();
-            let body = response::list_body(
-                &info.list_kind(),
-                &info.api_version(),
-                &rev,
-                page.cont.as_deref(),
-                page.remaining,
-                &items,
-            );
-            Ok(response::json_bytes(200, Bytes::from(body)))
-        }
+        Representation::Object => Ok(response::list_stream(
+            &info.list_kind(),
+            &info.api_version(),
+            &rev,
+            page.cont.as_deref(),
+            page.remaining,
+            bodies,
+        )),
         Representation::Metadata => {
             let items: Vec<Vec<u8>> = bodies
                 .iter()

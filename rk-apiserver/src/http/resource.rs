@@ -70,6 +70,33 @@ impl Call {
         convert::single(&self.state, info, self.out(obj), repr, include)
     }
 
+    /// The response to a write: the stored bytes as they are when the client
+    /// wants the plain object, else the rendered representation.
+    fn respond(
+        &self,
+        code: u16,
+        fallback: &ResourceInfo,
+        out: store::Outcome,
+        repr: Representation,
+        include: IncludeObject,
+    ) -> Response<Body> {
+        let converts = self
+            .served
+            .as_deref()
+            .is_some_and(|i| self.state.converts(i));
+        match out.bytes {
+            Some(bytes) if repr == Representation::Object && !converts => {
+                let mut resp = response::json_bytes(code, bytes);
+                response::add_warnings(&mut resp, &out.warnings);
+                resp
+            }
+            _ => {
+                let obj = self.render(fallback, out.object, repr, include);
+                response::json_with_warnings(code, &obj, &out.warnings)
+            }
+        }
+    }
+
     fn header(&self, name: header::HeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -313,8 +340,7 @@ async fn create(
         crate::crd::reconcile(&call.state, &out.object).await;
     }
     let include = IncludeObject::parse(call.query.get("includeObject"));
-    let obj = call.render(&info, out.object, repr, include);
-    Ok(response::json_with_warnings(201, &obj, &out.warnings))
+    Ok(call.respond(201, &info, out, repr, include))
 }
 
 async fn update(
@@ -332,8 +358,7 @@ async fn update(
     }
     let code = if out.created { 201 } else { 200 };
     let include = IncludeObject::parse(call.query.get("includeObject"));
-    let obj = call.render(&target.info, out.object, repr, include);
-    Ok(response::json_with_warnings(code, &obj, &out.warnings))
+    Ok(call.respond(code, &target.info, out, repr, include))
 }
 
 fn patch_type(call: &Call) -> Result<PatchType, ApiError> {
@@ -449,8 +474,7 @@ async fn patch(
                 let out =
                     store::create(&call.state, &info, target.namespace.as_deref(), obj, &opts)
                         .await?;
-                let obj = call.render(&info, out.object, repr, include);
-                return Ok(response::json_with_warnings(201, &obj, &out.warnings));
+                return Ok(call.respond(201, &info, out, repr, include));
             }
             Err(e) => return Err(e),
             Ok(_) => {}
@@ -461,8 +485,7 @@ async fn patch(
                 .map_err(patch_error)
         })
         .await?;
-        let obj = call.render(&info, out.object, repr, include);
-        return Ok(response::json_with_warnings(200, &obj, &out.warnings));
+        return Ok(call.respond(200, &info, out, repr, include));
     }
     let body = call.body.clone();
     let name = target.name.clone();
@@ -481,8 +504,7 @@ async fn patch(
         Ok(patched)
     })
     .await?;
-    let obj = call.render(&target.info, out.object, repr, include);
-    Ok(response::json_with_warnings(200, &obj, &out.warnings))
+    Ok(call.respond(200, &target.info, out, repr, include))
 }
 
 async fn patch_scale(call: &Call, target: &Target) -> Result<Response<Body>, ApiError> {

@@ -50,6 +50,8 @@ pub enum Part {
 pub struct Outcome {
     /// The object as stored (or as it would be, on a dry run).
     pub object: Value,
+    /// `object` serialized, when the write stored it.
+    pub bytes: Option<Bytes>,
     /// `Warning` headers to send.
     pub warnings: Vec<String>,
     /// True if the write created the object.
@@ -103,13 +105,23 @@ pub async fn get(state: &ApiState, target: &Target) -> Result<(Value, Revision),
     Ok((obj, kv.mod_revision))
 }
 
-/// Serialize an object for storage: everything but `resourceVersion`.
-fn encode(obj: &Value) -> Result<Bytes, ApiError> {
-    let mut obj = obj.clone();
-    meta_mut(&mut obj).remove("resourceVersion");
-    serde_json::to_vec(&obj)
+/// Serialize an object for storage: everything but `resourceVersion`
+/// (removed from `obj` in place; the write's revision replaces it).
+fn encode(obj: &mut Value) -> Result<Bytes, ApiError> {
+    meta_mut(obj).remove("resourceVersion");
+    serde_json::to_vec(obj)
         .map(Bytes::from)
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The object as written at `rev`, serialized once: the same bytes answer
+/// the client and feed the watch cache.
+fn written(state: &ApiState, target: &Target, obj: Value, rev: Revision) -> (Value, Bytes) {
+    let obj = with_rv(obj, rev);
+    let bytes = state
+        .caches
+        .hint(&target.key(), rev, &target.info.kind, &obj);
+    (obj, bytes)
 }
 
 fn with_rv(mut obj: Value, rev: Revision) -> Value {
@@ -479,19 +491,22 @@ pub async fn create(
     };
     if opts.dry_run {
         return Ok(Outcome {
+            bytes: None,
             object: obj,
             warnings,
             created: true,
         });
     }
-    let bytes = encode(&obj)?;
+    let bytes = encode(&mut obj)?;
     let rev = state
         .storage
         .create(&target.key(), bytes)
         .await
         .map_err(|e| target.storage_err(e))?;
+    let (object, bytes) = written(state, &target, obj, rev);
     Ok(Outcome {
-        object: with_rv(obj, rev),
+        object,
+        bytes: Some(bytes),
         warnings,
         created: true,
     })
@@ -604,6 +619,7 @@ where
                 == 0;
         if opts.dry_run {
             return Ok(Outcome {
+                bytes: None,
                 object: with_rv(new, rev),
                 warnings,
                 created: false,
@@ -612,6 +628,7 @@ where
         if finalized {
             return match state.storage.delete(&target.key(), Some(rev)).await {
                 Ok((_, drev)) => Ok(Outcome {
+                    bytes: None,
                     object: with_rv(new, drev),
                     warnings,
                     created: false,
@@ -631,6 +648,7 @@ where
         };
         if unchanged {
             return Ok(Outcome {
+                bytes: None,
                 object: with_rv(old, rev),
                 warnings,
                 created: false,
@@ -638,12 +656,14 @@ where
         }
         match state
             .storage
-            .update(&target.key(), encode(&new)?, rev)
+            .update(&target.key(), encode(&mut new)?, rev)
             .await
         {
             Ok(nrev) => {
+                let (object, bytes) = written(state, target, new, nrev);
                 return Ok(Outcome {
-                    object: with_rv(new, nrev),
+                    object,
+                    bytes: Some(bytes),
                     warnings,
                     created: false,
                 });
@@ -670,13 +690,13 @@ where
 {
     for _attempt in 0..16 {
         let (old, rev) = get(state, target).await?;
-        let new = mutate(&old)?;
+        let mut new = mutate(&old)?;
         if dry_run {
             return Ok(new);
         }
         match state
             .storage
-            .update(&target.key(), encode(&new)?, rev)
+            .update(&target.key(), encode(&mut new)?, rev)
             .await
         {
             Ok(nrev) => return Ok(with_rv(new, nrev)),
@@ -849,7 +869,7 @@ pub async fn delete(
         }
         match state
             .storage
-            .update(&target.key(), encode(&new)?, rev)
+            .update(&target.key(), encode(&mut new)?, rev)
             .await
         {
             Ok(nrev) => return Ok((with_rv(new, nrev), false)),
