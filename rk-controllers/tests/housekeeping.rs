@@ -269,3 +269,123 @@ async fn quota_status_reports_usage() {
     .await;
     qc.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_deletion_of_a_deployment_removes_replicasets_and_pods_first() {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use k8s_openapi::api::core::v1::Pod;
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(
+        client.clone(),
+    ));
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let template = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
+    let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}})).unwrap();
+    let d = deploys.create(&PostParams::default(), &d).await.unwrap();
+    let owner = |kind: &str, name: &str, uid: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]);
+    let rs: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "web-1", "ownerReferences": owner("Deployment", "web", d.metadata.uid.as_deref().unwrap())},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}})).unwrap();
+    let rs = sets.create(&PostParams::default(), &rs).await.unwrap();
+    for i in 0..3 {
+        let p: Pod = serde_json::from_value(
+            json!({"metadata": {"name": format!("web-1-{i}"), "labels": {"app": "web"},
+            "ownerReferences": owner("ReplicaSet", "web-1", rs.metadata.uid.as_deref().unwrap())},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+        )
+        .unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    deploys
+        .delete("web", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("the deployment is gone", || async {
+        deploys.get_opt("web").await.unwrap().is_none()
+    })
+    .await;
+    assert!(
+        sets.get_opt("web-1").await.unwrap().is_none(),
+        "the ReplicaSet went before its owner"
+    );
+    assert!(
+        pods.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "the pods went before their owner"
+    );
+    gc.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_with_a_thousand_objects_and_a_custom_resource_is_emptied() {
+    use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let nc = tokio::spawn(rk_controllers::controllers::namespace::run(client.clone()));
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({"metadata": {"name": "widgets.example.com"}, "spec": {
+        "group": "example.com", "scope": "Namespaced", "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})).unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "big"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "big");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "big");
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "big");
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "big");
+    let ar = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    let widgets: Api<kube::core::DynamicObject> = Api::namespaced_with(client.clone(), "big", &ar);
+    let mut writes = Vec::new();
+    for i in 0..200 {
+        let (cms, secrets, svcs, sas, widgets, ar) = (
+            cms.clone(),
+            secrets.clone(),
+            svcs.clone(),
+            sas.clone(),
+            widgets.clone(),
+            ar.clone(),
+        );
+        writes.push(tokio::spawn(async move {
+            let pp = PostParams::default();
+            cms.create(&pp, &serde_json::from_value(json!({"metadata": {"name": format!("cm-{i}")}})).unwrap()).await.unwrap();
+            secrets.create(&pp, &serde_json::from_value(json!({"metadata": {"name": format!("s-{i}")}})).unwrap()).await.unwrap();
+            svcs.create(&pp, &serde_json::from_value(json!({"metadata": {"name": format!("svc-{i}")}, "spec": {"ports": [{"port": 80}]}})).unwrap()).await.unwrap();
+            sas.create(&pp, &serde_json::from_value(json!({"metadata": {"name": format!("sa-{i}")}})).unwrap()).await.unwrap();
+            let mut w = kube::core::DynamicObject::new(&format!("w-{i}"), &ar);
+            w.data = json!({"spec": {"n": i}});
+            widgets.create(&pp, &w).await.unwrap();
+        }));
+    }
+    for w in writes {
+        w.await.unwrap();
+    }
+    nss.delete("big", &DeleteParams::default()).await.unwrap();
+    eventually("the namespace and its 1,000 objects are gone", || async {
+        nss.get_opt("big").await.unwrap().is_none()
+    })
+    .await;
+    let left: Api<ConfigMap> = Api::all(client.clone());
+    assert!(
+        left.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|c| c.metadata.namespace.as_deref() != Some("big"))
+    );
+    nc.abort();
+}

@@ -228,7 +228,7 @@ pub fn spec(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause>
                 };
                 let (mut a, b) = (strip(old), strip(obj));
                 // nodeName may be set once (binding), never changed.
-                if old["spec"]["nodeName"].is_null() {
+                if old["spec"]["nodeName"].is_null() && !b["nodeName"].is_null() {
                     a["nodeName"] = b["nodeName"].clone();
                 }
                 if a != b {
@@ -528,6 +528,20 @@ mod tests {
         assert!(causes.iter().any(
             |c| c.field == "spec.template" && c.detail_message().contains("field is immutable")
         ));
+    }
+
+    #[test]
+    fn pod_metadata_updates_leave_the_spec_alone() {
+        let info = Catalogue::builtin().get("", "v1", "pods").unwrap();
+        let old = json!({"metadata": {"name": "p", "namespace": "n"}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
+        let mut new = old.clone();
+        new["metadata"]["labels"] = json!({"a": "b"});
+        assert!(super::super::validate(&info, &new, Some(&old)).is_empty());
+        new["spec"]["containers"][0]["name"] = json!("d");
+        assert_eq!(
+            super::super::validate(&info, &new, Some(&old))[0].reason_str(),
+            "FieldValueForbidden"
+        );
     }
 
     #[test]
