@@ -287,7 +287,11 @@ async fn scale_create_and_delete_variants() {
             "--wait=false",
         ])
         .await;
-    assert_eq!(out.trim(), "deployment.apps \"api\" deleted");
+    // kubectl 1.37 adds " from shop namespace"; older ones stop at "deleted".
+    assert!(
+        out.trim().starts_with("deployment.apps \"api\" deleted"),
+        "{out}"
+    );
     let d = c.get_json(&["deployment", "api", "-n", "shop"]).await;
     assert!(d["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(d["metadata"]["finalizers"][0], "orphan");

@@ -147,11 +147,18 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiE
             serde_json::to_value(v)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
         }
-        "application/vnd.kubernetes.protobuf"
-        | "application/cbor"
-        | "application/apply-patch+cbor" => {
+        "application/vnd.kubernetes.protobuf" => match crate::protobuf::decode_to_json(body) {
+            Ok(v) => v,
+            Err(e @ crate::protobuf::ProtobufError::UnknownKind { .. }) => {
+                return Err(ApiError::unsupported_media_type(format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({e})"
+                )));
+            }
+            Err(e) => return Err(ApiError::bad_request(e.to_string())),
+        },
+        "application/cbor" | "application/apply-patch+cbor" => {
             return Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct})"
             )));
         }
         _ => serde_json::from_slice(body).map_err(|e| {

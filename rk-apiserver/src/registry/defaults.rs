@@ -6,10 +6,10 @@ use rk_core::catalogue::ResourceInfo;
 use serde_json::{Map, Value, json};
 
 fn set_default(obj: &mut Value, key: &str, value: Value) {
-    if let Some(m) = obj.as_object_mut() {
-        if m.get(key).is_none_or(Value::is_null) {
-            m.insert(key.to_string(), value);
-        }
+    if let Some(m) = obj.as_object_mut()
+        && m.get(key).is_none_or(Value::is_null)
+    {
+        m.insert(key.to_string(), value);
     }
 }
 
@@ -100,15 +100,14 @@ pub fn pod_spec(spec: &mut Value) {
             }
         }
     }
-    if let Some(m) = spec.as_object_mut() {
-        if m.get("serviceAccountName")
+    if let Some(m) = spec.as_object_mut()
+        && m.get("serviceAccountName")
             .and_then(Value::as_str)
             .is_some()
-            && m.get("serviceAccount").is_none()
-        {
-            let sa = m["serviceAccountName"].clone();
-            m.insert("serviceAccount".into(), sa);
-        }
+        && m.get("serviceAccount").is_none()
+    {
+        let sa = m["serviceAccountName"].clone();
+        m.insert("serviceAccount".into(), sa);
     }
 }
 
@@ -330,10 +329,10 @@ fn job_spec(spec: &mut Value) {
     set_default(spec, "completionMode", json!("NonIndexed"));
     set_default(spec, "suspend", json!(false));
     set_default(spec, "manualSelector", Value::Null);
-    if let Some(m) = spec.as_object_mut() {
-        if m.get("manualSelector").is_some_and(Value::is_null) {
-            m.remove("manualSelector");
-        }
+    if let Some(m) = spec.as_object_mut()
+        && m.get("manualSelector").is_some_and(Value::is_null)
+    {
+        m.remove("manualSelector");
     }
     set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
     if spec["template"].is_object() {

@@ -70,7 +70,7 @@ pub fn eval<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
                     next.extend(v.as_array().into_iter().flatten().filter(|e| {
                         e.get(field.as_str()).is_some_and(|x| match x {
                             Value::String(s) => s == want,
-                            other => other.to_string() == *want,
+                            other => want.as_str() == other.to_string().as_str(),
                         })
                     }))
                 }

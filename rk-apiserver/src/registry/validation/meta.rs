@@ -57,11 +57,7 @@ pub fn object_meta(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec
             match v.as_str() {
                 Some(v) => {
                     for p in names::validate_label_value(v) {
-                        out.push(invalid(
-                            &format!("metadata.labels"),
-                            &Value::String(v.into()),
-                            &p,
-                        ));
+                        out.push(invalid("metadata.labels", &Value::String(v.into()), &p));
                     }
                 }
                 None => out.push(invalid("metadata.labels", v, "must be a string")),
@@ -89,14 +85,14 @@ pub fn object_meta(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec
             });
         }
     }
-    if let Some(old) = old {
-        if old["metadata"]["name"] != meta["name"] {
-            out.push(invalid(
-                "metadata.name",
-                &meta["name"],
-                "field is immutable",
-            ));
-        }
+    if let Some(old) = old
+        && old["metadata"]["name"] != meta["name"]
+    {
+        out.push(invalid(
+            "metadata.name",
+            &meta["name"],
+            "field is immutable",
+        ));
     }
     out
 }

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 use super::{Cause, duplicate, forbidden, invalid, not_supported, required};
 
 fn non_negative(out: &mut Vec<Cause>, field: &str, v: &Value) {
-    if let Some(n) = v.as_i64() {
-        if n < 0 {
-            out.push(invalid(field, v, "must be greater than or equal to 0"));
-        }
+    if let Some(n) = v.as_i64()
+        && n < 0
+    {
+        out.push(invalid(field, v, "must be greater than or equal to 0"));
     }
 }
 
@@ -78,14 +78,14 @@ fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&
                     )),
                     None => out.push(required(&format!("{base}.ports[{j}].containerPort"))),
                 }
-                if let Some(proto) = p["protocol"].as_str() {
-                    if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                        out.push(not_supported(
-                            &format!("{base}.ports[{j}].protocol"),
-                            &p["protocol"],
-                            &["SCTP", "TCP", "UDP"],
-                        ));
-                    }
+                if let Some(proto) = p["protocol"].as_str()
+                    && !matches!(proto, "TCP" | "UDP" | "SCTP")
+                {
+                    out.push(not_supported(
+                        &format!("{base}.ports[{j}].protocol"),
+                        &p["protocol"],
+                        &["SCTP", "TCP", "UDP"],
+                    ));
                 }
             }
             for (j, m) in c["volumeMounts"]
@@ -114,14 +114,14 @@ fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&
             }
         }
     }
-    if let Some(rp) = spec["restartPolicy"].as_str() {
-        if !allowed_restart.contains(&rp) {
-            out.push(not_supported(
-                &format!("{path}.restartPolicy"),
-                &spec["restartPolicy"],
-                allowed_restart,
-            ));
-        }
+    if let Some(rp) = spec["restartPolicy"].as_str()
+        && !allowed_restart.contains(&rp)
+    {
+        out.push(not_supported(
+            &format!("{path}.restartPolicy"),
+            &spec["restartPolicy"],
+            allowed_restart,
+        ));
     }
 }
 
@@ -379,22 +379,20 @@ pub fn spec(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause>
                     )),
                 }
                 match p["name"].as_str() {
-                    Some(n) if !n.is_empty() => {
-                        if !names_seen.insert(n.to_string()) {
-                            out.push(duplicate(&format!("spec.ports[{i}].name"), &p["name"]));
-                        }
+                    Some(n) if !n.is_empty() && !names_seen.insert(n.to_string()) => {
+                        out.push(duplicate(&format!("spec.ports[{i}].name"), &p["name"]));
                     }
                     _ if ports.len() > 1 => out.push(required(&format!("spec.ports[{i}].name"))),
                     _ => {}
                 }
-                if let Some(proto) = p["protocol"].as_str() {
-                    if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                        out.push(not_supported(
-                            &format!("spec.ports[{i}].protocol"),
-                            &p["protocol"],
-                            &["SCTP", "TCP", "UDP"],
-                        ));
-                    }
+                if let Some(proto) = p["protocol"].as_str()
+                    && !matches!(proto, "TCP" | "UDP" | "SCTP")
+                {
+                    out.push(not_supported(
+                        &format!("spec.ports[{i}].protocol"),
+                        &p["protocol"],
+                        &["SCTP", "TCP", "UDP"],
+                    ));
                 }
             }
             if ty == "ExternalName" && spec["externalName"].as_str().is_none_or(str::is_empty) {
@@ -428,7 +426,7 @@ pub fn spec(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause>
                         && k != "."
                         && k != "..";
                     if !valid {
-                        out.push(invalid(&format!("{key}"), &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
+                        out.push(invalid(key, &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
                     }
                 }
             }
@@ -460,18 +458,17 @@ pub fn spec(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause>
             }
         }
         ("scheduling.k8s.io", "PriorityClass") => {
-            if let Some(v) = obj["value"].as_i64() {
-                if v > 1_000_000_000
-                    && !obj["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or("")
-                        .starts_with("system-")
-                {
-                    out.push(forbidden(
-                        "value",
-                        "maximum allowed value of a user defined priority is 1000000000",
-                    ));
-                }
+            if let Some(v) = obj["value"].as_i64()
+                && v > 1_000_000_000
+                && !obj["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("system-")
+            {
+                out.push(forbidden(
+                    "value",
+                    "maximum allowed value of a user defined priority is 1000000000",
+                ));
             }
             immutable(&mut out, old, obj, &["value"]);
         }

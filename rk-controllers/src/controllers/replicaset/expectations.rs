@@ -73,10 +73,10 @@ impl Expectations {
     /// A pod owned by `key` was seen; counts as a creation the first time.
     pub fn creation_observed(&self, key: &str, uid: &str) {
         let mut inner = self.lock();
-        if inner.known.insert(uid.to_string()) {
-            if let Some(e) = inner.per_key.get_mut(key) {
-                e.adds -= 1;
-            }
+        if inner.known.insert(uid.to_string())
+            && let Some(e) = inner.per_key.get_mut(key)
+        {
+            e.adds -= 1;
         }
     }
 
@@ -95,10 +95,8 @@ impl Expectations {
             inner.leaving.remove(uid);
             inner.known.remove(uid);
         }
-        if first {
-            if let Some(e) = inner.per_key.get_mut(key) {
-                e.dels -= 1;
-            }
+        if first && let Some(e) = inner.per_key.get_mut(key) {
+            e.dels -= 1;
         }
     }
 

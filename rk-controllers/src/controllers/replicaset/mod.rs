@@ -73,10 +73,10 @@ pub struct Controller {
 impl Controller {
     fn enqueue(&self, key: String) {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if q.0.insert(key.clone()) {
-            if let Some(tx) = &q.1 {
-                let _ = tx.send(key);
-            }
+        if q.0.insert(key.clone())
+            && let Some(tx) = &q.1
+        {
+            let _ = tx.send(key);
         }
     }
 
@@ -372,10 +372,9 @@ pub async fn run(client: kube::Client, workers: usize) {
                 | watcher::Event::InitApply(rs)
                 | watcher::Event::Delete(rs),
             ) = ev
+                && let (Some(ns), Some(n)) = (rs.metadata.namespace, rs.metadata.name)
             {
-                if let (Some(ns), Some(n)) = (rs.metadata.namespace, rs.metadata.name) {
-                    c.enqueue(key_of(&ns, &n));
-                }
+                c.enqueue(key_of(&ns, &n));
             }
         }
     });
