@@ -5,10 +5,13 @@ use std::str::FromStr;
 
 /// Every controller this crate provides, by its `--controllers` name.
 pub const ALL: &[&str] = &[
+    "endpoint",
+    "endpointslice",
     "garbage-collector",
     "namespace",
-    "serviceaccount",
+    "replicaset",
     "resourcequota",
+    "serviceaccount",
 ];
 
 /// Which controllers to run.
@@ -79,6 +82,18 @@ pub async fn run(
     _options: Options,
 ) -> Result<(), ManagerError> {
     let mut tasks = Vec::new();
+    if selection.contains("endpoint") {
+        tasks.push(tokio::spawn(crate::controllers::endpoints::legacy::run(
+            client.clone(),
+            5,
+        )));
+    }
+    if selection.contains("endpointslice") {
+        tasks.push(tokio::spawn(crate::controllers::endpoints::slices::run(
+            client.clone(),
+            5,
+        )));
+    }
     if selection.contains("garbage-collector") {
         tasks.push(tokio::spawn(crate::controllers::garbage_collector::run(
             client.clone(),

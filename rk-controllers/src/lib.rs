@@ -16,3 +16,4 @@
 pub mod controller_manager;
 pub mod controllers;
 pub mod discovery;
+pub mod queue;
