@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 /// Every controller this crate provides, by its `--controllers` name.
 pub const ALL: &[&str] = &[
+    "deployment",
     "endpoint",
     "endpointslice",
     "garbage-collector",
@@ -82,6 +83,12 @@ pub async fn run(
     _options: Options,
 ) -> Result<(), ManagerError> {
     let mut tasks = Vec::new();
+    if selection.contains("deployment") {
+        tasks.push(tokio::spawn(crate::controllers::deployment::run(
+            client.clone(),
+            5,
+        )));
+    }
     if selection.contains("endpoint") {
         tasks.push(tokio::spawn(crate::controllers::endpoints::legacy::run(
             client.clone(),

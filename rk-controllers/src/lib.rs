@@ -16,4 +16,5 @@
 pub mod controller_manager;
 pub mod controllers;
 pub mod discovery;
+pub mod events;
 pub mod queue;

@@ -1,5 +1,6 @@
 //! The controllers, one module each.
 
+pub mod deployment;
 pub mod endpoints;
 pub mod garbage_collector;
 pub mod namespace;

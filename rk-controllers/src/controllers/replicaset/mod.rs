@@ -235,7 +235,15 @@ impl Controller {
             }
         }
         self.write_status(&rs, &owned, failure).await?;
-        Ok(None)
+        // Ready pods become available after minReadySeconds: look again then.
+        let min_ready = rs.spec.min_ready_seconds.unwrap_or(0);
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+        let waiting = owned.iter().any(|p| {
+            is_active(p)
+                && rk_core::object::is_pod_ready(p)
+                && !rk_core::object::is_pod_available(p, min_ready, &now)
+        });
+        Ok((min_ready > 0 && waiting).then(|| Duration::from_secs(min_ready.max(1) as u64)))
     }
 
     async fn write_status(
