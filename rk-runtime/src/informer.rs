@@ -11,6 +11,7 @@
 //! Handlers run on the informer's task while it holds the dispatch lock: they
 //! must be quick (typically, put a key on a work queue).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -125,6 +126,7 @@ pub struct Informer<K: ApiObject> {
     synced: watch::Sender<bool>,
     started: Mutex<bool>,
     stop: CancellationToken,
+    lists: AtomicU64,
 }
 
 impl<K: ApiObject> Informer<K> {
@@ -143,6 +145,7 @@ impl<K: ApiObject> Informer<K> {
             synced: watch::channel(false).0,
             started: Mutex::new(false),
             stop: CancellationToken::new(),
+            lists: AtomicU64::new(0),
         })
     }
 
@@ -188,6 +191,12 @@ impl<K: ApiObject> Informer<K> {
         self.stop.cancel();
     }
 
+    /// How many times the informer has listed (1 after the first sync; more
+    /// after relists, such as on 410 Gone).
+    pub fn list_count(&self) -> u64 {
+        self.lists.load(Ordering::Relaxed)
+    }
+
     /// Whether the first list has been cached.
     pub fn has_synced(&self) -> bool {
         *self.synced.borrow()
@@ -231,7 +240,10 @@ impl<K: ApiObject> Informer<K> {
         let mut handlers = self.handlers();
         handlers.retain(|h| !h.is_closed());
         match event {
-            Event::Init => *relist = Some(self.store.begin_relist()),
+            Event::Init => {
+                self.lists.fetch_add(1, Ordering::Relaxed);
+                *relist = Some(self.store.begin_relist());
+            }
             Event::InitApply(obj) => {
                 let applied = match relist {
                     Some(r) => self.store.apply_relisted(*r, obj),
