@@ -10,9 +10,13 @@ pub const ALL: &[&str] = &[
     "endpointslice",
     "garbage-collector",
     "namespace",
+    "nodeipam",
+    "nodelifecycle",
+    "podgc",
     "replicaset",
     "resourcequota",
     "serviceaccount",
+    "taint-eviction-controller",
 ];
 
 /// Which controllers to run.
@@ -66,7 +70,14 @@ impl Selection {
 
 /// Options of the controller manager.
 #[derive(Clone, Debug, Default)]
-pub struct Options {}
+pub struct Options {
+    /// Timings of the node lifecycle controller.
+    pub node_lifecycle: crate::controllers::node_lifecycle::Options,
+    /// The range node pod CIDRs come from.
+    pub cluster_cidr: crate::controllers::node_ipam::ClusterCidr,
+    /// Settings of the pod garbage collector.
+    pub pod_gc: crate::controllers::pod_gc::Options,
+}
 
 /// Errors of the controller manager.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +91,7 @@ pub enum ManagerError {
 pub async fn run(
     client: kube::Client,
     selection: &Selection,
-    _options: Options,
+    options: Options,
 ) -> Result<(), ManagerError> {
     let mut tasks = Vec::new();
     if selection.contains("deployment") {
@@ -110,6 +121,29 @@ pub async fn run(
         tasks.push(tokio::spawn(crate::controllers::namespace::run(
             client.clone(),
         )));
+    }
+    if selection.contains("nodeipam") {
+        tasks.push(tokio::spawn(crate::controllers::node_ipam::run(
+            client.clone(),
+            options.cluster_cidr.clone(),
+        )));
+    }
+    if selection.contains("nodelifecycle") {
+        tasks.push(tokio::spawn(crate::controllers::node_lifecycle::run(
+            client.clone(),
+            options.node_lifecycle.clone(),
+        )));
+    }
+    if selection.contains("podgc") {
+        tasks.push(tokio::spawn(crate::controllers::pod_gc::run(
+            client.clone(),
+            options.pod_gc.clone(),
+        )));
+    }
+    if selection.contains("taint-eviction-controller") {
+        tasks.push(tokio::spawn(
+            crate::controllers::node_lifecycle::eviction::run(client.clone()),
+        ));
     }
     if selection.contains("replicaset") {
         tasks.push(tokio::spawn(crate::controllers::replicaset::run(

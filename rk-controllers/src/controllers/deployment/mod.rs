@@ -62,30 +62,10 @@ pub enum SyncError {
     Selector(String),
 }
 
-/// The pod-template hash of `template` with `collisions`, as a short
-/// string of safe characters.
+/// The pod-template hash of `template` with `collisions` (rk-core's,
+/// upstream's algorithm).
 pub fn template_hash(template: &PodTemplateSpec, collisions: Option<i32>) -> String {
-    // FNV-1a over the template's JSON (typed, so its field order is fixed).
-    let mut h: u32 = 0x811c_9dc5;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u32::from(*b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-    };
-    feed(
-        serde_json::to_string(template)
-            .unwrap_or_default()
-            .as_bytes(),
-    );
-    if let Some(c) = collisions {
-        feed(&c.to_le_bytes());
-    }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    h.to_string()
-        .bytes()
-        .map(|b| ALPHABET[usize::from(b) % ALPHABET.len()] as char)
-        .collect()
+    rk_core::object::pod_template_hash(template, collisions)
 }
 
 /// `template` without the hash label, for comparing templates.

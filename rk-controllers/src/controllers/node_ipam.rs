@@ -1,0 +1,200 @@
+//! The node IPAM controller: gives every node a `spec.podCIDR` (and
+//! `podCIDRs`) carved from the cluster CIDR — a `/24` per node out of
+//! `10.244.0.0/16` by default, as `kube-controller-manager
+//! --allocate-node-cidrs --cluster-cidr` does. CIDRs already on nodes are
+//! respected, and a deleted node's range is reused.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+/// An IPv4 range split into equal per-node blocks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterCidr {
+    base: u32,
+    prefix: u8,
+    node_prefix: u8,
+}
+
+/// A cluster CIDR that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CidrError {
+    /// Not `a.b.c.d/n`.
+    #[error("invalid CIDR {0:?}")]
+    Invalid(String),
+    /// The node mask is not longer than the cluster's.
+    #[error("node mask /{node} must be longer than the cluster mask /{cluster}")]
+    Mask {
+        /// The cluster's prefix length.
+        cluster: u8,
+        /// The per-node prefix length.
+        node: u8,
+    },
+}
+
+impl ClusterCidr {
+    /// Parse `cidr` (e.g. `10.244.0.0/16`) with per-node blocks of `/node_prefix`.
+    pub fn new(cidr: &str, node_prefix: u8) -> Result<Self, CidrError> {
+        let invalid = || CidrError::Invalid(cidr.to_string());
+        let (ip, len) = cidr.split_once('/').ok_or_else(invalid)?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| invalid())?;
+        let prefix: u8 = len.parse().map_err(|_| invalid())?;
+        if prefix > 32 || node_prefix > 32 {
+            return Err(invalid());
+        }
+        if node_prefix <= prefix {
+            return Err(CidrError::Mask {
+                cluster: prefix,
+                node: node_prefix,
+            });
+        }
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
+        Ok(Self {
+            base: u32::from(ip) & mask,
+            prefix,
+            node_prefix,
+        })
+    }
+
+    /// How many node blocks the range holds.
+    pub fn capacity(&self) -> u64 {
+        1u64 << (self.node_prefix - self.prefix)
+    }
+
+    /// The `index`th node block, as `a.b.c.d/n`.
+    pub fn block(&self, index: u64) -> String {
+        let offset = (index as u32) << (32 - self.node_prefix);
+        format!(
+            "{}/{}",
+            Ipv4Addr::from(self.base + offset),
+            self.node_prefix
+        )
+    }
+
+    /// The index of `cidr` if it is one of this range's blocks.
+    pub fn index_of(&self, cidr: &str) -> Option<u64> {
+        let (ip, len) = cidr.split_once('/')?;
+        let ip: Ipv4Addr = ip.parse().ok()?;
+        if len.parse::<u8>().ok()? != self.node_prefix {
+            return None;
+        }
+        let ip = u32::from(ip);
+        let index = u64::from(ip.checked_sub(self.base)? >> (32 - self.node_prefix));
+        (index < self.capacity()).then_some(index)
+    }
+}
+
+impl Default for ClusterCidr {
+    fn default() -> Self {
+        Self {
+            base: u32::from(Ipv4Addr::new(10, 244, 0, 0)),
+            prefix: 16,
+            node_prefix: 24,
+        }
+    }
+}
+
+/// Run the controller until the watch ends.
+pub async fn run(client: kube::Client, cidr: ClusterCidr) {
+    let api: Api<Node> = Api::all(client.clone());
+    let mut used: BTreeSet<u64> = BTreeSet::new();
+    let mut pending: Vec<String> = Vec::new();
+    let mut initial: Vec<Node> = Vec::new();
+    let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+    while let Some(ev) = events.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::debug!(error = %e, "node watch error");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut ready: Vec<Node> = Vec::new();
+        match ev {
+            watcher::Event::Init => {
+                initial.clear();
+            }
+            watcher::Event::InitApply(n) => initial.push(n),
+            watcher::Event::InitDone => {
+                used = initial
+                    .iter()
+                    .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref())
+                    .filter_map(|c| cidr.index_of(c))
+                    .collect();
+                ready = std::mem::take(&mut initial);
+            }
+            watcher::Event::Apply(n) => ready.push(n),
+            watcher::Event::Delete(n) => {
+                let name = n.metadata.name.clone().unwrap_or_default();
+                pending.retain(|p| p != &name);
+                if let Some(i) = n
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidr.as_deref())
+                    .and_then(|c| cidr.index_of(c))
+                {
+                    used.remove(&i);
+                }
+            }
+        }
+        for node in ready {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            if let Some(c) = node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()) {
+                if let Some(i) = cidr.index_of(c) {
+                    used.insert(i);
+                }
+                pending.retain(|p| p != &name);
+                continue;
+            }
+            if pending.contains(&name) {
+                continue;
+            }
+            let Some(index) = (0..cidr.capacity()).find(|i| !used.contains(i)) else {
+                tracing::warn!(node = %name, "the cluster CIDR is exhausted; no podCIDR for this node");
+                continue;
+            };
+            let block = cidr.block(index);
+            let patch = json!({"spec": {"podCIDR": block, "podCIDRs": [block]}});
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    used.insert(index);
+                    pending.push(name);
+                }
+                Err(e) => tracing::warn!(node = %name, error = %e, "assigning a podCIDR failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_round_trip_and_stay_in_range() {
+        let c = ClusterCidr::new("10.244.0.0/16", 24).unwrap();
+        assert_eq!(c.capacity(), 256);
+        assert_eq!(c.block(3), "10.244.3.0/24");
+        assert_eq!(c.index_of("10.244.3.0/24"), Some(3));
+        assert_eq!(c.index_of("10.245.0.0/24"), None);
+        assert_eq!(c.index_of("10.244.3.0/25"), None);
+        assert!(matches!(
+            ClusterCidr::new("10.0.0.0/24", 16),
+            Err(CidrError::Mask { .. })
+        ));
+        assert!(ClusterCidr::new("nope", 24).is_err());
+    }
+}
