@@ -18,3 +18,4 @@ pub mod controllers;
 pub mod discovery;
 pub mod events;
 pub mod queue;
+pub mod scheduler;

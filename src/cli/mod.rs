@@ -3,6 +3,7 @@
 mod apiserver;
 mod bench;
 mod controller_manager;
+mod scheduler;
 
 use clap::{Parser, Subcommand};
 
@@ -29,7 +30,7 @@ pub enum Command {
     /// Run the controller manager.
     ControllerManager(controller_manager::Args),
     /// Run the scheduler.
-    Scheduler(NotYet),
+    Scheduler(scheduler::Args),
     /// Run a kubelet.
     Kubelet(NotYet),
     /// Run the service proxy.
@@ -68,7 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apiserver(args) => apiserver::run(args).await,
         Command::Up(args) => apiserver::up(args).await,
         Command::ControllerManager(args) => controller_manager::run(args).await,
-        Command::Scheduler(_) => not_yet("scheduler"),
+        Command::Scheduler(args) => scheduler::run(args).await,
         Command::Kubelet(_) => not_yet("kubelet"),
         Command::Proxy(_) => not_yet("proxy"),
         Command::Bench(b) => bench::run(b).await,

@@ -1,0 +1,344 @@
+//! What the scheduler knows about a pod and a node, precomputed once so the
+//! per-node work of a scheduling cycle is arithmetic, not parsing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, WeightedPodAffinityTerm};
+use rk_core::predicates::{
+    AffinityTerm, HostPort, HostPortSet, PredicateError, Resources, node_allocatable,
+    pod_host_ports, pod_nonzero_requests, pod_requests,
+};
+
+/// The key of a namespaced object, `namespace/name`.
+pub fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// A pod with everything the plugins compute from it parsed once.
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    /// The pod.
+    pub pod: Arc<Pod>,
+    /// `namespace/name`.
+    pub key: String,
+    /// `spec.priority` (0 when unset).
+    pub priority: i32,
+    /// What the pod requests (upstream `PodRequests`).
+    pub requests: Resources,
+    /// Requests with the scoring defaults for missing cpu/memory.
+    pub nonzero_requests: Resources,
+    /// Host ports the pod wants.
+    pub host_ports: Vec<HostPort>,
+    /// Required pod affinity terms.
+    pub required_affinity: Vec<AffinityTerm>,
+    /// Required pod anti-affinity terms.
+    pub required_anti_affinity: Vec<AffinityTerm>,
+    /// Preferred pod affinity terms with their weights.
+    pub preferred_affinity: Vec<(i64, AffinityTerm)>,
+    /// Preferred pod anti-affinity terms with their weights.
+    pub preferred_anti_affinity: Vec<(i64, AffinityTerm)>,
+    /// Why the pod's spec could not be evaluated, if it could not.
+    pub parse_error: Option<String>,
+}
+
+impl PodInfo {
+    /// Precomputes the scheduling view of `pod`. A malformed spec does not
+    /// fail: the error is kept in [`PodInfo::parse_error`] and the pod is
+    /// reported unschedulable.
+    pub fn new(pod: Arc<Pod>) -> Self {
+        let mut errors = Vec::new();
+        let mut keep = |r: Result<Resources, PredicateError>| {
+            r.unwrap_or_else(|e| {
+                errors.push(e.to_string());
+                Resources::default()
+            })
+        };
+        let requests = keep(pod_requests(&pod));
+        let nonzero_requests = keep(pod_nonzero_requests(&pod));
+        let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let pod_anti = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        let mut compile = |terms: Option<&Vec<k8s_openapi::api::core::v1::PodAffinityTerm>>| {
+            let mut out = Vec::new();
+            for t in terms.into_iter().flatten() {
+                match AffinityTerm::new(&pod, t) {
+                    Ok(c) => out.push(c),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            out
+        };
+        let required_affinity = compile(pod_affinity.and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
+        let required_anti_affinity = compile(pod_anti.and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
+        let mut weighted = |terms: Option<&Vec<WeightedPodAffinityTerm>>| {
+            let mut out = Vec::new();
+            for t in terms.into_iter().flatten() {
+                match AffinityTerm::new(&pod, &t.pod_affinity_term) {
+                    Ok(c) => out.push((i64::from(t.weight), c)),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            out
+        };
+        let preferred_affinity = weighted(pod_affinity.and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
+        let preferred_anti_affinity = weighted(pod_anti.and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
+        Self {
+            key: pod_key(&pod),
+            priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+            host_ports: pod_host_ports(&pod),
+            requests,
+            nonzero_requests,
+            required_affinity,
+            required_anti_affinity,
+            preferred_affinity,
+            preferred_anti_affinity,
+            parse_error: (!errors.is_empty()).then(|| errors.join("; ")),
+            pod,
+        }
+    }
+
+    /// The pod's namespace.
+    pub fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// The pod's uid.
+    pub fn uid(&self) -> &str {
+        self.pod.metadata.uid.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the pod has any pod affinity or anti-affinity term.
+    pub fn has_affinity(&self) -> bool {
+        !self.required_affinity.is_empty()
+            || !self.required_anti_affinity.is_empty()
+            || !self.preferred_affinity.is_empty()
+            || !self.preferred_anti_affinity.is_empty()
+    }
+
+    /// The pod's tolerations.
+    pub fn tolerations(&self) -> &[k8s_openapi::api::core::v1::Toleration] {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// `spec.schedulerName`, `default-scheduler` when unset.
+    pub fn scheduler_name(&self) -> &str {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduler_name.as_deref())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(super::DEFAULT_SCHEDULER_NAME)
+    }
+}
+
+/// A node and the pods assigned (or assumed) to it, with running totals.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// The node.
+    pub node: Arc<Node>,
+    /// The node's name.
+    pub name: String,
+    /// What the node can allocate.
+    pub allocatable: Resources,
+    /// The sum of the pods' requests (`pods` is their count).
+    pub requested: Resources,
+    /// The sum of the pods' requests with scoring defaults.
+    pub nonzero_requested: Resources,
+    /// The pods on the node.
+    pub pods: Vec<Arc<PodInfo>>,
+    /// How many of the pods have pod affinity or anti-affinity terms.
+    pub pods_with_affinity: usize,
+    /// How many of the pods have required anti-affinity terms.
+    pub pods_with_required_anti_affinity: usize,
+    /// Host ports in use.
+    pub used_ports: HostPortSet,
+    /// The node's images: normalized name to size in bytes.
+    pub images: HashMap<String, i64>,
+    /// Bumped on every change.
+    pub generation: u64,
+}
+
+impl NodeInfo {
+    /// A node with no pods.
+    pub fn new(node: Arc<Node>) -> Self {
+        let mut info = Self {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            allocatable: Resources::default(),
+            requested: Resources::default(),
+            nonzero_requested: Resources::default(),
+            pods: Vec::new(),
+            pods_with_affinity: 0,
+            pods_with_required_anti_affinity: 0,
+            used_ports: HostPortSet::new(),
+            images: HashMap::new(),
+            generation: 0,
+            node: node.clone(),
+        };
+        info.set_node(node);
+        info
+    }
+
+    /// Replaces the node object, keeping the pods.
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        self.allocatable = node_allocatable(&node).unwrap_or_default();
+        self.images.clear();
+        for image in node
+            .status
+            .as_ref()
+            .and_then(|s| s.images.as_deref())
+            .unwrap_or_default()
+        {
+            for name in image.names.iter().flatten() {
+                self.images
+                    .insert(normalize_image_name(name), image.size_bytes.unwrap_or(0));
+            }
+        }
+        self.node = node;
+        self.generation += 1;
+    }
+
+    /// The node's taints.
+    pub fn taints(&self) -> &[Taint] {
+        self.node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The node's value of a label.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.node
+            .metadata
+            .labels
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+
+    /// Adds a pod's requests and ports.
+    pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
+        self.requested.add(&pod.requests);
+        self.nonzero_requested.add(&pod.nonzero_requests);
+        for port in &pod.host_ports {
+            self.used_ports.insert(port.clone());
+        }
+        if pod.has_affinity() {
+            self.pods_with_affinity += 1;
+        }
+        if !pod.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity += 1;
+        }
+        self.pods.push(pod);
+        self.generation += 1;
+    }
+
+    /// Removes the pod with this key; false when it is not here.
+    pub fn remove_pod(&mut self, key: &str) -> bool {
+        let Some(index) = self.pods.iter().position(|p| p.key == key) else {
+            return false;
+        };
+        let pod = self.pods.swap_remove(index);
+        subtract(&mut self.requested, &pod.requests);
+        subtract(&mut self.nonzero_requested, &pod.nonzero_requests);
+        if pod.has_affinity() {
+            self.pods_with_affinity -= 1;
+        }
+        if !pod.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity -= 1;
+        }
+        if !pod.host_ports.is_empty() {
+            self.used_ports = HostPortSet::new();
+            for p in &self.pods {
+                for port in &p.host_ports {
+                    self.used_ports.insert(port.clone());
+                }
+            }
+        }
+        self.generation += 1;
+        true
+    }
+}
+
+fn subtract(total: &mut Resources, r: &Resources) {
+    total.milli_cpu -= r.milli_cpu;
+    total.memory -= r.memory;
+    total.ephemeral_storage -= r.ephemeral_storage;
+    total.pods -= r.pods;
+    for (name, amount) in &r.scalar {
+        if let Some(v) = total.scalar.get_mut(name) {
+            *v -= amount;
+        }
+    }
+}
+
+/// Upstream's image name normalization: a name without a registry gets
+/// `docker.io/` (and `library/` for single-component names), a name without
+/// a tag or digest gets `:latest`.
+pub fn normalize_image_name(name: &str) -> String {
+    let (repo, rest) = match name.find('@') {
+        Some(at) => (&name[..at], &name[at..]),
+        None => (name, ""),
+    };
+    let last = repo.rsplit('/').next().unwrap_or(repo);
+    let has_tag = last.contains(':');
+    let first = repo.split('/').next().unwrap_or(repo);
+    let has_registry =
+        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let mut out = String::with_capacity(name.len() + 24);
+    if !has_registry {
+        out.push_str("docker.io/");
+        if !repo.contains('/') {
+            out.push_str("library/");
+        }
+    }
+    out.push_str(repo);
+    if !has_tag && rest.is_empty() {
+        out.push_str(":latest");
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names_are_normalized_like_upstream() {
+        assert_eq!(
+            normalize_image_name("nginx"),
+            "docker.io/library/nginx:latest"
+        );
+        assert_eq!(normalize_image_name("me/app:1"), "docker.io/me/app:1");
+        assert_eq!(
+            normalize_image_name("registry.k8s.io/pause:3.10"),
+            "registry.k8s.io/pause:3.10"
+        );
+        assert_eq!(
+            normalize_image_name("localhost:5000/app"),
+            "localhost:5000/app:latest"
+        );
+    }
+}
