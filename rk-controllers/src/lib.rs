@@ -17,5 +17,6 @@ pub mod controller_manager;
 pub mod controllers;
 pub mod discovery;
 pub mod events;
+pub mod kubelet;
 pub mod queue;
 pub mod scheduler;

@@ -3,6 +3,7 @@
 mod apiserver;
 mod bench;
 mod controller_manager;
+mod kubelet;
 mod scheduler;
 
 use clap::{Parser, Subcommand};
@@ -32,7 +33,7 @@ pub enum Command {
     /// Run the scheduler.
     Scheduler(scheduler::Args),
     /// Run a kubelet.
-    Kubelet(NotYet),
+    Kubelet(kubelet::Args),
     /// Run the service proxy.
     Proxy(NotYet),
     /// Benchmarks (run from a release build).
@@ -70,7 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => apiserver::up(args).await,
         Command::ControllerManager(args) => controller_manager::run(args).await,
         Command::Scheduler(args) => scheduler::run(args).await,
-        Command::Kubelet(_) => not_yet("kubelet"),
+        Command::Kubelet(args) => kubelet::run(args).await,
         Command::Proxy(_) => not_yet("proxy"),
         Command::Bench(b) => bench::run(b).await,
     }

@@ -1,0 +1,482 @@
+//! The pod worker: one task per pod that gives it an IP, materializes its
+//! volumes, runs its init containers in order (sidecars stay running), then
+//! its app containers, keeps its status written, and on deletion stops
+//! everything gracefully and removes the pod from the API.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use kube::Api;
+use kube::api::{DeleteParams, Preconditions};
+use tokio::sync::{oneshot, watch};
+
+use super::Shared;
+use super::container::{AbortOnDrop, Outcome, Role, Supervisor};
+use super::env::{PodNetwork, Sources};
+use super::node_status::NodeCtx;
+use super::runtime::{SIM_COMPLETE_AFTER, SIM_EXIT_CODE, SimBehaviour, parse_duration};
+use super::status::{self, CState, ContainerRecord, PodRecord, Terminal};
+use super::volumes::{self, Prepared};
+
+/// A pod's shared state: the record its containers update, the latest API
+/// object, and a counter that wakes the status writer.
+pub struct PodState {
+    record: Mutex<PodRecord>,
+    pod: Mutex<Pod>,
+    dirty: watch::Sender<u64>,
+    write_lock: tokio::sync::Mutex<Option<PodStatus>>,
+    /// The pod's directory (volumes, logs).
+    pub dir: PathBuf,
+    /// The pod's uid.
+    pub uid: String,
+}
+
+impl PodState {
+    /// State for a pod that starts now.
+    pub fn new(pod: Pod, dir: PathBuf) -> Self {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        Self {
+            record: Mutex::new(PodRecord::default()),
+            pod: Mutex::new(pod),
+            dirty: watch::channel(0).0,
+            write_lock: tokio::sync::Mutex::new(None),
+            dir,
+            uid,
+        }
+    }
+
+    /// Change the record and wake the status writer.
+    pub fn update(&self, f: impl FnOnce(&mut PodRecord)) {
+        {
+            let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut r);
+        }
+        self.dirty.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Read the record.
+    pub fn read<R>(&self, f: impl FnOnce(&PodRecord) -> R) -> R {
+        let r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        f(&r)
+    }
+
+    /// The latest pod object.
+    pub fn pod(&self) -> Pod {
+        self.pod.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Record a newer pod object from the API.
+    pub fn set_pod(&self, pod: Pod) {
+        *self.pod.lock().unwrap_or_else(|p| p.into_inner()) = pod;
+    }
+
+    /// The restart count and whether the container currently runs
+    /// (`None` if the pod has no such container).
+    pub fn container_log_state(&self, container: &str) -> Option<(i32, bool)> {
+        self.read(|r| {
+            r.init
+                .iter()
+                .chain(r.app.iter())
+                .find(|c| c.name == container)
+                .map(|c| (c.restart_count, matches!(c.state, CState::Running { .. })))
+        })
+    }
+
+    /// Whether the pod's containers all finished for good.
+    pub fn is_terminal(&self) -> bool {
+        self.read(|r| r.terminal.is_some())
+    }
+}
+
+/// Everything a container supervisor needs about its pod.
+pub struct PodCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) state: Arc<PodState>,
+    pub(crate) uid: String,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) net: PodNetwork,
+    pub(crate) volumes: Vec<Prepared>,
+    pub(crate) restart_policy: String,
+}
+
+impl PodCtx {
+    /// The latest pod object.
+    pub fn pod(&self) -> Pod {
+        self.state.pod()
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The pod's `terminationGracePeriodSeconds` (30 s by default).
+    pub fn termination_grace(&self) -> Duration {
+        let secs = self
+            .pod()
+            .spec
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        Duration::from_secs(secs.max(0) as u64)
+    }
+
+    /// How sim containers of this pod behave.
+    pub fn sim_behaviour(&self) -> SimBehaviour {
+        let pod = self.pod();
+        let annotations = pod.metadata.annotations.unwrap_or_default();
+        SimBehaviour {
+            complete_after: annotations
+                .get(SIM_COMPLETE_AFTER)
+                .and_then(|s| parse_duration(s)),
+            exit_code: annotations
+                .get(SIM_EXIT_CODE)
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The status the API should have; written when it differs (ignoring
+/// transition times) from the last one written.
+pub async fn sync_status(shared: &Shared, state: &PodState) {
+    if shared.is_shutting_down() {
+        return;
+    }
+    let mut last = state.write_lock.lock().await;
+    let pod = state.pod();
+    let status = state.read(|r| status::build(&pod, r));
+    let comparable = |s: &PodStatus| {
+        let mut s = s.clone();
+        for c in s.conditions.iter_mut().flatten() {
+            c.last_transition_time = None;
+        }
+        s
+    };
+    if last.as_ref().map(comparable) == Some(comparable(&status)) {
+        return;
+    }
+    match status::write(&shared.client, &pod, &status).await {
+        Ok(_) => {
+            shared
+                .metrics
+                .status_writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *last = Some(status);
+        }
+        Err(e) => {
+            tracing::warn!(pod = ?pod.metadata.name, error = %e, "writing pod status failed");
+            drop(last);
+            let dirty = state.dirty.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                dirty.send_modify(|v| *v = v.wrapping_add(1));
+            });
+        }
+    }
+}
+
+async fn status_loop(shared: Arc<Shared>, state: Arc<PodState>) {
+    let mut rx = state.dirty.subscribe();
+    loop {
+        sync_status(&shared, &state).await;
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn stopping(stop: &watch::Receiver<Option<Option<Duration>>>) -> bool {
+    stop.borrow().is_some()
+}
+
+/// Sleep unless the pod is stopped meanwhile; true when stopped.
+async fn pause(stop: &mut watch::Receiver<Option<Option<Duration>>>, d: Duration) -> bool {
+    if stopping(stop) {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        r = stop.changed() => r.is_err() || stopping(stop),
+    }
+}
+
+/// Run a pod until it finishes for good and, if it is being deleted, until
+/// it is stopped and removed from the API. `stop` carries the grace period
+/// once the pod must stop (`Some(None)`: the pod's own).
+pub async fn run(
+    shared: Arc<Shared>,
+    node: Arc<NodeCtx>,
+    state: Arc<PodState>,
+    mut stop: watch::Receiver<Option<Option<Duration>>>,
+) {
+    let pod = state.pod();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let sidecar =
+        |c: &k8s_openapi::api::core::v1::Container| c.restart_policy.as_deref() == Some("Always");
+    let host_ip = node.address.to_string();
+    let previous_restarts = |list: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>,
+                             n: &str| {
+        list.into_iter()
+            .flatten()
+            .find(|s| s.name == n)
+            .map_or(0, |s| s.restart_count)
+    };
+    let prev = pod.status.clone().unwrap_or_default();
+    state.update(|r| {
+        r.start_time = prev
+            .start_time
+            .as_ref()
+            .map(|t| t.0)
+            .or(Some(jiff::Timestamp::now()));
+        r.host_ip = host_ip.clone();
+        r.init = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| {
+                let mut rec = ContainerRecord::new(
+                    &c.name,
+                    c.image.as_deref().unwrap_or_default(),
+                    "PodInitializing",
+                );
+                rec.restart_count =
+                    previous_restarts(prev.init_container_statuses.as_ref(), &c.name);
+                rec
+            })
+            .collect();
+        let first = if r.init.is_empty() {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        r.app = spec
+            .containers
+            .iter()
+            .map(|c| {
+                let mut rec =
+                    ContainerRecord::new(&c.name, c.image.as_deref().unwrap_or_default(), first);
+                rec.restart_count = previous_restarts(prev.container_statuses.as_ref(), &c.name);
+                rec
+            })
+            .collect();
+    });
+    let _writer = AbortOnDrop(tokio::spawn(status_loop(shared.clone(), state.clone())));
+
+    // An address.
+    let pod_ip = if spec.host_network == Some(true) {
+        Some(host_ip.clone())
+    } else {
+        loop {
+            match node.allocate_ip(&state.uid) {
+                Ok(ip) => break Some(ip.to_string()),
+                Err(message) => {
+                    state.update(|r| r.message = Some(message));
+                    if pause(&mut stop, Duration::from_secs(2)).await {
+                        break None;
+                    }
+                }
+            }
+        }
+    };
+    state.update(|r| {
+        r.pod_ip = pod_ip.clone();
+        r.message = None;
+    });
+    let net = PodNetwork {
+        pod_ip: pod_ip.clone().unwrap_or_default(),
+        host_ip: host_ip.clone(),
+        node_allocatable: node.allocatable(),
+    };
+
+    // Volumes.
+    let mut prepared = None;
+    while prepared.is_none() && !stopping(&stop) {
+        let mut sources = Sources::new(shared.client.clone(), &namespace);
+        match volumes::prepare(&state.dir, &pod, &net, &mut sources).await {
+            Ok(v) => prepared = Some(v),
+            Err(message) => {
+                tracing::info!(pod = %format!("{namespace}/{name}"), %message, "volume setup failed");
+                state.update(|r| {
+                    for c in r.init.iter_mut().chain(r.app.iter_mut()) {
+                        c.state = CState::waiting("ContainerCreating", Some(message.clone()));
+                    }
+                });
+                if pause(&mut stop, Duration::from_secs(2)).await {
+                    break;
+                }
+            }
+        }
+    }
+
+    let ctx = Arc::new(PodCtx {
+        shared: shared.clone(),
+        state: state.clone(),
+        uid: state.uid.clone(),
+        namespace: namespace.clone(),
+        name: name.clone(),
+        dir: state.dir.clone(),
+        net,
+        volumes: prepared.unwrap_or_default(),
+        restart_policy: spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".to_owned()),
+    });
+
+    let (app_stop_tx, app_stop) = watch::channel::<Option<Option<Duration>>>(None);
+    let (side_stop_tx, side_stop) = watch::channel::<Option<Option<Duration>>>(None);
+    let mut sidecars = Vec::new();
+    let mut failed = false;
+    let forward_stop = {
+        let mut stop = stop.clone();
+        let app_stop_tx = app_stop_tx.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                let requested = *stop.borrow_and_update();
+                if let Some(g) = requested {
+                    let _ = app_stop_tx.send(Some(g));
+                    return;
+                }
+                if stop.changed().await.is_err() {
+                    let _ = app_stop_tx.send(Some(Some(Duration::ZERO)));
+                    return;
+                }
+            }
+        }))
+    };
+
+    // Init containers, in order.
+    let mut initialized = !stopping(&stop);
+    for (index, container) in spec.init_containers.iter().flatten().enumerate() {
+        if !initialized {
+            break;
+        }
+        let supervisor = Supervisor {
+            pod: ctx.clone(),
+            role: if sidecar(container) {
+                Role::Sidecar
+            } else {
+                Role::Init
+            },
+            index,
+            container: container.clone(),
+        };
+        if sidecar(container) {
+            let (tx, rx) = oneshot::channel();
+            sidecars.push(tokio::spawn(supervisor.run(side_stop.clone(), Some(tx))));
+            let mut app_stop = app_stop.clone();
+            tokio::select! {
+                r = rx => if r.is_err() { initialized = false; },
+                _ = app_stop.wait_for(Option::is_some) => initialized = false,
+            }
+        } else {
+            match supervisor.run(app_stop.clone(), None).await {
+                Outcome::Completed => {}
+                Outcome::Failed => {
+                    failed = true;
+                    initialized = false;
+                }
+                Outcome::Stopped => initialized = false,
+            }
+        }
+    }
+    if initialized {
+        state.update(|r| {
+            r.initialized = true;
+            for c in r.app.iter_mut() {
+                if matches!(&c.state, CState::Waiting { reason, .. } if reason == "PodInitializing")
+                {
+                    c.state = CState::waiting("ContainerCreating", None);
+                }
+            }
+        });
+        shared
+            .metrics
+            .pods_started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let apps: Vec<_> = spec
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(index, container)| {
+                let supervisor = Supervisor {
+                    pod: ctx.clone(),
+                    role: Role::App,
+                    index,
+                    container: container.clone(),
+                };
+                tokio::spawn(supervisor.run(app_stop.clone(), None))
+            })
+            .collect();
+        for outcome in futures::future::join_all(apps).await {
+            if !matches!(outcome, Ok(Outcome::Completed)) {
+                failed = true;
+            }
+        }
+    } else {
+        // Containers that never ran stay waiting; the pod does not start.
+        let _ = app_stop_tx.send(Some(Some(Duration::ZERO)));
+    }
+    drop(forward_stop);
+
+    // Sidecars go last.
+    let requested = (*stop.borrow()).flatten();
+    let _ = side_stop_tx.send(Some(requested));
+    for s in sidecars {
+        let _ = s.await;
+    }
+
+    if shared.is_shutting_down() {
+        // The kubelet is exiting: the pod is not finished, it runs again
+        // when a kubelet comes back.
+        node.release_ip(&state.uid);
+        return;
+    }
+
+    // Stopped because of deletion: a container that exited 0 counts as success.
+    if failed {
+        failed = state.read(|r| {
+            r.app
+                .iter()
+                .any(|c| !matches!(c.state, CState::Terminated { exit_code: 0, .. }))
+        });
+    }
+    state.update(|r| {
+        r.terminal = Some(if failed {
+            Terminal::Failed
+        } else {
+            Terminal::Succeeded
+        });
+        for c in r.init.iter_mut().chain(r.app.iter_mut()) {
+            c.ready = false;
+        }
+    });
+    sync_status(&shared, &state).await;
+    node.release_ip(&state.uid);
+
+    // A pod being deleted is removed once everything stopped.
+    if state.pod().metadata.deletion_timestamp.is_some() {
+        let api: Api<Pod> = Api::namespaced(shared.client.clone(), &namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(state.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => tracing::debug!(pod = %format!("{namespace}/{name}"), "pod removed"),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(pod = %format!("{namespace}/{name}"), error = %e, "removing the pod failed")
+            }
+        }
+    }
+}

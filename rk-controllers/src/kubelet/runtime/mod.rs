@@ -1,0 +1,218 @@
+//! Container runtimes behind one trait.
+//!
+//! A runtime starts one container instance from a fully resolved
+//! [`ContainerSpec`] (argv, environment, working directory, log file) and
+//! hands back a [`Started`] container: a channel that reports its exit and a
+//! control to signal it. Everything Kubernetes-specific (restart policy,
+//! probes, status) lives in the pod worker above it.
+//!
+//! - [`process`]: every container is a host process in its own process group;
+//! - [`sim`]: nothing runs; containers "run" and exit as pod annotations say.
+
+pub mod process;
+pub mod sim;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// The annotation that makes a sim container exit after a duration (`5s`,
+/// `250ms`, `2m`).
+pub const SIM_COMPLETE_AFTER: &str = "rk.dev/sim-complete-after";
+/// The annotation with the exit code of a sim container that completes
+/// (default 0).
+pub const SIM_EXIT_CODE: &str = "rk.dev/sim-exit-code";
+
+/// Why a runtime could not start or run something.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The container's configuration cannot be run (status reason
+    /// `CreateContainerConfigError`).
+    #[error("{0}")]
+    Config(String),
+    /// Starting the container failed (status reason `RunContainerError`).
+    #[error("{0}")]
+    Start(String),
+    /// A command run in the container's context timed out.
+    #[error("command timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// How a sim container behaves (read from the pod's annotations).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimBehaviour {
+    /// Exit after this long; run until stopped when `None`.
+    pub complete_after: Option<Duration>,
+    /// The exit code when it completes.
+    pub exit_code: i32,
+}
+
+/// One container instance to start, fully resolved.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// A unique id for this instance (`<pod uid>-<container>-<restart>`).
+    pub id: String,
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The container's name.
+    pub container: String,
+    /// The command line: `command` then `args`, `$(VAR)` already expanded.
+    pub argv: Vec<String>,
+    /// The environment, in order.
+    pub env: Vec<(String, String)>,
+    /// The working directory.
+    pub working_dir: Option<PathBuf>,
+    /// Where the container's stdout and stderr go (CRI log format).
+    pub log_path: PathBuf,
+    /// Sim behaviour (ignored by real runtimes).
+    pub sim: SimBehaviour,
+}
+
+/// A command to run in a container's context (exec probes and hooks).
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    /// The command line.
+    pub argv: Vec<String>,
+    /// The container's environment.
+    pub env: Vec<(String, String)>,
+    /// The container's working directory.
+    pub working_dir: Option<PathBuf>,
+    /// Kill the command after this long.
+    pub timeout: Duration,
+}
+
+/// How a container instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code (128 + signal number when killed by a signal).
+    pub code: i32,
+    /// The signal that killed it, if any.
+    pub signal: Option<i32>,
+    /// When it ended.
+    pub finished_at: jiff::Timestamp,
+}
+
+/// A signal to send to a running container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Ask it to stop (SIGTERM).
+    Term,
+    /// Stop it now (SIGKILL).
+    Kill,
+}
+
+/// Sends signals to a running container.
+pub trait ContainerControl: Send + Sync {
+    /// Deliver `signal` to every process of the container.
+    fn signal(&self, signal: Signal);
+}
+
+/// A started container instance.
+pub struct Started {
+    /// The runtime's id for it.
+    pub id: String,
+    /// When it started.
+    pub started_at: jiff::Timestamp,
+    /// Becomes `Some` when it exits.
+    pub exit: watch::Receiver<Option<Exit>>,
+    /// Signals it.
+    pub control: Arc<dyn ContainerControl>,
+}
+
+impl Started {
+    /// Wait for the container to exit.
+    pub async fn wait(&mut self) -> Exit {
+        loop {
+            if let Some(exit) = self.exit.borrow_and_update().clone() {
+                return exit;
+            }
+            if self.exit.changed().await.is_err() {
+                // The runtime dropped the sender without reporting: treat as
+                // killed.
+                return Exit {
+                    code: 137,
+                    signal: Some(9),
+                    finished_at: jiff::Timestamp::now(),
+                };
+            }
+        }
+    }
+}
+
+/// A container runtime.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// The runtime's name and version, as `nodeInfo.containerRuntimeVersion`
+    /// shows it (`process://0.1.0`).
+    fn version(&self) -> String;
+    /// Whether probes and hooks really run (false for sim: they always pass).
+    fn runs_probes(&self) -> bool;
+    /// Start one container instance.
+    async fn start(&self, spec: ContainerSpec) -> Result<Started, RuntimeError>;
+    /// Run a command in a container's context; returns its exit code and
+    /// (truncated) output.
+    async fn exec(&self, spec: ExecSpec) -> Result<(i32, String), RuntimeError>;
+    /// Stop everything this runtime started (SIGTERM, then SIGKILL after
+    /// a short wait) and refuse to start more.
+    async fn shutdown(&self);
+    /// Kill everything this runtime started, without waiting.
+    fn kill_all_now(&self);
+}
+
+/// A duration as Kubernetes tools write them: `500ms`, `5s`, `2m`, `1h`,
+/// `1m30s`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_secs_f64(value * factor);
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("5x"), None);
+    }
+}

@@ -1,0 +1,306 @@
+//! The `process` runtime: every container is a host process.
+//!
+//! Each container runs in its own process group, so signals reach everything
+//! it forks; when its main process exits, the rest of the group is killed
+//! (as a container's PID namespace would be). The runtime remembers every
+//! group it started and kills them all on [`Runtime::shutdown`] and when it is
+//! dropped, and each main process is told to die with the kubelet
+//! (`PR_SET_PDEATHSIG`), so no process outlives the kubelet.
+//!
+//! The environment is the container's own plus a few host variables a
+//! process needs to find its tools (`PATH`, `HOME`, `LANG`, ...).
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::watch;
+
+use super::{
+    ContainerControl, ContainerSpec, ExecSpec, Exit, Runtime, RuntimeError, Signal, Started,
+};
+use crate::kubelet::logs::{DEFAULT_MAX_LOG_BYTES, LogWriter, Stream};
+
+/// Host variables passed through to containers.
+const HOST_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "PYENV_ROOT",
+    "USER",
+];
+
+/// Runs containers as host processes.
+#[derive(Default)]
+pub struct ProcessRuntime {
+    groups: Arc<Mutex<HashSet<i32>>>,
+    closed: AtomicBool,
+}
+
+impl ProcessRuntime {
+    /// A runtime with nothing running.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn kill_all(&self) {
+        let groups: Vec<i32> = self
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for pgid in groups {
+            signal_group(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Drop for ProcessRuntime {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: `kill` has no memory-safety preconditions; a negative pid
+    // addresses the process group we created for the container.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+struct GroupControl {
+    pgid: i32,
+}
+
+impl ContainerControl for GroupControl {
+    fn signal(&self, signal: Signal) {
+        let sig = match signal {
+            Signal::Term => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        };
+        signal_group(self.pgid, sig);
+    }
+}
+
+fn command(
+    argv: &[String],
+    env: &[(String, String)],
+    working_dir: Option<&std::path::Path>,
+) -> Result<tokio::process::Command, RuntimeError> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(RuntimeError::Config(
+            "the process runtime needs a command: set command (and args) on the container"
+                .to_owned(),
+        ));
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).env_clear();
+    for name in HOST_ENV {
+        if let Ok(value) = std::env::var(name) {
+            cmd.env(name, value);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(dir) = working_dir {
+        cmd.current_dir(dir);
+    }
+    cmd.stdin(Stdio::null()).process_group(0);
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls `prctl`, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+fn exit_of(status: std::io::Result<std::process::ExitStatus>) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    let finished_at = jiff::Timestamp::now();
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => Exit {
+                code,
+                signal: None,
+                finished_at,
+            },
+            (None, Some(sig)) => Exit {
+                code: 128 + sig,
+                signal: Some(sig),
+                finished_at,
+            },
+            (None, None) => Exit {
+                code: 1,
+                signal: None,
+                finished_at,
+            },
+        },
+        Err(_) => Exit {
+            code: 1,
+            signal: None,
+            finished_at,
+        },
+    }
+}
+
+fn pump(reader: impl AsyncRead + Unpin + Send + 'static, log: Arc<LogWriter>, stream: Stream) {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(reader);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if buf.last() == Some(&b'\n') {
+                        buf.pop();
+                    }
+                    log.write_line(stream, &buf);
+                }
+            }
+        }
+    });
+}
+
+#[async_trait::async_trait]
+impl Runtime for ProcessRuntime {
+    fn version(&self) -> String {
+        format!("process://{}", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn runs_probes(&self) -> bool {
+        true
+    }
+
+    async fn start(&self, spec: ContainerSpec) -> Result<Started, RuntimeError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(RuntimeError::Start(
+                "the kubelet is shutting down".to_owned(),
+            ));
+        }
+        let mut cmd = command(&spec.argv, &spec.env, spec.working_dir.as_deref())?;
+        let log = LogWriter::create(&spec.log_path, DEFAULT_MAX_LOG_BYTES).map_err(|e| {
+            RuntimeError::Start(format!(
+                "creating the log file {}: {e}",
+                spec.log_path.display()
+            ))
+        })?;
+        let log = Arc::new(log);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            RuntimeError::Start(format!(
+                "starting {:?}: {e}",
+                spec.argv.first().map(String::as_str).unwrap_or_default()
+            ))
+        })?;
+        let started_at = jiff::Timestamp::now();
+        let pgid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or_default();
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pgid);
+        if let Some(out) = child.stdout.take() {
+            pump(out, log.clone(), Stream::Stdout);
+        }
+        if let Some(err) = child.stderr.take() {
+            pump(err, log, Stream::Stderr);
+        }
+        let (tx, rx) = watch::channel(None);
+        let groups = self.groups.clone();
+        let id = spec.id.clone();
+        tokio::spawn(async move {
+            let exit = exit_of(child.wait().await);
+            // Whatever the main process left behind goes with it.
+            signal_group(pgid, libc::SIGKILL);
+            groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&pgid);
+            tracing::debug!(container = %id, code = exit.code, "container process exited");
+            let _ = tx.send(Some(exit));
+        });
+        Ok(Started {
+            id: spec.id,
+            started_at,
+            exit: rx,
+            control: Arc::new(GroupControl { pgid }),
+        })
+    }
+
+    async fn exec(&self, spec: ExecSpec) -> Result<(i32, String), RuntimeError> {
+        let mut cmd = command(&spec.argv, &spec.env, spec.working_dir.as_deref())?;
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .map_err(|e| RuntimeError::Start(format!("starting {:?}: {e}", spec.argv)))?;
+        let pgid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or_default();
+        match tokio::time::timeout(spec.timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => {
+                signal_group(pgid, libc::SIGKILL);
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
+                text.truncate(10 * 1024);
+                Ok((exit_of(Ok(out.status)).code, text))
+            }
+            Ok(Err(e)) => Err(RuntimeError::Start(e.to_string())),
+            Err(_) => {
+                signal_group(pgid, libc::SIGKILL);
+                Err(RuntimeError::Timeout(spec.timeout))
+            }
+        }
+    }
+
+    fn kill_all_now(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.kill_all();
+    }
+
+    async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let groups: Vec<i32> = self
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        for pgid in &groups {
+            signal_group(*pgid, libc::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::time::Instant::now() < deadline {
+            if self
+                .groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.kill_all();
+    }
+}

@@ -1,0 +1,550 @@
+//! The kubelet against an in-process API server: node registration and
+//! leases, pods on the process runtime (phases, restarts, probes, env,
+//! volumes, logs, graceful deletion) and many sim nodes.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::Api;
+use kube::api::{DeleteParams, LogParams, PostParams};
+use rk_apiserver::test_server::TestServer;
+use rk_controllers::kubelet::{self, Config, Kubelet, NodeConfig};
+use serde_json::json;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn capacity() -> BTreeMap<String, Quantity> {
+    kubelet::node_status::parse_capacity("cpu=4,memory=8Gi,pods=110").expect("valid capacity")
+}
+
+fn config(node: &str, dir: &std::path::Path) -> Config {
+    let mut n = NodeConfig::new(node, capacity());
+    n.pod_cidr = Some("127.100.50.0/24".to_owned());
+    let mut c = Config::process(n, dir.to_owned());
+    c.port = 0;
+    c.lease_renew_interval = Duration::from_secs(1);
+    c.backoff_initial = Duration::from_secs(1);
+    c
+}
+
+async fn start(node: &str) -> Result<(TestServer, Kubelet, tempfile::TempDir), Error> {
+    let server = TestServer::start().await?;
+    let dir = tempfile::tempdir()?;
+    let kubelet = kubelet::start(server.client(), config(node, dir.path())).await?;
+    Ok((server, kubelet, dir))
+}
+
+/// Poll `f` until it returns `Some`, or fail after `timeout`.
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pod(name: &str, node: &str, spec: serde_json::Value) -> Pod {
+    let mut spec = spec;
+    spec["nodeName"] = json!(node);
+    if let Some(containers) = spec["containers"].as_array_mut() {
+        for c in containers {
+            if c.get("image").is_none() {
+                c["image"] = json!("busybox");
+            }
+        }
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }))
+    .expect("a valid pod")
+}
+
+fn sh(script: &str) -> serde_json::Value {
+    json!(["sh", "-c", script])
+}
+
+async fn get_pod(api: &Api<Pod>, name: &str) -> Option<Pod> {
+    api.get_opt(name).await.ok().flatten()
+}
+
+fn phase(p: &Pod) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default()
+}
+
+fn condition(p: &Pod, type_: &str) -> Option<String> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+fn process_alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_registers_a_ready_node_and_renews_its_lease() -> Result<(), Error> {
+    let (server, kubelet, _dir) = start("node-a").await?;
+    let nodes: Api<Node> = Api::all(server.client());
+    let node = wait_for("a Ready node", Duration::from_secs(10), || async {
+        let n = nodes.get_opt("node-a").await.ok().flatten()?;
+        let ready = n
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then_some(n)
+    })
+    .await?;
+    let status = node.status.clone().unwrap_or_default();
+    let port = status
+        .daemon_endpoints
+        .and_then(|d| d.kubelet_endpoint)
+        .map(|e| e.port);
+    assert_eq!(port, Some(i32::from(kubelet.port())));
+    assert_eq!(
+        status.capacity.unwrap_or_default()["cpu"],
+        Quantity("4".into())
+    );
+    for t in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+        let c = status.conditions.iter().flatten().find(|c| c.type_ == t);
+        assert_eq!(c.map(|c| c.status.as_str()), Some("False"), "{t}");
+    }
+
+    let leases: Api<Lease> = Api::namespaced(server.client(), "kube-node-lease");
+    let first = wait_for("the lease", Duration::from_secs(5), || async {
+        leases
+            .get_opt("node-a")
+            .await
+            .ok()
+            .flatten()?
+            .spec?
+            .renew_time
+    })
+    .await?;
+    wait_for("a renewal", Duration::from_secs(10), || async {
+        let t = leases
+            .get_opt("node-a")
+            .await
+            .ok()
+            .flatten()?
+            .spec?
+            .renew_time?;
+        (t > first).then_some(())
+    })
+    .await?;
+
+    // A deleted Node comes back.
+    nodes.delete("node-a", &DeleteParams::default()).await?;
+    wait_for("the node to come back", Duration::from_secs(10), || async {
+        nodes.get_opt("node-a").await.ok().flatten()
+    })
+    .await?;
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_runs_to_succeeded_with_exit_code_zero() -> Result<(), Error> {
+    let (server, kubelet, _dir) = start("node-b").await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let p = pod(
+        "once",
+        "node-b",
+        json!({"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox", "command": sh("echo hello from $POD_IP; sleep 1")}]}),
+    );
+    pods.create(&PostParams::default(), &p).await?;
+    let running = wait_for("Running", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "once").await?;
+        (phase(&p) == "Running").then_some(p)
+    })
+    .await?;
+    let ip = running
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default();
+    assert!(ip.starts_with("127.100.50."), "pod IP {ip}");
+    assert!(
+        running
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.clone())
+            .is_some()
+    );
+    let done = wait_for("Succeeded", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "once").await?;
+        (phase(&p) == "Succeeded").then_some(p)
+    })
+    .await?;
+    let status = done.status.unwrap_or_default();
+    let cs = &status.container_statuses.unwrap_or_default()[0];
+    let terminated = cs
+        .state
+        .clone()
+        .and_then(|s| s.terminated)
+        .ok_or("not terminated")?;
+    assert_eq!(terminated.exit_code, 0);
+    assert_eq!(terminated.reason.as_deref(), Some("Completed"));
+    assert_eq!(
+        condition(&done_pod(&pods, "once").await?, "Ready").as_deref(),
+        Some("False")
+    );
+
+    // The log is served, through the API server as kubectl reads it.
+    let log = pods.logs("once", &LogParams::default()).await?;
+    assert_eq!(log, format!("hello from {ip}\n"));
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+async fn done_pod(pods: &Api<Pod>, name: &str) -> Result<Pod, Error> {
+    Ok(pods.get(name).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_container_goes_into_crash_loop_back_off() -> Result<(), Error> {
+    let (server, kubelet, _dir) = start("node-c").await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let p = pod(
+        "crashy",
+        "node-c",
+        json!({"containers": [{"name": "main", "command": sh("echo attempt; exit 3")}]}),
+    );
+    pods.create(&PostParams::default(), &p).await?;
+    let saw_back_off = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let p = wait_for("two restarts", Duration::from_secs(20), || {
+        let pods = pods.clone();
+        let saw = saw_back_off.clone();
+        async move {
+            let p = get_pod(&pods, "crashy").await?;
+            let cs = p.status.clone()?.container_statuses?.first()?.clone();
+            if cs.state.as_ref()?.waiting.as_ref()?.reason.as_deref() == Some("CrashLoopBackOff") {
+                saw.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            (cs.restart_count >= 2 && saw.load(std::sync::atomic::Ordering::Relaxed)).then_some(p)
+        }
+    })
+    .await?;
+    let cs = p
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default()[0]
+        .clone();
+    let last = cs
+        .last_state
+        .and_then(|s| s.terminated)
+        .ok_or("no last state")?;
+    assert_eq!(last.exit_code, 3);
+    assert_eq!(last.reason.as_deref(), Some("Error"));
+    assert_eq!(phase(&pods.get("crashy").await?), "Running");
+
+    // The previous instance's log is there too.
+    let previous = pods
+        .logs(
+            "crashy",
+            &LogParams {
+                previous: true,
+                ..LogParams::default()
+            },
+        )
+        .await?;
+    assert_eq!(previous, "attempt\n");
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readiness_probe_gates_ready() -> Result<(), Error> {
+    let (server, kubelet, dir) = start("node-d").await?;
+    let flag = dir.path().join("ready-flag");
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let p = pod(
+        "gated",
+        "node-d",
+        json!({"containers": [{
+            "name": "main",
+            "command": sh("exec sleep 600"),
+            "readinessProbe": {"exec": {"command": ["test", "-f", flag.display().to_string()]}, "periodSeconds": 1, "failureThreshold": 1},
+        }]}),
+    );
+    pods.create(&PostParams::default(), &p).await?;
+    wait_for("Running", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "gated").await?;
+        (phase(&p) == "Running").then_some(())
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let p = pods.get("gated").await?;
+    assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+    assert_eq!(condition(&p, "ContainersReady").as_deref(), Some("False"));
+    std::fs::write(&flag, b"")?;
+    wait_for("Ready", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "gated").await?;
+        (condition(&p, "Ready").as_deref() == Some("True")).then_some(())
+    })
+    .await?;
+    std::fs::remove_file(&flag)?;
+    wait_for("not Ready again", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "gated").await?;
+        (condition(&p, "Ready").as_deref() == Some("False")).then_some(())
+    })
+    .await?;
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_sources_and_config_map_volumes_reach_the_process() -> Result<(), Error> {
+    let (server, kubelet, _dir) = start("node-e").await?;
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "settings"},
+        "data": {"greeting": "hello", "file.txt": "from the volume"}
+    }))?;
+    cms.create(&PostParams::default(), &cm).await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let p = pod(
+        "envy",
+        "node-e",
+        json!({
+            "restartPolicy": "Never",
+            "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}],
+            "containers": [{
+                "name": "main",
+                "command": sh("echo \"$GREETING $MY_NAME $COMBINED $CPU_LIMIT\"; cat \"$RK_MOUNT_ETC_CFG/file.txt\"; echo; echo $(GREETING)"),
+                "env": [
+                    {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}},
+                    {"name": "MY_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "COMBINED", "value": "$(GREETING)-$(MY_NAME)"},
+                    {"name": "CPU_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+                ],
+                "resources": {"limits": {"cpu": "500m"}},
+                "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}],
+            }],
+        }),
+    );
+    pods.create(&PostParams::default(), &p).await?;
+    wait_for("Succeeded", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "envy").await?;
+        (phase(&p) == "Succeeded").then_some(())
+    })
+    .await?;
+    let log = pods.logs("envy", &LogParams::default()).await?;
+    assert_eq!(log, "hello envy hello-envy 500\nfrom the volume\nhello\n");
+
+    // The kubelet's own port serves the same, with tailLines.
+    let url = format!(
+        "http://127.0.0.1:{}/containerLogs/default/envy/main?tailLines=1",
+        kubelet.port()
+    );
+    let body = http_get(&url).await?;
+    assert_eq!(body, "hello\n");
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+async fn http_get(url: &str) -> Result<String, Error> {
+    let uri: http::Uri = url.parse()?;
+    let host = uri.host().ok_or("no host")?.to_owned();
+    let port = uri.port_u16().ok_or("no port")?;
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = http::Request::get(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header("host", format!("{host}:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let resp = tx.send_request(req).await?;
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_delete_stops_the_process_and_removes_the_pod() -> Result<(), Error> {
+    let (server, kubelet, dir) = start("node-f").await?;
+    let pid_file = dir.path().join("pid");
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let p = pod(
+        "sleeper",
+        "node-f",
+        json!({"terminationGracePeriodSeconds": 5, "containers": [{"name": "main", "command": sh(&format!("echo $$$$ > {}; exec sleep 600", pid_file.display()))}]}),
+    );
+    pods.create(&PostParams::default(), &p).await?;
+    let pid: i32 = wait_for("the pid", Duration::from_secs(10), || async {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .await?;
+    assert!(process_alive(pid));
+    pods.delete("sleeper", &DeleteParams::default()).await?;
+    wait_for("the pod to be gone", Duration::from_secs(10), || async {
+        get_pod(&pods, "sleeper").await.is_none().then_some(())
+    })
+    .await?;
+    assert!(!process_alive(pid), "process {pid} survived deletion");
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_shutdown_leaves_no_process_behind() -> Result<(), Error> {
+    let (server, kubelet, dir) = start("node-g").await?;
+    let pid_file = dir.path().join("pid");
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    // The shell forks a child, so the whole process group must go.
+    let script = format!("sleep 600 & echo $! > {}; wait", pid_file.display());
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "forker",
+            "node-g",
+            json!({"containers": [{"name": "main", "command": sh(&script)}]}),
+        ),
+    )
+    .await?;
+    let pid: i32 = wait_for("the pid", Duration::from_secs(10), || async {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .await?;
+    assert!(process_alive(pid));
+    kubelet.shutdown().await;
+    wait_for("the child to die", Duration::from_secs(5), || async {
+        (!process_alive(pid)).then_some(())
+    })
+    .await?;
+    // The pod is left alone in the API, to run again with the next kubelet.
+    assert_eq!(phase(&pods.get("forker").await?), "Running");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_does_not_fit_is_rejected_out_of_cpu() -> Result<(), Error> {
+    let (server, kubelet, _dir) = start("node-h").await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let p = pod(
+        "greedy",
+        "node-h",
+        json!({"containers": [{"name": "main", "command": sh("sleep 1"), "resources": {"requests": {"cpu": "64"}}}]}),
+    );
+    pods.create(&PostParams::default(), &p).await?;
+    let p = wait_for("Failed", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "greedy").await?;
+        (phase(&p) == "Failed").then_some(p)
+    })
+    .await?;
+    assert_eq!(p.status.and_then(|s| s.reason).as_deref(), Some("OutOfcpu"));
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_without_a_command_waits_with_a_config_error() -> Result<(), Error> {
+    let (server, kubelet, _dir) = start("node-i").await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "imageonly",
+            "node-i",
+            json!({"containers": [{"name": "main", "image": "nginx"}]}),
+        ),
+    )
+    .await?;
+    let waiting = wait_for(
+        "CreateContainerConfigError",
+        Duration::from_secs(10),
+        || async {
+            let p = get_pod(&pods, "imageonly").await?;
+            let w = p
+                .status?
+                .container_statuses?
+                .first()?
+                .state
+                .clone()?
+                .waiting?;
+            (w.reason.as_deref() == Some("CreateContainerConfigError")).then_some(w)
+        },
+    )
+    .await?;
+    assert!(waiting.message.unwrap_or_default().contains("command"));
+    assert_eq!(phase(&pods.get("imageonly").await?), "Pending");
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_sim_nodes_run_pods() -> Result<(), Error> {
+    let server = TestServer::start().await?;
+    let dir = tempfile::tempdir()?;
+    let config = Config::sim("sim-", 100, capacity(), dir.path().to_owned());
+    let kubelet = kubelet::start(server.client(), config).await?;
+    let nodes: Api<Node> = Api::all(server.client());
+    assert_eq!(nodes.list(&Default::default()).await?.items.len(), 100);
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    for i in 0..50 {
+        let node = format!("sim-{}", i * 2);
+        let p = pod(
+            &format!("p{i}"),
+            &node,
+            json!({"containers": [{"name": "main", "image": "pause"}]}),
+        );
+        pods.create(&PostParams::default(), &p).await?;
+    }
+    let p: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "job", "namespace": "default", "annotations": {"rk.dev/sim-complete-after": "300ms", "rk.dev/sim-exit-code": "1"}},
+        "spec": {"nodeName": "sim-99", "restartPolicy": "Never", "containers": [{"name": "main", "image": "x"}]},
+    }))?;
+    pods.create(&PostParams::default(), &p).await?;
+    wait_for(
+        "50 Running and Ready pods",
+        Duration::from_secs(20),
+        || async {
+            let list = pods.list(&Default::default()).await.ok()?;
+            let ready = list
+                .items
+                .iter()
+                .filter(|p| {
+                    phase(p) == "Running" && condition(p, "Ready").as_deref() == Some("True")
+                })
+                .count();
+            (ready == 50).then_some(())
+        },
+    )
+    .await?;
+    wait_for("the sim job to fail", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "job").await?;
+        (phase(&p) == "Failed").then_some(())
+    })
+    .await?;
+    kubelet.shutdown().await;
+    Ok(())
+}
