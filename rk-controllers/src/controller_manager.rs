@@ -14,6 +14,7 @@ pub const ALL: &[&str] = &[
     "nodelifecycle",
     "podgc",
     "replicaset",
+    "replicationcontroller",
     "resourcequota",
     "serviceaccount",
     "taint-eviction-controller",
@@ -150,6 +151,11 @@ pub async fn run(
             client.clone(),
             5,
         )));
+    }
+    if selection.contains("replicationcontroller") {
+        tasks.push(tokio::spawn(
+            crate::controllers::replicaset::run_replication_controllers(client.clone(), 5),
+        ));
     }
     if selection.contains("resourcequota") {
         tasks.push(tokio::spawn(crate::controllers::resource_quota::run(

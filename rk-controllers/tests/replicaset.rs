@@ -196,3 +196,44 @@ async fn a_deleted_pod_is_replaced_without_overshooting() {
     assert_eq!(owned_pods(&pods, "many").await.len(), 50);
     ctrl.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_controllers_share_the_replica_core() {
+    use k8s_openapi::api::core::v1::ReplicationController;
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let ctrl = tokio::spawn(
+        rk_controllers::controllers::replicaset::run_replication_controllers(client.clone(), 2),
+    );
+    let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // No selector: it defaults to the template's labels.
+    let rc: ReplicationController = serde_json::from_value(json!({
+        "metadata": {"name": "legacy"},
+        "spec": {"replicas": 3, "template": {"metadata": {"labels": {"app": "legacy"}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}}}
+    }))
+    .unwrap();
+    rcs.create(&PostParams::default(), &rc).await.unwrap();
+    eventually("three pods owned by the RC", || async {
+        let owned = owned_pods(&pods, "legacy").await;
+        owned.len() == 3
+            && owned.iter().all(|p| {
+                p.metadata.owner_references.as_ref().unwrap()[0].kind == "ReplicationController"
+            })
+    })
+    .await;
+    rcs.patch(
+        "legacy",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    eventually("scaled down to one, status follows", || async {
+        owned_pods(&pods, "legacy").await.len() == 1
+            && rcs.get("legacy").await.unwrap().status.map(|s| s.replicas) == Some(1)
+    })
+    .await;
+    ctrl.abort();
+}

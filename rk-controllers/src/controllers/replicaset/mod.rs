@@ -10,13 +10,13 @@
 
 pub mod expectations;
 pub mod ranking;
+pub mod workload;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
@@ -24,6 +24,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use expectations::Expectations;
+pub use workload::ReplicaWorkload;
 
 /// The most pods created or deleted in one sync (upstream `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
@@ -59,10 +60,10 @@ fn is_active(pod: &Pod) -> bool {
 }
 
 /// Shared state of the controller.
-pub struct Controller {
+pub struct Controller<K: ReplicaWorkload> {
     client: kube::Client,
     pods: Store<Pod>,
-    sets: Store<ReplicaSet>,
+    sets: Store<K>,
     expectations: Expectations,
     queue: Mutex<(
         HashSet<String>,
@@ -70,7 +71,7 @@ pub struct Controller {
     )>,
 }
 
-impl Controller {
+impl<K: ReplicaWorkload> Controller<K> {
     fn enqueue(&self, key: String) {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.0.insert(key.clone())
@@ -91,7 +92,7 @@ impl Controller {
             .flatten()
             .find(|o| o.controller == Some(true))
         {
-            if r.kind == "ReplicaSet" {
+            if r.kind == K::KIND {
                 return vec![key_of(&ns, &r.name)];
             }
             return Vec::new();
@@ -100,12 +101,12 @@ impl Controller {
         self.sets
             .state()
             .iter()
-            .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()))
+            .filter(|rs| rs.meta().namespace.as_deref() == Some(ns.as_str()))
             .filter(|rs| {
-                rk_core::labels::Selector::try_from(&rs.spec.selector)
+                rs.selector()
                     .is_ok_and(|s| !s.is_empty() && s.matches(&labels))
             })
-            .filter_map(|rs| rs.metadata.name.clone().map(|n| key_of(&ns, &n)))
+            .filter_map(|rs| rs.meta().name.clone().map(|n| key_of(&ns, &n)))
             .collect()
     }
 
@@ -114,14 +115,13 @@ impl Controller {
             return Ok(None);
         };
         let Some(rs) = self.sets.state().into_iter().find(|r| {
-            r.metadata.namespace.as_deref() == Some(ns) && r.metadata.name.as_deref() == Some(name)
+            r.meta().namespace.as_deref() == Some(ns) && r.meta().name.as_deref() == Some(name)
         }) else {
             self.expectations.forget(key);
             return Ok(None);
         };
-        let uid = rs.metadata.uid.clone().unwrap_or_default();
-        let selector = rk_core::labels::Selector::try_from(&rs.spec.selector)
-            .map_err(|e| SyncError::Selector(e.to_string()))?;
+        let uid = rs.meta().uid.clone().unwrap_or_default();
+        let selector = rs.selector().map_err(SyncError::Selector)?;
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let all: Vec<Arc<Pod>> = self
             .pods
@@ -154,7 +154,7 @@ impl Controller {
                             .await;
                     }
                 }
-                None if matches && rs.metadata.deletion_timestamp.is_none() && is_active(p) => {
+                None if matches && rs.meta().deletion_timestamp.is_none() && is_active(p) => {
                     let mut refs = p.metadata.owner_references.clone().unwrap_or_default();
                     refs.push(
                         rk_core::object::controller_ref_for(rs.as_ref())
@@ -175,13 +175,13 @@ impl Controller {
             }
         }
         let active: Vec<Pod> = owned.iter().filter(|p| is_active(p)).cloned().collect();
-        let want = rs.spec.replicas.unwrap_or(1).max(0) as usize;
+        let want = rs.replicas() as usize;
         let mut failure: Option<String> = None;
-        if self.expectations.satisfied(key) && rs.metadata.deletion_timestamp.is_none() {
+        if self.expectations.satisfied(key) && rs.meta().deletion_timestamp.is_none() {
             if active.len() < want {
                 let missing = (want - active.len()).min(BURST_REPLICAS);
                 self.expectations.expect_creations(key, missing);
-                let template = rs.spec.template.clone().unwrap_or_default();
+                let template = rs.template();
                 let owner = rk_core::object::controller_ref_for(rs.as_ref())
                     .map_err(|e| SyncError::Selector(e.to_string()))?;
                 let mut created = 0;
@@ -236,7 +236,7 @@ impl Controller {
         }
         self.write_status(&rs, &owned, failure).await?;
         // Ready pods become available after minReadySeconds: look again then.
-        let min_ready = rs.spec.min_ready_seconds.unwrap_or(0);
+        let min_ready = rs.min_ready_seconds();
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
         let waiting = owned.iter().any(|p| {
             is_active(p)
@@ -248,22 +248,20 @@ impl Controller {
 
     async fn write_status(
         &self,
-        rs: &ReplicaSet,
+        rs: &K,
         owned: &[Pod],
         failure: Option<String>,
     ) -> Result<(), SyncError> {
-        let ns = rs.metadata.namespace.clone().unwrap_or_default();
-        let name = rs.metadata.name.clone().unwrap_or_default();
+        let ns = rs.meta().namespace.clone().unwrap_or_default();
+        let name = rs.meta().name.clone().unwrap_or_default();
         let template_labels: BTreeMap<String, String> = rs
-            .spec
-            .template
-            .as_ref()
-            .and_then(|t| t.metadata.as_ref())
-            .and_then(|m| m.labels.clone())
+            .template()
+            .metadata
+            .and_then(|m| m.labels)
             .unwrap_or_default();
         let active: Vec<&Pod> = owned.iter().filter(|p| is_active(p)).collect();
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
-        let min_ready = rs.spec.min_ready_seconds.unwrap_or(0);
+        let min_ready = rs.min_ready_seconds();
         let fully_labeled = active
             .iter()
             .filter(|p| {
@@ -289,11 +287,10 @@ impl Controller {
             "fullyLabeledReplicas": fully_labeled,
             "readyReplicas": ready,
             "availableReplicas": available,
-            "observedGeneration": rs.metadata.generation,
+            "observedGeneration": rs.meta().generation,
             "conditions": if conditions.is_empty() { serde_json::Value::Null } else { json!(conditions) },
         });
-        let current =
-            serde_json::to_value(rs.status.clone().unwrap_or_default()).unwrap_or_default();
+        let current = rs.status_json();
         let unchanged = [
             "replicas",
             "fullyLabeledReplicas",
@@ -308,7 +305,7 @@ impl Controller {
         if unchanged {
             return Ok(());
         }
-        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &ns);
+        let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
         match api
             .patch_status(
                 &name,
@@ -326,8 +323,18 @@ impl Controller {
 
 /// Run the ReplicaSet controller with `workers` concurrent syncs.
 pub async fn run(client: kube::Client, workers: usize) {
+    run_for::<k8s_openapi::api::apps::v1::ReplicaSet>(client, workers).await
+}
+
+/// Run the ReplicationController controller with `workers` concurrent syncs.
+pub async fn run_replication_controllers(client: kube::Client, workers: usize) {
+    run_for::<k8s_openapi::api::core::v1::ReplicationController>(client, workers).await
+}
+
+/// Run the replica controller for kind `K` with `workers` concurrent syncs.
+pub async fn run_for<K: ReplicaWorkload>(client: kube::Client, workers: usize) {
     let (pod_store, pod_writer) = reflector::store::<Pod>();
-    let (rs_store, rs_writer) = reflector::store::<ReplicaSet>();
+    let (rs_store, rs_writer) = reflector::store::<K>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let ctrl = Arc::new(Controller {
         client: client.clone(),
@@ -366,10 +373,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let c = ctrl.clone();
     let sets = reflector::reflector(
         rs_writer,
-        watcher(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        ),
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |ev| {
@@ -380,7 +384,7 @@ pub async fn run(client: kube::Client, workers: usize) {
                 | watcher::Event::InitApply(rs)
                 | watcher::Event::Delete(rs),
             ) = ev
-                && let (Some(ns), Some(n)) = (rs.metadata.namespace, rs.metadata.name)
+                && let (Some(ns), Some(n)) = (rs.meta().namespace.clone(), rs.meta().name.clone())
             {
                 c.enqueue(key_of(&ns, &n));
             }
