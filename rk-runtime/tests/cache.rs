@@ -74,12 +74,10 @@ fn store_indexes_stay_consistent_under_concurrent_writers() {
         std::thread::spawn(move || {
             let mut checks = 0;
             while !stop.load(Ordering::Relaxed) {
-                if let Err(e) = check_filed_correctly(&store) {
-                    return Err(e);
-                }
+                check_filed_correctly(&store)?;
                 checks += 1;
             }
-            Ok(checks)
+            Ok::<_, String>(checks)
         })
     };
     let writers: Vec<_> = (0..4)

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use kube::api::ObjectMeta;
 
+/// A custom update test over old and new metadata.
+pub type MetaPredicate = Arc<dyn Fn(&ObjectMeta, &ObjectMeta) -> bool + Send + Sync>;
+
 /// Decides whether an update, seen as old and new metadata, is worth a reconcile.
 #[derive(Clone)]
 pub enum EventFilter {
@@ -20,7 +23,7 @@ pub enum EventFilter {
     /// Any one of these filters passes.
     Any(Vec<EventFilter>),
     /// A custom test on old and new metadata.
-    Custom(Arc<dyn Fn(&ObjectMeta, &ObjectMeta) -> bool + Send + Sync>),
+    Custom(MetaPredicate),
 }
 
 impl std::fmt::Debug for EventFilter {

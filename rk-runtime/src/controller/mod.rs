@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use builder::ControllerBuilder;
-pub use filter::EventFilter;
+pub use filter::{EventFilter, MetaPredicate};
 pub use metrics::{ControllerLabels, ControllerMetrics, ResultLabels};
 
 use crate::cache::ObjectKey;
