@@ -224,6 +224,7 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
         }
         ("batch", "Job") => {
             job_spec(object(obj, "spec"));
+            job_selector(obj);
         }
         ("batch", "CronJob") => {
             let spec = object(obj, "spec");
@@ -340,6 +341,34 @@ fn job_spec(spec: &mut Value) {
     }
 }
 
+/// Upstream's `generateSelector`: a Job without `manualSelector: true` and
+/// without a selector selects its pods by its uid, and its template gets the
+/// uid and name labels (current and legacy spellings), unless already set.
+fn job_selector(obj: &mut Value) {
+    let uid = obj["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let spec = &mut obj["spec"];
+    if uid.is_empty() || spec["manualSelector"] == json!(true) || !spec["selector"].is_null() {
+        return;
+    }
+    let labels = object(object(object(spec, "template"), "metadata"), "labels");
+    for (key, value) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("job-name", &name),
+    ] {
+        set_default(labels, key, json!(value));
+    }
+    spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,5 +426,24 @@ mod tests {
         assert_eq!(j["spec"]["completions"], 1);
         assert_eq!(j["spec"]["parallelism"], 1);
         assert_eq!(j["spec"]["backoffLimit"], 6);
+    }
+
+    #[test]
+    fn job_selector_is_generated_from_the_uid_unless_manual() {
+        let mut j = json!({"metadata": {"name": "pi", "uid": "u1"},
+                           "spec": {"template": {"spec": {"containers": []}}}});
+        apply_defaults(&info("batch", "jobs"), &mut j);
+        assert_eq!(
+            j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u1"
+        );
+        let labels = &j["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
+        assert_eq!(labels["job-name"], "pi");
+        assert_eq!(labels["controller-uid"], "u1");
+        let mut m = json!({"metadata": {"name": "pi", "uid": "u1"},
+                           "spec": {"manualSelector": true, "template": {"spec": {"containers": []}}}});
+        apply_defaults(&info("batch", "jobs"), &mut m);
+        assert!(m["spec"]["selector"].is_null());
     }
 }
