@@ -5,10 +5,12 @@ use std::str::FromStr;
 
 /// Every controller this crate provides, by its `--controllers` name.
 pub const ALL: &[&str] = &[
+    "cronjob",
     "deployment",
     "endpoint",
     "endpointslice",
     "garbage-collector",
+    "job",
     "namespace",
     "nodeipam",
     "nodelifecycle",
@@ -18,6 +20,7 @@ pub const ALL: &[&str] = &[
     "resourcequota",
     "serviceaccount",
     "taint-eviction-controller",
+    "ttl-after-finished",
 ];
 
 /// Which controllers to run.
@@ -95,6 +98,24 @@ pub async fn run(
     options: Options,
 ) -> Result<(), ManagerError> {
     let mut tasks = Vec::new();
+    if selection.contains("job") {
+        tasks.push(tokio::spawn(crate::controllers::job::run(
+            client.clone(),
+            5,
+        )));
+    }
+    if selection.contains("cronjob") {
+        tasks.push(tokio::spawn(crate::controllers::cronjob::run(
+            client.clone(),
+            2,
+        )));
+    }
+    if selection.contains("ttl-after-finished") {
+        tasks.push(tokio::spawn(crate::controllers::ttl_after_finished::run(
+            client.clone(),
+            2,
+        )));
+    }
     if selection.contains("deployment") {
         tasks.push(tokio::spawn(crate::controllers::deployment::run(
             client.clone(),
