@@ -6,6 +6,7 @@ use std::str::FromStr;
 /// Every controller this crate provides, by its `--controllers` name.
 pub const ALL: &[&str] = &[
     "cronjob",
+    "daemonset",
     "deployment",
     "endpoint",
     "endpointslice",
@@ -19,6 +20,7 @@ pub const ALL: &[&str] = &[
     "replicationcontroller",
     "resourcequota",
     "serviceaccount",
+    "statefulset",
     "taint-eviction-controller",
     "ttl-after-finished",
 ];
@@ -98,6 +100,18 @@ pub async fn run(
     options: Options,
 ) -> Result<(), ManagerError> {
     let mut tasks = Vec::new();
+    if selection.contains("daemonset") {
+        tasks.push(tokio::spawn(crate::controllers::daemonset::run(
+            client.clone(),
+            2,
+        )));
+    }
+    if selection.contains("statefulset") {
+        tasks.push(tokio::spawn(crate::controllers::statefulset::run(
+            client.clone(),
+            2,
+        )));
+    }
     if selection.contains("job") {
         tasks.push(tokio::spawn(crate::controllers::job::run(
             client.clone(),

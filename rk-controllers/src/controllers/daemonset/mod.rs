@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -96,6 +96,74 @@ fn node_fingerprint(node: &Node) -> String {
     .unwrap_or_default()
 }
 
+/// The pods an owner (a DaemonSet or StatefulSet, `owner_ref` pointing at
+/// it) holds among `cache`: those it controls and still selects, plus
+/// orphans its selector matches and `accept` takes, which it adopts;
+/// controlled pods it no longer selects are released. Shared with the
+/// StatefulSet controller.
+pub async fn claim_pods(
+    client: &kube::Client,
+    cache: &[Arc<Pod>],
+    owner: &ObjectMeta,
+    owner_ref: OwnerReference,
+    selector: &Selector,
+    accept: impl Fn(&Pod) -> bool,
+) -> Result<Vec<Pod>, kube::Error> {
+    let ns = owner.namespace.clone().unwrap_or_default();
+    let uid = owner.uid.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut owned = Vec::new();
+    for pod in cache {
+        if pod.metadata.namespace.as_deref() != Some(ns.as_str()) {
+            continue;
+        }
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let matches = selector.matches(&labels);
+        let name = name_of(&pod.metadata);
+        match controller_of(&pod.metadata) {
+            Some(r) if r.uid == uid => {
+                if matches {
+                    owned.push((**pod).clone());
+                } else {
+                    let refs: Vec<_> = pod
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .filter(|o| o.uid != uid)
+                        .cloned()
+                        .collect();
+                    let patch = json!({"metadata": {"ownerReferences": refs,
+                        "resourceVersion": pod.metadata.resource_version}});
+                    let released = api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await;
+                    ignore_not_found(released)?;
+                }
+            }
+            None if matches
+                && accept(pod)
+                && owner.deletion_timestamp.is_none()
+                && pod.metadata.deletion_timestamp.is_none() =>
+            {
+                let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
+                refs.push(owner_ref.clone());
+                let patch = json!({"metadata": {"ownerReferences": refs,
+                    "resourceVersion": pod.metadata.resource_version}});
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(adopted) => owned.push(adopted),
+                    Err(e) => tracing::debug!(pod = %name, error = %e, "adopting a pod failed"),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(owned)
+}
+
 /// The controller's state.
 pub struct Controller {
     client: kube::Client,
@@ -152,64 +220,6 @@ impl Controller {
             })
             .map(|d| key_of(&ns, &name_of(&d.metadata)))
             .collect()
-    }
-
-    /// The DaemonSet's pods: those it controls and still selects, plus
-    /// matching orphans it adopts; controlled pods it no longer selects are
-    /// released.
-    async fn claim_pods(&self, ds: &DaemonSet, selector: &Selector) -> Result<Vec<Pod>, SyncError> {
-        let ns = ds.metadata.namespace.clone().unwrap_or_default();
-        let uid = ds.metadata.uid.clone().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let mut owned = Vec::new();
-        for pod in self.pods.state() {
-            if pod.metadata.namespace.as_deref() != Some(ns.as_str()) {
-                continue;
-            }
-            let labels = pod.metadata.labels.clone().unwrap_or_default();
-            let matches = selector.matches(&labels);
-            let name = name_of(&pod.metadata);
-            match controller_of(&pod.metadata) {
-                Some(r) if r.uid == uid => {
-                    if matches {
-                        owned.push((*pod).clone());
-                    } else {
-                        let refs: Vec<_> = pod
-                            .metadata
-                            .owner_references
-                            .iter()
-                            .flatten()
-                            .filter(|o| o.uid != uid)
-                            .cloned()
-                            .collect();
-                        let patch = json!({"metadata": {"ownerReferences": refs,
-                            "resourceVersion": pod.metadata.resource_version}});
-                        let released = api
-                            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                            .await;
-                        ignore_not_found(released)?;
-                    }
-                }
-                None if matches
-                    && ds.metadata.deletion_timestamp.is_none()
-                    && pod.metadata.deletion_timestamp.is_none() =>
-                {
-                    let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-                    refs.push(controller_ref_for(ds)?);
-                    let patch = json!({"metadata": {"ownerReferences": refs,
-                        "resourceVersion": pod.metadata.resource_version}});
-                    match api
-                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                    {
-                        Ok(adopted) => owned.push(adopted),
-                        Err(e) => tracing::debug!(pod = %name, error = %e, "adopting a pod failed"),
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(owned)
     }
 
     /// True (and the remaining delay) while replacing failed pods on this
@@ -286,7 +296,15 @@ impl Controller {
             Err(e) => return Err(e.into()),
         };
         let hash = history::revision_hash(&history.current);
-        let pods = self.claim_pods(&ds, &selector).await?;
+        let pods = claim_pods(
+            &self.client,
+            &self.pods.state(),
+            &ds.metadata,
+            controller_ref_for(&*ds)?,
+            &selector,
+            |_| true,
+        )
+        .await?;
         let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
         for pod in &pods {
             if let Some(node) = target_node(pod) {
