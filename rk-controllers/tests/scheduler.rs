@@ -298,6 +298,8 @@ async fn a_high_priority_pod_preempts_a_lower_priority_one() -> TestResult {
     let mut low = pod("low", "800m");
     if let Some(spec) = low.spec.as_mut() {
         spec.priority = Some(0);
+        // no kubelet here: let the deletion finish at once
+        spec.termination_grace_period_seconds = Some(0);
     }
     c.add_pod(low).await?;
     assert_eq!(c.wait_bound("low").await?, "only");

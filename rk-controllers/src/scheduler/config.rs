@@ -280,7 +280,7 @@ profiles:
             Err(e) => panic!("{e}"),
         };
         assert_eq!(cfg.percentage(), 30);
-        let handle = Handle { client: None };
+        let handle = Handle::new(None);
         let fws = match cfg.build(&handle) {
             Ok(f) => f,
             Err(e) => panic!("{e}"),
@@ -299,7 +299,7 @@ profiles:
 
     #[test]
     fn unknown_plugins_and_bad_args_are_errors() {
-        let handle = Handle { client: None };
+        let handle = Handle::new(None);
         let unknown = SchedulerConfiguration::parse(
             "profiles:\n- plugins:\n    filter:\n      enabled:\n      - name: Nope\n",
         );

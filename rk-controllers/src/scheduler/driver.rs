@@ -18,7 +18,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::algorithm::{Algorithm, ScheduleError};
 use super::cache::{Cache, Snapshot};
-use super::framework::{CycleState, Framework, PostFilterResult};
+use super::framework::{CycleState, Framework, Handle, PostFilterResult};
 use super::metrics::{self, Metrics};
 use super::queue::{ClusterEvent, QueuedPodInfo, SchedulingQueue};
 use super::types::{PodInfo, pod_key};
@@ -37,6 +37,7 @@ pub struct Scheduler {
     pub(crate) wake: Notify,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) percentage: i32,
+    handle: Handle,
     events: mpsc::Sender<Event>,
     record_scheduled_events: bool,
     pods_synced: AtomicBool,
@@ -73,6 +74,7 @@ impl Scheduler {
     /// A scheduler over these profiles; `run` starts it.
     pub fn new(
         client: kube::Client,
+        handle: Handle,
         profiles: Vec<Arc<Framework>>,
         percentage: i32,
         metrics: Arc<Metrics>,
@@ -89,6 +91,7 @@ impl Scheduler {
             wake: Notify::new(),
             metrics,
             percentage,
+            handle,
             events: tx,
             record_scheduled_events,
             pods_synced: AtomicBool::new(false),
@@ -555,6 +558,46 @@ impl Scheduler {
                     self.on_node_deleted(&name);
                 }
                 Err(e) => tracing::warn!(error = %e, "node watch failed; retrying"),
+            }
+        }
+    }
+
+    /// Watches PodDisruptionBudgets for preemption (quietly retrying when
+    /// the server does not serve them).
+    pub(crate) async fn watch_pdbs(self: Arc<Self>) {
+        use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+        let api: Api<PodDisruptionBudget> = Api::all(self.client.clone());
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        let mut fresh: Option<HashMap<String, Arc<PodDisruptionBudget>>> = None;
+        while let Some(event) = stream.next().await {
+            let key = |p: &PodDisruptionBudget| {
+                format!(
+                    "{}/{}",
+                    p.metadata.namespace.as_deref().unwrap_or_default(),
+                    p.metadata.name.as_deref().unwrap_or_default()
+                )
+            };
+            let mut pdbs = self.handle.pdbs.write().unwrap_or_else(|p| p.into_inner());
+            match event {
+                Ok(watcher::Event::Init) => fresh = Some(HashMap::new()),
+                Ok(watcher::Event::InitApply(p)) => {
+                    if let Some(f) = fresh.as_mut() {
+                        f.insert(key(&p), Arc::new(p));
+                    }
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(f) = fresh.take() {
+                        *pdbs = f;
+                    }
+                }
+                Ok(watcher::Event::Apply(p)) => {
+                    pdbs.insert(key(&p), Arc::new(p));
+                }
+                Ok(watcher::Event::Delete(p)) => {
+                    pdbs.remove(&key(&p));
+                }
+                Err(e) => tracing::debug!(error = %e, "PodDisruptionBudget watch failed; retrying"),
             }
         }
     }

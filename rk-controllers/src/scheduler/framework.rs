@@ -130,6 +130,8 @@ pub struct CycleState {
     pub skip_filter: HashSet<&'static str>,
     /// Plugins whose Score is skipped this cycle.
     pub skip_score: HashSet<&'static str>,
+    /// `skip_filter` as bits over the profile's Filter plugins (fast path).
+    filter_skip_mask: u64,
 }
 
 impl CycleState {
@@ -153,11 +155,27 @@ pub struct NodeScore {
     pub score: i64,
 }
 
-/// What a Bind/PreBind plugin may use.
-#[derive(Clone)]
+/// The PodDisruptionBudgets the scheduler knows, by `namespace/name`.
+pub type PdbLister =
+    Arc<std::sync::RwLock<HashMap<String, Arc<k8s_openapi::api::policy::v1::PodDisruptionBudget>>>>;
+
+/// What plugins may use beyond the pod and the snapshot.
+#[derive(Clone, Default)]
 pub struct Handle {
     /// The API client (`None` in unit tests without a server).
     pub client: Option<kube::Client>,
+    /// PodDisruptionBudgets, kept up to date by the scheduler.
+    pub pdbs: PdbLister,
+}
+
+impl Handle {
+    /// A handle with this client and no PodDisruptionBudgets yet.
+    pub fn new(client: Option<kube::Client>) -> Self {
+        Self {
+            client,
+            pdbs: PdbLister::default(),
+        }
+    }
 }
 
 /// Every plugin: a name and the extension points it implements.
@@ -511,6 +529,11 @@ impl Framework {
                 Ok(None) => {}
                 Err(s) if s.code == Code::Skip => {
                     state.skip_filter.insert(p.name());
+                    if let Some(i) = self.filter.iter().position(|f| f.name() == p.name())
+                        && i < 64
+                    {
+                        state.filter_skip_mask |= 1 << i;
+                    }
                 }
                 Err(s) => return Err(s.tagged(p.name())),
             }
@@ -554,8 +577,13 @@ impl Framework {
 
     /// Runs the Filter plugins on one node, stopping at the first rejection.
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        for p in &self.filter {
-            if state.skip_filter.contains(p.name()) {
+        for (i, p) in self.filter.iter().enumerate() {
+            let skipped = if i < 64 {
+                state.filter_skip_mask & (1 << i) != 0
+            } else {
+                state.skip_filter.contains(p.name())
+            };
+            if skipped {
                 continue;
             }
             if let Some(f) = p.as_filter() {
@@ -629,9 +657,7 @@ impl Framework {
             let start = Instant::now();
             scores.clear();
             for (index, node) in nodes.iter().enumerate() {
-                let score = sp
-                    .score(state, pod, node)
-                    .map_err(|s| s.tagged(p.name()))?;
+                let score = sp.score(state, pod, node).map_err(|s| s.tagged(p.name()))?;
                 scores.push(NodeScore { index, score });
             }
             sp.normalize(state, pod, &mut scores);

@@ -69,6 +69,18 @@ struct Inner {
     plugins: BTreeMap<(&'static str, &'static str), Histogram>,
     pending: PendingCounts,
     preemption_victims: u64,
+    e2e_samples: Vec<f64>,
+    attempt_samples: Vec<f64>,
+}
+
+/// Raw samples kept for percentiles (per kind; older samples are dropped).
+const MAX_SAMPLES: usize = 1 << 20;
+
+fn push_sample(samples: &mut Vec<f64>, d: Duration) {
+    if samples.len() >= MAX_SAMPLES {
+        samples.drain(..MAX_SAMPLES / 2);
+    }
+    samples.push(d.as_secs_f64());
 }
 
 /// The scheduler's metrics; cheap to update from the scheduling loop.
@@ -94,11 +106,36 @@ impl Metrics {
         let mut m = self.lock();
         *m.attempts.entry(result).or_insert(0) += 1;
         m.attempt_duration.entry(result).or_default().observe(d);
+        push_sample(&mut m.attempt_samples, d);
     }
 
     /// A pod was bound `d` after it first entered the queue.
     pub fn scheduled_e2e(&self, d: Duration) {
-        self.lock().e2e.observe(d);
+        let mut m = self.lock();
+        m.e2e.observe(d);
+        push_sample(&mut m.e2e_samples, d);
+    }
+
+    /// Pods bound so far.
+    pub fn bound(&self) -> u64 {
+        self.lock().e2e.count()
+    }
+
+    /// Recent end-to-end durations (queue entry to bound), in seconds.
+    pub fn e2e_samples(&self) -> Vec<f64> {
+        self.lock().e2e_samples.clone()
+    }
+
+    /// Recent scheduling attempt durations (one cycle), in seconds.
+    pub fn attempt_samples(&self) -> Vec<f64> {
+        self.lock().attempt_samples.clone()
+    }
+
+    /// Forgets the raw samples (a benchmark starting its measured phase).
+    pub fn clear_samples(&self) {
+        let mut m = self.lock();
+        m.e2e_samples.clear();
+        m.attempt_samples.clear();
     }
 
     /// A plugin at an extension point ran for `d`.

@@ -75,9 +75,7 @@ impl Default for Options {
 /// Runs the scheduler until a task fails. Call it from a Tokio runtime; it
 /// never returns `Ok` on its own (cancel it by dropping the future).
 pub async fn run(client: kube::Client, options: Options) -> Result<(), SchedulerError> {
-    let handle = framework::Handle {
-        client: Some(client.clone()),
-    };
+    let handle = framework::Handle::new(Some(client.clone()));
     let metrics = options.metrics.clone().unwrap_or_default();
     let profiles: Vec<Arc<Framework>> = options
         .config
@@ -93,6 +91,7 @@ pub async fn run(client: kube::Client, options: Options) -> Result<(), Scheduler
     }
     run_profiles(
         client,
+        handle,
         profiles,
         options.config.percentage(),
         metrics,
@@ -101,9 +100,12 @@ pub async fn run(client: kube::Client, options: Options) -> Result<(), Scheduler
     .await
 }
 
-/// Runs the scheduler with frameworks built by the caller (custom plugins).
+/// Runs the scheduler with frameworks built by the caller (custom
+/// plugins); `handle` is the one given to the plugins (the scheduler keeps
+/// its PodDisruptionBudget list up to date).
 pub async fn run_profiles(
     client: kube::Client,
+    handle: framework::Handle,
     profiles: Vec<Arc<Framework>>,
     percentage_of_nodes_to_score: i32,
     metrics: Arc<Metrics>,
@@ -111,6 +113,7 @@ pub async fn run_profiles(
 ) -> Result<(), SchedulerError> {
     let scheduler = driver::Scheduler::new(
         client,
+        handle,
         profiles,
         percentage_of_nodes_to_score,
         metrics,
@@ -124,6 +127,7 @@ pub async fn run_profiles(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(scheduler.clone().watch_pods());
     tasks.spawn(scheduler.clone().watch_nodes());
+    tasks.spawn(scheduler.clone().watch_pdbs());
     tasks.spawn(scheduler.clone().housekeeping());
     tasks.spawn(scheduler.clone().scheduling_loop());
     let ended = tasks.join_next().await;

@@ -189,10 +189,11 @@ impl Ord for BackoffItem {
 
 /// The scheduling queue. Not synchronized: the scheduler wraps it in a mutex.
 ///
-/// The active heap orders by priority then queue time, which is what the
-/// default QueueSort plugin (PrioritySort) defines; a profile with a
-/// different QueueSort plugin gets its order applied when pods are popped
-/// among the pods of equal priority and time.
+/// The active heap orders by priority then queue time: the order of
+/// PrioritySort, the QueueSort plugin upstream ships (and, as upstream
+/// requires, one order for all profiles). Other QueueSort plugins can be
+/// configured and are reported by [`Framework::describe`], but the heap
+/// keeps this order.
 pub struct SchedulingQueue {
     entries: HashMap<String, Entry>,
     active: BinaryHeap<ActiveItem>,

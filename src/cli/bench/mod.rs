@@ -3,6 +3,7 @@
 
 mod apiserver;
 mod http_client;
+mod scheduler;
 
 /// `rk bench` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -10,11 +11,15 @@ pub enum Bench {
     /// API server: HTTP creates/s vs raw storage writes/s, LIST latency of
     /// 10,000 pods from the watch cache, watch fan-out delay, memory.
     Apiserver(apiserver::Args),
+    /// Scheduler: upstream scheduler_perf's SchedulingBasic and
+    /// TopologySpreading workloads against an in-process API server.
+    Scheduler(scheduler::Args),
 }
 
 /// Run a benchmark.
 pub async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Apiserver(args) => apiserver::run(args).await,
+        Bench::Scheduler(args) => scheduler::run(args).await,
     }
 }

@@ -3,7 +3,9 @@
 
 pub mod balanced_allocation;
 pub mod default_binder;
+pub mod default_preemption;
 pub mod image_locality;
+pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
@@ -85,6 +87,10 @@ pub fn build(
         }
         image_locality::NAME => Arc::new(image_locality::ImageLocality),
         pod_topology_spread::NAME => Arc::new(pod_topology_spread::PodTopologySpread),
+        inter_pod_affinity::NAME => Arc::new(inter_pod_affinity::InterPodAffinity),
+        default_preemption::NAME => Arc::new(default_preemption::DefaultPreemption::new(
+            handle.pdbs.clone(),
+        )),
         default_binder::NAME => Arc::new(default_binder::DefaultBinder::new(handle.client.clone())),
         _ => return Ok(None),
     };
@@ -103,6 +109,8 @@ pub const DEFAULT_PLUGINS: &[(&str, i64)] = &[
     (node_ports::NAME, 0),
     (node_resources_fit::NAME, 1),
     (pod_topology_spread::NAME, 2),
+    (inter_pod_affinity::NAME, 2),
+    (default_preemption::NAME, 0),
     (balanced_allocation::NAME, 1),
     (image_locality::NAME, 1),
     (default_binder::NAME, 0),

@@ -114,7 +114,6 @@ pub fn pod_label(p: PodInfo, key: &str, value: &str) -> PodInfo {
 }
 
 /// Sets a pod's priority.
-#[allow(dead_code)] // used by the preemption tests
 pub fn priority(p: PodInfo, value: i32) -> PodInfo {
     edit_pod(p, |pod| {
         if let Some(spec) = pod.spec.as_mut() {
