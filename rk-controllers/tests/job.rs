@@ -733,3 +733,41 @@ async fn finished_jobs_are_deleted_after_their_ttl() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(env.jobs.get_opt("kept").await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_job_releases_the_finalizers_of_its_pods() {
+    let env = env().await;
+    create(&env, "drop", json!({"parallelism": 2, "completions": 2})).await;
+    let pods = wait_active(&env, "drop", 2).await;
+    assert!(pods.iter().all(has_finalizer));
+    env.jobs
+        .delete("drop", &DeleteParams::default())
+        .await
+        .unwrap();
+    // No garbage collector runs here: the pods stay, but nothing holds them.
+    eventually("finalizers removed", || async {
+        all_pods(&env, "drop")
+            .await
+            .iter()
+            .all(|p| !has_finalizer(p))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_managed_by_another_controller_are_left_alone() {
+    let env = env().await;
+    create(&env, "other", json!({"managedBy": "example.com/queue"})).await;
+    create(&env, "mine", json!({})).await;
+    wait_active(&env, "mine", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(all_pods(&env, "other").await.is_empty());
+    assert!(
+        env.jobs
+            .get("other")
+            .await
+            .unwrap()
+            .status
+            .is_none_or(|s| s.start_time.is_none())
+    );
+}

@@ -51,6 +51,9 @@ pub const LEGACY_CONTROLLER_UID_LABEL: &str = "controller-uid";
 /// The legacy spelling of [`JOB_NAME_LABEL`].
 pub const LEGACY_JOB_NAME_LABEL: &str = "job-name";
 
+/// The `spec.managedBy` value of Jobs this controller syncs (also when unset).
+pub const MANAGED_BY_THIS: &str = "kubernetes.io/job-controller";
+
 /// The most pods created or deleted in one sync.
 const BURST: usize = 500;
 
@@ -374,6 +377,10 @@ impl Controller {
             self.expectations.forget(key);
             self.backoff.forget(key);
             self.release_pods_of(key, ns, name).await;
+            self.finalized
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(key);
             return Ok(None);
         };
         if job.metadata.deletion_timestamp.is_some() {
@@ -381,6 +388,14 @@ impl Controller {
             return Ok(None);
         }
         let spec = job.spec.clone().unwrap_or_default();
+        if spec
+            .managed_by
+            .as_deref()
+            .is_some_and(|m| m != MANAGED_BY_THIS)
+        {
+            // Another controller owns this Job's pods and status.
+            return Ok(None);
+        }
         let pods = self.claim_pods(&job, &spec).await?;
         self.prune_finalized(key, &pods);
         if status::is_finished(&job) {
@@ -649,11 +664,9 @@ impl Controller {
             let index = indexed::pod_index(pod).filter(|i| *i < index_limit);
             match phase(pod) {
                 "Succeeded" => {
-                    if indexed {
-                        if let Some(i) = index {
-                            completed.insert(i);
-                            self.backoff.success(&format!("{key}#{i}"));
-                        }
+                    if indexed && let Some(i) = index {
+                        completed.insert(i);
+                        self.backoff.success(&format!("{key}#{i}"));
                     }
                     uncounted_ok.push(uid);
                     self.backoff.success(key);
