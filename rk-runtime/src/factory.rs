@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use kube::api::{ApiResource, DynamicObject};
-use kube::{Api, Client};
+use kube::core::PartialObjectMeta;
+use kube::{Api, Client, Resource};
 
 use crate::informer::{Informer, InformerConfig};
 use crate::watcher::{ApiObject, WatcherConfig};
@@ -89,6 +90,7 @@ struct Entry {
 struct Inner {
     client: Client,
     default_resync: Option<Duration>,
+    watcher_defaults: WatcherConfig,
     informers: Mutex<HashMap<InformerKey, Entry>>,
     started: Mutex<bool>,
 }
@@ -111,10 +113,18 @@ impl InformerFactory {
 
     /// A factory whose informers resync every `resync`.
     pub fn with_resync(client: Client, resync: Option<Duration>) -> Self {
+        Self::with_config(client, resync, WatcherConfig::default())
+    }
+
+    /// A factory whose informers resync every `resync` and watch as
+    /// `watcher` says (paging, streaming lists, timeouts, backoff); the
+    /// selectors in `watcher` are ignored in favour of each informer's options.
+    pub fn with_config(client: Client, resync: Option<Duration>, watcher: WatcherConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
                 default_resync: resync,
+                watcher_defaults: watcher,
                 informers: Mutex::new(HashMap::new()),
                 started: Mutex::new(false),
             }),
@@ -156,6 +166,19 @@ impl InformerFactory {
         self.informer_with::<DynamicObject>(resource, options)
     }
 
+    /// The shared informer caching only the metadata of `K` objects
+    /// (`PartialObjectMetadata`): far less memory when specs are not needed.
+    pub fn metadata_informer<K>(
+        &self,
+        options: &InformerOptions,
+    ) -> Arc<Informer<PartialObjectMeta<K>>>
+    where
+        K: Resource + Clone + std::fmt::Debug + Send + Sync + 'static,
+        K::DynamicType: Default + Send + Sync,
+    {
+        self.informer_with::<PartialObjectMeta<K>>(&K::DynamicType::default(), options)
+    }
+
     /// The shared informer for `K` described by `dynamic_type`.
     pub fn informer_with<K: ApiObject>(
         &self,
@@ -187,7 +210,7 @@ impl InformerFactory {
             watcher: WatcherConfig {
                 label_selector: options.label_selector.clone(),
                 field_selector,
-                ..WatcherConfig::default()
+                ..self.inner.watcher_defaults.clone()
             },
             resync: self.inner.default_resync,
         };

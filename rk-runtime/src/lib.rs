@@ -50,6 +50,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod cache;
 pub mod client_rate_limit;

@@ -7,6 +7,13 @@
 //! relist as [`Event::Init`], one [`Event::InitApply`] per object and
 //! [`Event::InitDone`], so a cache can replace its contents without holding
 //! two copies.
+//!
+//! With [`InitialList::Streaming`] the initial state comes as a watch with
+//! `sendInitialEvents=true` (a streaming list) instead of list pages; if the
+//! server refuses it, the watcher falls back to paged lists for good.
+//!
+//! For metadata only, watch `kube::core::PartialObjectMeta<K>` (its `Api`
+//! asks the server for `PartialObjectMetadata`).
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -38,6 +45,19 @@ pub struct WatcherConfig {
     pub bookmarks: bool,
     /// Delays between retries after errors.
     pub backoff: Backoff,
+    /// How the initial state (and every relist) is fetched.
+    pub initial_list: InitialList,
+}
+
+/// How a [`Watcher`] fetches the full state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitialList {
+    /// `list` calls of `page_size` objects, then a watch.
+    #[default]
+    Paged,
+    /// One watch with `sendInitialEvents=true`: the objects arrive as adds,
+    /// then a bookmark marks the end, and the same watch goes on.
+    Streaming,
 }
 
 impl Default for WatcherConfig {
@@ -49,6 +69,7 @@ impl Default for WatcherConfig {
             watch_timeout_secs: 290,
             bookmarks: true,
             backoff: Backoff::default(),
+            initial_list: InitialList::Paged,
         }
     }
 }
@@ -92,6 +113,10 @@ enum State<K> {
         /// Set once the last page is fetched.
         resource_version: Option<String>,
     },
+    /// Streaming the initial state; `stream` is `None` until the watch opens.
+    Streaming {
+        stream: Option<BoxStream<'static, kube::Result<WatchEvent<K>>>>,
+    },
     /// Listed; open a watch from `resource_version`.
     Resume { resource_version: String },
     /// Watching.
@@ -107,6 +132,16 @@ pub struct Watcher<K: ApiObject> {
     config: WatcherConfig,
     state: State<K>,
     backoff: Backoff,
+    /// Set when the server refused a streaming list.
+    streaming_refused: bool,
+}
+
+/// The annotation on the bookmark that ends a streaming list's initial events.
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+
+/// Status codes meaning "this server does not do streaming lists".
+fn refuses_streaming(code: u16) -> bool {
+    matches!(code, 400 | 403 | 405 | 415 | 422 | 501)
 }
 
 fn is_gone(err: &kube::Error) -> bool {
@@ -122,6 +157,7 @@ impl<K: ApiObject> Watcher<K> {
             config,
             state: State::Empty,
             backoff,
+            streaming_refused: false,
         }
     }
 
@@ -134,6 +170,12 @@ impl<K: ApiObject> Watcher<K> {
             } => Some(resource_version),
             _ => None,
         }
+    }
+
+    /// Whether the server refused a streaming list, so this watcher now
+    /// lists in pages.
+    pub fn streaming_refused(&self) -> bool {
+        self.streaming_refused
     }
 
     async fn back_off(&mut self) {
@@ -167,13 +209,95 @@ impl<K: ApiObject> Watcher<K> {
         loop {
             match &mut self.state {
                 State::Empty => {
-                    self.state = State::Listing {
-                        continue_token: None,
-                        page: VecDeque::new(),
-                        resource_version: None,
+                    self.state = if self.config.initial_list == InitialList::Streaming
+                        && !self.streaming_refused
+                    {
+                        State::Streaming { stream: None }
+                    } else {
+                        State::Listing {
+                            continue_token: None,
+                            page: VecDeque::new(),
+                            resource_version: None,
+                        }
                     };
                     return Event::Init;
                 }
+                State::Streaming { stream: None } => {
+                    let params = WatchParams {
+                        send_initial_events: true,
+                        bookmarks: true,
+                        ..self.watch_params()
+                    };
+                    match self.api.watch(&params, "").await {
+                        Ok(stream) => {
+                            self.state = State::Streaming {
+                                stream: Some(stream.boxed()),
+                            };
+                        }
+                        Err(kube::Error::Api(status)) if refuses_streaming(status.code) => {
+                            tracing::info!(
+                                code = status.code,
+                                "server refused a streaming list; using paged lists"
+                            );
+                            self.streaming_refused = true;
+                            self.state = State::Empty;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "streaming list failed; backing off");
+                            self.back_off().await;
+                        }
+                    }
+                }
+                State::Streaming {
+                    stream: Some(stream),
+                } => match stream.next().await {
+                    Some(Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj))) => {
+                        return Event::InitApply(obj);
+                    }
+                    Some(Ok(WatchEvent::Deleted(_))) => {}
+                    Some(Ok(WatchEvent::Bookmark(bookmark))) => {
+                        let end = bookmark
+                            .metadata
+                            .annotations
+                            .get(INITIAL_EVENTS_END)
+                            .is_some_and(|v| v == "true");
+                        if end {
+                            self.backoff.reset();
+                            let rv = bookmark.metadata.resource_version;
+                            if let State::Streaming { stream } = &mut self.state
+                                && let Some(stream) = stream.take()
+                            {
+                                self.state = State::Watching {
+                                    resource_version: rv,
+                                    stream,
+                                };
+                            }
+                            return Event::InitDone;
+                        }
+                    }
+                    Some(Ok(WatchEvent::Error(status))) => {
+                        if refuses_streaming(status.code) {
+                            tracing::info!(code = status.code, message = %status.message, "server refused a streaming list; using paged lists");
+                            self.streaming_refused = true;
+                        } else {
+                            tracing::warn!(code = status.code, message = %status.message, "streaming list failed; backing off");
+                            self.back_off().await;
+                        }
+                        self.state = State::Empty;
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "streaming list failed; backing off");
+                        self.state = State::Empty;
+                        self.back_off().await;
+                    }
+                    None => {
+                        tracing::warn!(
+                            "streaming list ended before its end bookmark; listing again"
+                        );
+                        self.state = State::Empty;
+                        self.back_off().await;
+                    }
+                },
                 State::Listing {
                     continue_token,
                     page,

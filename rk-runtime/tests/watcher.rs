@@ -189,3 +189,90 @@ async fn label_selected_informer_sees_only_matching_objects() -> anyhow::Result<
     informer.stop();
     Ok(())
 }
+
+#[tokio::test]
+async fn streaming_list_fills_the_cache_then_keeps_watching() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client();
+    for name in ["s1", "s2", "s3"] {
+        create_config_map(&client, name, "x").await;
+    }
+    let config = InformerConfig {
+        watcher: WatcherConfig {
+            initial_list: rk_runtime::watcher::InitialList::Streaming,
+            ..fast_config().watcher
+        },
+        resync: None,
+    };
+    let informer = Informer::new(
+        Api::<ConfigMap>::namespaced(client.clone(), "default"),
+        config,
+    );
+    informer.start();
+    assert!(tokio::time::timeout(Duration::from_secs(10), informer.wait_for_sync()).await?);
+    assert_eq!(names(&informer.store()), ["s1", "s2", "s3"]);
+    create_config_map(&client, "s4", "x").await;
+    let store = informer.store();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let store = store.clone();
+            async move { store.len() == 4 }
+        })
+        .await
+    );
+    assert_eq!(informer.list_count(), 1);
+    informer.stop();
+
+    // The server took the streaming list rather than making us page.
+    let mut watcher = rk_runtime::watcher::Watcher::new(
+        Api::<ConfigMap>::namespaced(client, "default"),
+        WatcherConfig {
+            initial_list: rk_runtime::watcher::InitialList::Streaming,
+            ..fast_config().watcher
+        },
+    );
+    let mut applied = 0;
+    loop {
+        match watcher.next().await {
+            rk_runtime::watcher::Event::InitApply(_) => applied += 1,
+            rk_runtime::watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(applied, 4);
+    assert!(!watcher.streaming_refused());
+    assert!(watcher.resource_version().is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn metadata_informer_caches_only_metadata() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut cm = common::config_map("meta", "x");
+    cm.data = Some([("big".to_owned(), "x".repeat(10_000))].into());
+    api.create(&PostParams::default(), &cm).await?;
+
+    let factory = rk_runtime::factory::InformerFactory::new(client);
+    let informer = factory.metadata_informer::<ConfigMap>(
+        &rk_runtime::factory::InformerOptions::all().namespace("default"),
+    );
+    factory.start();
+    assert!(factory.wait_for_cache_sync().await);
+    let cached = informer
+        .store()
+        .get(&ObjectKey::namespaced("default", "meta"))
+        .expect("cached");
+    assert_eq!(
+        cached
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("bucket"))
+            .map(String::as_str),
+        Some("x")
+    );
+    factory.shutdown();
+    Ok(())
+}
