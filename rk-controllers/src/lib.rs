@@ -18,5 +18,6 @@ pub mod controllers;
 pub mod discovery;
 pub mod events;
 pub mod kubelet;
+pub mod proxy;
 pub mod queue;
 pub mod scheduler;

@@ -4,6 +4,7 @@ mod apiserver;
 mod bench;
 mod controller_manager;
 mod kubelet;
+mod proxy;
 mod scheduler;
 
 use clap::{Parser, Subcommand};
@@ -35,18 +36,10 @@ pub enum Command {
     /// Run a kubelet.
     Kubelet(kubelet::Args),
     /// Run the service proxy.
-    Proxy(NotYet),
+    Proxy(proxy::Args),
     /// Benchmarks (run from a release build).
     #[command(subcommand)]
     Bench(bench::Bench),
-}
-
-/// Arguments of a component that is not built yet.
-#[derive(Debug, clap::Args)]
-pub struct NotYet {
-    /// Any arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
 }
 
 /// Set up logging.
@@ -72,11 +65,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ControllerManager(args) => controller_manager::run(args).await,
         Command::Scheduler(args) => scheduler::run(args).await,
         Command::Kubelet(args) => kubelet::run(args).await,
-        Command::Proxy(_) => not_yet("proxy"),
+        Command::Proxy(args) => proxy::run(args).await,
         Command::Bench(b) => bench::run(b).await,
     }
-}
-
-fn not_yet(name: &str) -> anyhow::Result<()> {
-    anyhow::bail!("`rk {name}` is not yet implemented")
 }

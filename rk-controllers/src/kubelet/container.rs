@@ -146,7 +146,15 @@ impl Supervisor {
     ) -> Outcome {
         let shared = self.pod.shared.clone();
         let mut backoff = Backoff::new(shared.config.backoff_initial, shared.config.backoff_max);
-        let mut restart_count = 0;
+        // Continue the count of an earlier kubelet (its log files too).
+        let mut restart_count = self.pod.state.read(|r| {
+            let list = if self.role == Role::App {
+                &r.app
+            } else {
+                &r.init
+            };
+            list.get(self.index).map_or(0, |c| c.restart_count)
+        });
         loop {
             if stop.borrow().is_some() {
                 return Outcome::Stopped;
