@@ -309,3 +309,63 @@ impl ResourceLock for NeverLock {
         "never".into()
     }
 }
+
+/// A lock that can be created once and then refuses every write.
+struct BreakingLock {
+    created: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ResourceLock for BreakingLock {
+    async fn get(&self) -> Result<Option<LeaderElectionRecord>, rk_runtime::leader::LockError> {
+        Ok(None)
+    }
+    async fn create(&self, _: &LeaderElectionRecord) -> Result<(), rk_runtime::leader::LockError> {
+        if self.created.swap(true, Ordering::SeqCst) {
+            Err(rk_runtime::leader::LockError::Conflict)
+        } else {
+            Ok(())
+        }
+    }
+    async fn update(&self, _: &LeaderElectionRecord) -> Result<(), rk_runtime::leader::LockError> {
+        Err(rk_runtime::leader::LockError::Conflict)
+    }
+    fn describe(&self) -> String {
+        "breaking".into()
+    }
+}
+
+#[tokio::test]
+async fn leader_steps_down_when_it_cannot_renew_within_the_deadline() {
+    let lock = Arc::new(BreakingLock {
+        created: std::sync::atomic::AtomicBool::new(false),
+    });
+    let elector =
+        Arc::new(LeaderElector::new("lonely", lock, fast_timing()).expect("valid timing"));
+    let run = tokio::spawn({
+        let elector = elector.clone();
+        async move { elector.run(CancellationToken::new()).await }
+    });
+    let mut leading = elector.leading();
+    tokio::time::timeout(Duration::from_secs(2), leading.wait_for(|l| *l))
+        .await
+        .expect("leads after creating the lock")
+        .expect("elector alive");
+    let became = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("run returns once renewal fails")
+        .expect("task");
+    assert!(outcome.is_err(), "leadership lost is an error");
+    assert!(!elector.is_leader());
+    let held = became.elapsed();
+    let timing = fast_timing();
+    assert!(
+        held < timing.lease_duration,
+        "stepped down after {held:?}, before others could take over"
+    );
+    assert!(
+        held >= timing.renew_deadline,
+        "kept trying for the renew deadline: {held:?}"
+    );
+}
