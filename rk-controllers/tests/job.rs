@@ -771,3 +771,157 @@ async fn jobs_managed_by_another_controller_are_left_alone() {
             .is_none_or(|s| s.start_time.is_none())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowering_parallelism_deletes_surplus_pods() {
+    let env = env().await;
+    create(&env, "wide", json!({"parallelism": 3, "completions": 10})).await;
+    wait_active(&env, "wide", 3).await;
+    env.jobs
+        .patch(
+            "wide",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"parallelism": 1}})),
+        )
+        .await
+        .unwrap();
+    wait_active(&env, "wide", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(active_pods(&env, "wide").await.len(), 1);
+    eventually("active=1", || async {
+        counts(&env.jobs.get("wide").await.unwrap()).0 == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_pods_are_counted() {
+    let env = env().await;
+    create(&env, "rdy", json!({"parallelism": 2, "completions": 2})).await;
+    let pods = wait_active(&env, "rdy", 2).await;
+    set_status(
+        &env,
+        &pods[0],
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
+    )
+    .await;
+    eventually("ready=1", || async {
+        let j = env.jobs.get("rdy").await.unwrap();
+        j.status.and_then(|s| s.ready) == Some(1)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_pods_matching_a_manual_selector_are_adopted() {
+    let env = env().await;
+    let orphan: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "stray", "labels": {"app": "adopt"}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}
+    }))
+    .unwrap();
+    env.pods
+        .create(&PostParams::default(), &orphan)
+        .await
+        .unwrap();
+    create(
+        &env,
+        "adopt",
+        json!({"parallelism": 2, "completions": 2, "manualSelector": true,
+               "selector": {"matchLabels": {"app": "adopt"}},
+               "template": {"metadata": {"labels": {"app": "adopt", "batch.kubernetes.io/job-name": "adopt"}},
+                   "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}}),
+    )
+    .await;
+    eventually("stray adopted with the tracking finalizer", || async {
+        let p = env.pods.get("stray").await.unwrap();
+        has_finalizer(&p)
+            && p.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Job" && o.controller == Some(true))
+    })
+    .await;
+    // The adopted pod is one of the two: only one more is created.
+    eventually("two pods in all", || async {
+        env.pods
+            .list(&ListParams::default().labels("app=adopt"))
+            .await
+            .unwrap()
+            .items
+            .len()
+            == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = env
+        .pods
+        .list(&ListParams::default().labels("app=adopt"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.len(), 2);
+    for p in &all {
+        succeed(&env, p).await;
+    }
+    let j = wait_condition(&env, "adopt", "Complete").await;
+    assert_eq!(counts(&j), (0, 2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacement_policy_failed_waits_for_a_terminating_pod_to_fail() {
+    let env = env().await;
+    create(
+        &env,
+        "patient",
+        json!({"podReplacementPolicy": "Failed", "backoffLimit": 3}),
+    )
+    .await;
+    let pods = wait_active(&env, "patient", 1).await;
+    let name = pods[0].metadata.name.clone().unwrap();
+    env.pods
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        active_pods(&env, "patient").await.is_empty(),
+        "no replacement while terminating"
+    );
+    eventually("terminating=1", || async {
+        let j = env.jobs.get("patient").await.unwrap();
+        j.status.and_then(|s| s.terminating) == Some(1)
+    })
+    .await;
+    let terminating = env.pods.get(&name).await.unwrap();
+    fail(&env, &terminating, 137).await;
+    eventually("failed=1 and a replacement", || async {
+        let j = env.jobs.get("patient").await.unwrap();
+        counts(&j).2 == 1 && active_pods(&env, "patient").await.len() == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_restarts_count_towards_the_backoff_limit_with_on_failure() {
+    let env = env().await;
+    create(
+        &env,
+        "restarts",
+        json!({"backoffLimit": 2, "template": {"spec": {"restartPolicy": "OnFailure",
+            "containers": [{"name": "main", "image": "busybox"}]}}}),
+    )
+    .await;
+    let pods = wait_active(&env, "restarts", 1).await;
+    set_status(
+        &env,
+        &pods[0],
+        json!({"phase": "Running", "containerStatuses": [{"name": "main", "image": "busybox",
+            "imageID": "", "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+    )
+    .await;
+    let j = wait_condition(&env, "restarts", "Failed").await;
+    assert_eq!(condition(&j, "Failed").unwrap().1, "BackoffLimitExceeded");
+}

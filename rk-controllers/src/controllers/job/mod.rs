@@ -267,7 +267,13 @@ impl Controller {
                         rk_core::object::controller_ref_for(job)
                             .map_err(|e| SyncError::Invalid(e.to_string()))?,
                     );
+                    // Adopted pods are tracked like created ones.
+                    let mut finalizers = p.metadata.finalizers.clone().unwrap_or_default();
+                    if !finalizers.iter().any(|f| f == TRACKING_FINALIZER) {
+                        finalizers.push(TRACKING_FINALIZER.to_string());
+                    }
                     let patch = json!({"metadata": {"ownerReferences": refs,
+                        "finalizers": finalizers,
                         "resourceVersion": p.metadata.resource_version}});
                     if let Ok(adopted) = api
                         .patch(&name_of(&p), &PatchParams::default(), &Patch::Merge(&patch))
@@ -485,11 +491,9 @@ impl Controller {
         };
         let failed_total = failed + held_failed.len() as i32;
 
-        // Pods still there after this sync's finalizer removals.
-        let running: Vec<&Pod> = pods
-            .iter()
-            .filter(|p| !is_terminal(p) && !finalized_now.contains(&uid_of(p)))
-            .collect();
+        // Pods not finished yet (a terminating pod counts until it is gone,
+        // so the Job ends only once all its pods did).
+        let running: Vec<&Pod> = pods.iter().filter(|p| !is_terminal(p)).collect();
         let active: Vec<&Pod> = running.iter().copied().filter(|p| is_active(p)).collect();
         let terminating = running.iter().filter(|p| is_terminating(p)).count() as i32;
 
