@@ -461,3 +461,81 @@ async fn on_delete_replaces_only_deleted_pods() {
     kubelet.abort();
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surge_update_starts_new_pods_before_old_ones_go() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let count = 4;
+    for i in 0..count {
+        add_node(&nodes, &format!("n{i}"), json!({}), json!([])).await;
+    }
+    let task = tokio::spawn(rk_controllers::controllers::daemonset::run(
+        client.clone(),
+        2,
+    ));
+    let sets: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let kubelet = fake_kubelet(pods.clone());
+    let strategy = json!({"updateStrategy": {"type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}});
+    sets.create(&PostParams::default(), &daemonset("agent", "v1", strategy))
+        .await
+        .unwrap();
+    eventually("every node ready", || async {
+        let s = sets.get("agent").await.unwrap().status.unwrap_or_default();
+        s.number_available == Some(count)
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let checker = {
+        let (pods, stop) = (pods.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut most, mut fewest_ready) = (0usize, usize::MAX);
+            while !stop.load(Ordering::SeqCst) {
+                let list = pods.list(&ListParams::default()).await.unwrap().items;
+                let live: Vec<&Pod> = list
+                    .iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .collect();
+                most = most.max(live.len());
+                fewest_ready = fewest_ready.min(live.iter().filter(|p| is_ready(p)).count());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (most, fewest_ready)
+        })
+    };
+    sets.patch(
+        "agent",
+        &PatchParams::default(),
+        &Patch::Strategic(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually("surge rollout", || async {
+        let d = sets.get("agent").await.unwrap();
+        let s = d.status.unwrap_or_default();
+        let list = pods.list(&ListParams::default()).await.unwrap().items;
+        s.observed_generation == d.metadata.generation
+            && s.updated_number_scheduled == Some(count)
+            && s.number_available == Some(count)
+            && list.len() == count as usize
+            && list.iter().all(|p| image_of(p) == "v2")
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let (most, fewest_ready) = checker.await.unwrap();
+    assert!(
+        most <= count as usize + 1,
+        "{most} pods at once with maxSurge 1"
+    );
+    assert!(
+        fewest_ready >= count as usize,
+        "only {fewest_ready} ready pods with maxUnavailable 0"
+    );
+    kubelet.abort();
+    task.abort();
+}

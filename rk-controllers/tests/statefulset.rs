@@ -400,3 +400,85 @@ async fn parallel_management_creates_every_pod_at_once_from_the_start_ordinal() 
     .await;
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ready_seconds_delays_the_next_ordinal_and_availability() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let task = start(&client);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    sets.create(
+        &PostParams::default(),
+        &statefulset("slow", 2, json!({"minReadySeconds": 2})),
+    )
+    .await
+    .unwrap();
+    eventually("slow-0", || async {
+        pod_names(&pods).await == names(&["slow-0"])
+    })
+    .await;
+    mark_ready(&pods, "slow-0").await;
+    eventually("ready but not yet available", || async {
+        let s = sets.get("slow").await.unwrap().status.unwrap_or_default();
+        s.ready_replicas == Some(1) && s.available_replicas == Some(0)
+    })
+    .await;
+    assert_eq!(pod_names(&pods).await, names(&["slow-0"]));
+    eventually("available after minReadySeconds, then slow-1", || async {
+        let s = sets.get("slow").await.unwrap().status.unwrap_or_default();
+        s.available_replicas == Some(1) && pod_names(&pods).await.len() == 2
+    })
+    .await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_delete_keeps_old_pods_until_they_are_deleted() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let task = start(&client);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let kubelet = fake_kubelet(pods.clone());
+    sets.create(
+        &PostParams::default(),
+        &statefulset("od", 2, json!({"updateStrategy": {"type": "OnDelete"}})),
+    )
+    .await
+    .unwrap();
+    eventually("two ready pods", || async {
+        let s = sets.get("od").await.unwrap().status.unwrap_or_default();
+        s.ready_replicas == Some(2)
+    })
+    .await;
+    sets.patch(
+        "od",
+        &PatchParams::default(),
+        &Patch::Strategic(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually("a new update revision", || async {
+        let s = sets.get("od").await.unwrap().status.unwrap_or_default();
+        s.update_revision != s.current_revision && s.updated_replicas == Some(0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..2 {
+        assert_eq!(image_of(&pods.get(&format!("od-{i}")).await.unwrap()), "v1");
+    }
+    pods.delete("od-1", &Default::default()).await.unwrap();
+    eventually("od-1 recreated from the new template", || async {
+        pods.get_opt("od-1")
+            .await
+            .unwrap()
+            .is_some_and(|p| image_of(&p) == "v2" && p.metadata.deletion_timestamp.is_none())
+    })
+    .await;
+    assert_eq!(image_of(&pods.get("od-0").await.unwrap()), "v1");
+    kubelet.abort();
+    task.abort();
+}

@@ -3,7 +3,8 @@
 //! `constructHistory`/`cleanupHistory`).
 //!
 //! Each distinct pod template gets one revision named `<owner>-<hash>`,
-//! labelled `controller-revision-hash: <hash>` like the pods made from it,
+//! labelled with the hash (`controller-revision-hash` for DaemonSets, like
+//! their pods; `controller.kubernetes.io/hash` for StatefulSets),
 //! holding the template as the patch `kubectl rollout undo` applies
 //! (`{"spec": {"template": {..., "$patch": "replace"}}}`), and numbered:
 //! returning to an older template renumbers its revision as the newest.
@@ -21,8 +22,11 @@ use rk_core::labels::Selector;
 use rk_core::object::{ObjectError, controller_of, new_controller_ref, pod_template_hash};
 use serde_json::{Value, json};
 
-/// The label naming a pod's (and a revision's) template revision.
+/// The label naming a pod's (and a DaemonSet revision's) template revision.
 pub const HASH_LABEL: &str = "controller-revision-hash";
+/// The hash label of revisions made by upstream's generic history code
+/// (StatefulSet revisions).
+pub const GENERIC_HASH_LABEL: &str = "controller.kubernetes.io/hash";
 
 /// Errors while reading or writing history.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,9 @@ pub struct Owner<'a> {
     pub selector: &'a Selector,
     /// Its `status.collisionCount`.
     pub collision_count: Option<i32>,
+    /// The label carrying the hash on its revisions: [`HASH_LABEL`] for
+    /// DaemonSets, [`GENERIC_HASH_LABEL`] for StatefulSets.
+    pub hash_label: &'static str,
 }
 
 /// The owner's revisions: the one of its current template, and the others.
@@ -193,7 +200,7 @@ async fn create(
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    labels.insert(HASH_LABEL.into(), hash);
+    labels.insert(owner.hash_label.into(), hash);
     let revision = ControllerRevision {
         metadata: ObjectMeta {
             name: Some(name.clone()),

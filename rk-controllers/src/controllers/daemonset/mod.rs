@@ -282,6 +282,7 @@ impl Controller {
             template: &ds.spec.template,
             selector: &selector,
             collision_count,
+            hash_label: HASH_LABEL,
         };
         let history = match history::construct(&self.client, &owner, &self.revisions.state()).await
         {

@@ -12,10 +12,10 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use kube::api::{Api, DeleteParams};
 use rk_core::labels::Selector;
 
+use crate::controllers::daemonset::history::{GENERIC_HASH_LABEL, Owner, construct};
 pub use crate::controllers::daemonset::history::{
     HistoryError, revision_number, revision_template,
 };
-use crate::controllers::daemonset::history::{Owner, construct};
 
 /// The set's revisions.
 #[derive(Debug, Clone)]
@@ -46,6 +46,7 @@ pub async fn revisions(
         template: &set.spec.template,
         selector,
         collision_count: set.status.as_ref().and_then(|s| s.collision_count),
+        hash_label: GENERIC_HASH_LABEL,
     };
     let history = construct(client, &owner, cache).await?;
     let update = history.current;

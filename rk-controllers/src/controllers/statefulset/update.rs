@@ -9,7 +9,9 @@
 //! `Parallel` management creates and deletes without waiting. A
 //! `RollingUpdate` then replaces pods of an old revision from the highest
 //! ordinal down to the partition, one at a time, waiting for each
-//! replacement to be healthy; `OnDelete` leaves that to the user.
+//! replacement to be healthy (with `maxUnavailable`, as many at once as
+//! keeps that many pods unhealthy at most); `OnDelete` leaves that to the
+//! user.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -133,6 +135,27 @@ pub fn plan(
         return actions;
     }
     let min = usize::try_from(partition(set)).unwrap_or(0);
+    if let Some(budget) = max_unavailable(set, slots.len()) {
+        // With `maxUnavailable`, several pods go at once while the number
+        // of unhealthy pods stays within it.
+        let unavailable = slots
+            .iter()
+            .filter(|(_, p)| p.is_none_or(|p| !is_healthy(p)))
+            .count();
+        let room = budget.saturating_sub(unavailable);
+        actions.extend(
+            slots
+                .iter()
+                .enumerate()
+                .rev()
+                .take_while(|(index, _)| *index >= min)
+                .filter_map(|(_, (_, p))| *p)
+                .filter(|p| pod_revision(p) != Some(update_revision) && !terminating(p))
+                .take(room)
+                .map(|p| Action::Delete(name(p))),
+        );
+        return actions;
+    }
     for (index, (_, pod)) in slots.iter().enumerate().rev() {
         if index < min {
             break;
@@ -149,6 +172,22 @@ pub fn plan(
         }
     }
     actions
+}
+
+/// `rollingUpdate.maxUnavailable` resolved against `replicas` (percentages
+/// rounded up, at least 1); `None` when unset.
+pub fn max_unavailable(set: &StatefulSet, replicas: usize) -> Option<usize> {
+    let value = set
+        .spec
+        .update_strategy
+        .as_ref()?
+        .rolling_update
+        .as_ref()?
+        .max_unavailable
+        .as_ref()?;
+    let total = i32::try_from(replicas).unwrap_or(i32::MAX);
+    let n = crate::controllers::daemonset::update::resolve(Some(value), total, 1).max(1);
+    usize::try_from(n).ok()
 }
 
 #[cfg(test)]
@@ -216,5 +255,29 @@ mod tests {
         let p1 = pod(1, "r2", true);
         let slots = [(0, Some(&p0)), (1, Some(&p1)), (2, Some(&p2))];
         assert!(plan(&s, &slots, &[], "r2", &now()).is_empty());
+    }
+
+    #[test]
+    fn max_unavailable_replaces_several_pods_at_once() {
+        let s = set(json!({"podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate",
+            "rollingUpdate": {"partition": 0, "maxUnavailable": 2}}}));
+        let pods: Vec<Pod> = (0..4).map(|i| pod(i, "r1", true)).collect();
+        let slots: Vec<(i32, Option<&Pod>)> =
+            pods.iter().zip(0..).map(|(p, i)| (i, Some(p))).collect();
+        assert_eq!(
+            plan(&s, &slots, &[], "r2", &now()),
+            vec![
+                Action::Delete("web-3".into()),
+                Action::Delete("web-2".into())
+            ]
+        );
+        let waiting = pod(3, "r2", false);
+        let mut slots = slots;
+        slots[3] = (3, Some(&waiting));
+        assert_eq!(
+            plan(&s, &slots, &[], "r2", &now()),
+            vec![Action::Delete("web-2".into())]
+        );
     }
 }
