@@ -482,3 +482,58 @@ async fn on_delete_keeps_old_pods_until_they_are_deleted() {
     kubelet.abort();
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_of_scaled_down_pods_go_with_them_when_when_scaled_is_delete() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let task = start(&client);
+    let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(
+        client.clone(),
+    ));
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let kubelet = fake_kubelet(pods.clone());
+    sets.create(
+        &PostParams::default(),
+        &statefulset(
+            "kv",
+            3,
+            json!({"volumeClaimTemplates": claim_template(),
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Delete"}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually("three ready pods", || async {
+        let s = sets.get("kv").await.unwrap().status.unwrap_or_default();
+        s.ready_replicas == Some(3)
+    })
+    .await;
+    sets.patch(
+        "kv",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    let claim_names = || async {
+        claims
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .filter_map(|c| c.metadata.name)
+            .collect::<BTreeSet<String>>()
+    };
+    eventually("only the remaining pod's claim is left", || async {
+        pod_names(&pods).await == names(&["kv-0"]) && claim_names().await == names(&["www-kv-0"])
+    })
+    .await;
+    kubelet.abort();
+    gc.abort();
+    task.abort();
+}

@@ -15,7 +15,7 @@ pub mod history;
 pub mod identity;
 pub mod update;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,8 +169,12 @@ impl Controller {
 
         let start = start_ordinal(&set);
         let end = start.saturating_add(replicas(&set));
+        let by_ordinal: HashMap<i32, &Pod> = pods
+            .iter()
+            .filter_map(|p| ordinal_of(&set, p).map(|o| (o, p)))
+            .collect();
         let slots: Vec<(i32, Option<&Pod>)> = (start..end)
-            .map(|o| (o, pods.iter().find(|p| ordinal_of(&set, p) == Some(o))))
+            .map(|o| (o, by_ordinal.get(&o).copied()))
             .collect();
         let mut condemned: Vec<(i32, &Pod)> = pods
             .iter()
