@@ -400,6 +400,20 @@ async fn bad_time_zones_and_schedules_are_reported() {
     assert_eq!(sync(&env, "where", minute_after(created, 5)).await, None);
     assert!(!events(&env, "UnknownTimeZone").await.is_empty());
     assert!(jobs_of(&env).await.is_empty());
+    // A schedule the API server let through but that does not parse.
+    let cj: CronJob = serde_json::from_value(json!({
+        "metadata": {"name": "when"},
+        "spec": {"schedule": "@every 5m", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}}}}}
+    }))
+    .unwrap();
+    if let Ok(created) = env.cronjobs.create(&PostParams::default(), &cj).await {
+        let at = created.metadata.creation_timestamp.unwrap().0;
+        assert_eq!(sync(&env, "when", minute_after(at, 5)).await, None);
+        let warnings = events(&env, "InvalidSchedule").await;
+        assert_eq!(warnings.len(), 1);
+        assert!(jobs_of(&env).await.is_empty());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -615,8 +615,8 @@ impl Controller {
             completed_indexes: indexed.then(|| indexed::format_ranges(&completed)),
             failed_indexes: per_index.then(|| indexed::format_ranges(&failed_indexes)),
             uncounted_terminated_pods: Some(UncountedTerminatedPods {
-                succeeded: Some(held_ok),
-                failed: Some(held_failed),
+                succeeded: (!held_ok.is_empty()).then_some(held_ok),
+                failed: (!held_failed.is_empty()).then_some(held_failed),
             }),
             conditions: (!conditions.is_empty()).then_some(conditions),
         };
