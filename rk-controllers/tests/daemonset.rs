@@ -539,3 +539,49 @@ async fn surge_update_starts_new_pods_before_old_ones_go() {
     kubelet.abort();
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_binds_daemon_pods_to_their_nodes() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+    for name in ["a", "b", "c"] {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "status": {
+                "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True"}]
+            }
+        }))
+        .unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+    }
+    let task = tokio::spawn(rk_controllers::controllers::daemonset::run(
+        client.clone(),
+        2,
+    ));
+    let scheduler = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let _ = rk_controllers::scheduler::run(client, Default::default()).await;
+        }
+    });
+    let sets: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    sets.create(&PostParams::default(), &daemonset("agent", "v1", json!({})))
+        .await
+        .unwrap();
+    eventually("every pod bound to the node it is pinned to", || async {
+        let list = pods.list(&ListParams::default()).await.unwrap().items;
+        let mut bound: Vec<String> = list
+            .iter()
+            .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+            .collect();
+        bound.sort();
+        list.len() == 3 && bound == ["a", "b", "c"] && pinned_nodes(&pods).await == bound
+    })
+    .await;
+    scheduler.abort();
+    task.abort();
+}
