@@ -59,8 +59,8 @@ where
 fn pod(name: &str, node: &str, spec: serde_json::Value) -> Pod {
     let mut spec = spec;
     spec["nodeName"] = json!(node);
-    if let Some(containers) = spec["containers"].as_array_mut() {
-        for c in containers {
+    for list in ["containers", "initContainers"] {
+        for c in spec[list].as_array_mut().into_iter().flatten() {
             if c.get("image").is_none() {
                 c["image"] = json!("busybox");
             }
@@ -545,6 +545,147 @@ async fn a_hundred_sim_nodes_run_pods() -> Result<(), Error> {
         (phase(&p) == "Failed").then_some(())
     })
     .await?;
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_a_log_streams_lines_as_they_are_written() -> Result<(), Error> {
+    use futures::AsyncBufReadExt;
+    let (server, kubelet, _dir) = start("node-j").await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let script = "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done";
+    pods.create(
+        &PostParams::default(),
+        &pod("talker", "node-j", json!({"restartPolicy": "Never", "containers": [{"name": "main", "command": sh(script)}]})),
+    )
+    .await?;
+    wait_for("Running", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "talker").await?;
+        (phase(&p) == "Running").then_some(())
+    })
+    .await?;
+    let stream = pods
+        .log_stream(
+            "talker",
+            &LogParams {
+                follow: true,
+                ..LogParams::default()
+            },
+        )
+        .await?;
+    let lines: Vec<String> = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut lines = stream.lines();
+        let mut out = Vec::new();
+        while let Some(Ok(line)) = futures::StreamExt::next(&mut lines).await {
+            out.push(line);
+        }
+        out
+    })
+    .await?;
+    assert_eq!(
+        lines,
+        vec!["line 1", "line 2", "line 3", "line 4", "line 5"]
+    );
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_liveness_probe_restarts_the_container() -> Result<(), Error> {
+    let (server, kubelet, _dir) = start("node-k").await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "unhealthy",
+            "node-k",
+            json!({"terminationGracePeriodSeconds": 1, "containers": [{
+                "name": "main",
+                "command": sh("exec sleep 600"),
+                "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1},
+            }]}),
+        ),
+    )
+    .await?;
+    let cs = wait_for("a restart", Duration::from_secs(15), || async {
+        let p = get_pod(&pods, "unhealthy").await?;
+        let cs = p.status?.container_statuses?.first()?.clone();
+        (cs.restart_count >= 1).then_some(cs)
+    })
+    .await?;
+    let last = cs
+        .last_state
+        .and_then(|s| s.terminated)
+        .ok_or("no last state")?;
+    assert!(
+        last.message
+            .unwrap_or_default()
+            .contains("failed liveness probe")
+    );
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_in_order_before_the_app_and_sidecars_keep_running() -> Result<(), Error>
+{
+    let (server, kubelet, dir) = start("node-l").await?;
+    let trace = dir.path().join("trace");
+    let t = trace.display().to_string();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "ordered",
+            "node-l",
+            json!({
+                "restartPolicy": "Never",
+                "initContainers": [
+                    {"name": "first", "command": sh(&format!("echo first >> {t}"))},
+                    {"name": "sidecar", "restartPolicy": "Always", "command": sh(&format!("echo sidecar >> {t}; exec sleep 600"))},
+                    {"name": "second", "command": sh(&format!("echo second >> {t}"))},
+                ],
+                "containers": [{"name": "app", "command": sh(&format!("echo app >> {t}"))}],
+            }),
+        ),
+    )
+    .await?;
+    let p = wait_for("Succeeded", Duration::from_secs(15), || async {
+        let p = get_pod(&pods, "ordered").await?;
+        (phase(&p) == "Succeeded").then_some(p)
+    })
+    .await?;
+    assert_eq!(
+        std::fs::read_to_string(&trace)?,
+        "first\nsidecar\nsecond\napp\n"
+    );
+    assert_eq!(condition(&p, "Initialized").as_deref(), Some("True"));
+    let init = p
+        .status
+        .and_then(|s| s.init_container_statuses)
+        .unwrap_or_default();
+    let reasons: Vec<Option<String>> = init
+        .iter()
+        .map(|s| {
+            s.state
+                .clone()
+                .and_then(|s| s.terminated)
+                .and_then(|t| t.reason)
+        })
+        .collect();
+    assert_eq!(reasons[0].as_deref(), Some("Completed"));
+    assert!(
+        reasons[1].is_some(),
+        "the sidecar is stopped once the app is done"
+    );
+    let metrics = http_get(&format!("http://127.0.0.1:{}/metrics", kubelet.port())).await?;
+    assert!(
+        metrics.contains("kubelet_containers_started_total 4"),
+        "{metrics}"
+    );
+    let list = http_get(&format!("http://127.0.0.1:{}/pods", kubelet.port())).await?;
+    assert!(list.contains("\"ordered\""));
     kubelet.shutdown().await;
     Ok(())
 }

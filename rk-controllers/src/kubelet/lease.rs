@@ -16,6 +16,49 @@ use super::node_status::NodeCtx;
 /// The namespace of node leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
+/// Take one node's lease at start: create it, or renew it if it exists.
+pub async fn ensure(
+    client: &kube::Client,
+    node: &NodeCtx,
+    duration_seconds: i32,
+) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE);
+    match api
+        .create(&PostParams::default(), &new_lease(node, duration_seconds))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => renew(client, node, duration_seconds).await,
+        Err(e) => Err(e),
+    }
+}
+
+fn new_lease(node: &NodeCtx, duration_seconds: i32) -> Lease {
+    let owner = node.node().and_then(|n| {
+        Some(OwnerReference {
+            api_version: "v1".to_owned(),
+            kind: "Node".to_owned(),
+            name: node.name.clone(),
+            uid: n.metadata.uid?,
+            ..OwnerReference::default()
+        })
+    });
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(node.name.clone()),
+            namespace: Some(NODE_LEASE_NAMESPACE.to_owned()),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(node.name.clone()),
+            lease_duration_seconds: Some(duration_seconds),
+            renew_time: Some(MicroTime(jiff::Timestamp::now())),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
 /// Renew (or create) one node's lease.
 pub async fn renew(
     client: &kube::Client,
@@ -37,29 +80,7 @@ pub async fn renew(
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => {
-            let owner = node.node().and_then(|n| {
-                Some(OwnerReference {
-                    api_version: "v1".to_owned(),
-                    kind: "Node".to_owned(),
-                    name: node.name.clone(),
-                    uid: n.metadata.uid?,
-                    ..OwnerReference::default()
-                })
-            });
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(node.name.clone()),
-                    namespace: Some(NODE_LEASE_NAMESPACE.to_owned()),
-                    owner_references: owner.map(|o| vec![o]),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(node.name.clone()),
-                    lease_duration_seconds: Some(duration_seconds),
-                    renew_time: Some(now),
-                    ..LeaseSpec::default()
-                }),
-            };
+            let lease = new_lease(node, duration_seconds);
             match api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),

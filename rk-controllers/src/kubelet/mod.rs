@@ -370,7 +370,7 @@ pub async fn start(client: kube::Client, config: Config) -> Result<Kubelet, Kube
                         source,
                     }
                 })?;
-                if let Err(e) = lease::renew(&client, &node, lease_secs).await {
+                if let Err(e) = lease::ensure(&client, &node, lease_secs).await {
                     tracing::warn!(node = %node.name, error = %e, "taking the node lease failed");
                 }
                 Ok(())

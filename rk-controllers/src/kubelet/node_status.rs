@@ -339,18 +339,27 @@ pub async fn register(
     runtime_label: &str,
 ) -> Result<(), kube::Error> {
     let api: Api<Node> = Api::all(client.clone());
-    let existing = match api
-        .create(&PostParams::default(), &node_object(ctx, runtime_label))
-        .await
-    {
+    let mut node = node_object(ctx, runtime_label);
+    node.status = Some(build_status(ctx, port, runtime_version, None));
+    let existing = match api.create(&PostParams::default(), &node).await {
         Ok(n) => {
             tracing::info!(node = %ctx.name, "node registered");
-            Some(n)
+            let has_status = n
+                .status
+                .as_ref()
+                .is_some_and(|s| s.conditions.as_ref().is_some_and(|c| !c.is_empty()));
+            ctx.set_node(Some(n));
+            if has_status {
+                return Ok(());
+            }
+            None
         }
         Err(kube::Error::Api(e)) if e.code == 409 => api.get_opt(&ctx.name).await?,
         Err(e) => return Err(e),
     };
-    ctx.set_node(existing);
+    if existing.is_some() {
+        ctx.set_node(existing);
+    }
     update_status(client, ctx, port, runtime_version).await
 }
 
