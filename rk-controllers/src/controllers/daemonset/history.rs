@@ -206,6 +206,9 @@ async fn create(
             name: Some(name.clone()),
             namespace: owner.meta.namespace.clone(),
             labels: Some(labels),
+            // The owner's annotations (`kubernetes.io/change-cause`, which
+            // `kubectl rollout history` shows) go with the revision.
+            annotations: owner.meta.annotations.clone(),
             owner_references: Some(vec![owner_ref]),
             ..ObjectMeta::default()
         },

@@ -449,6 +449,7 @@ impl Controller {
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let create_on = &create_on[..create_on.len().min(CREATE_BURST)];
+        tracing::debug!(daemonset = %key, create = create_on.len(), delete = delete.len(), "syncing nodes");
         let del_key = deletions_key(key);
         self.expectations.expect_creations(key, create_on.len());
         self.expectations.expect_deletions(&del_key, delete.len());

@@ -206,6 +206,15 @@ impl Controller {
                     }
                 }
                 Action::Delete(pod) => self.delete_pod(&set, &pod).await?,
+                Action::Recreate(pod) => {
+                    self.event(
+                        &set,
+                        "Warning",
+                        "RecreatingFailedPod",
+                        format!("StatefulSet {key} is recreating failed Pod {pod}"),
+                    );
+                    self.delete_pod(&set, &pod).await?;
+                }
             }
         }
 
@@ -383,6 +392,7 @@ impl Controller {
         let pod_name = name_of(&pod.metadata);
         match api.create(&PostParams::default(), &pod).await {
             Ok(_) => {
+                tracing::debug!(statefulset = set_name(set), pod = %pod_name, "created pod");
                 self.event(
                     set,
                     "Normal",
@@ -416,6 +426,7 @@ impl Controller {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         match api.delete(pod, &DeleteParams::default()).await {
             Ok(_) => {
+                tracing::debug!(statefulset = set_name(set), pod = %pod, "deleted pod");
                 self.event(
                     set,
                     "Normal",

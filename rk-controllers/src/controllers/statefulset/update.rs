@@ -27,6 +27,8 @@ pub enum Action {
     Create(i32),
     /// Delete this pod.
     Delete(String),
+    /// Delete this failed (or finished) pod; the next sync recreates it.
+    Recreate(String),
 }
 
 /// Whether the set creates and deletes pods one at a time.
@@ -101,7 +103,7 @@ pub fn plan(
             }
             Some(p) if finished(p) && !terminating(p) => {
                 // Replaced by the next sync, once it is gone.
-                actions.push(Action::Delete(name(p)));
+                actions.push(Action::Recreate(name(p)));
                 if ordered {
                     return actions;
                 }
