@@ -2,9 +2,10 @@
 //! annotation, a label and the `JOB_COMPLETION_INDEX` env), and the Job's
 //! status records finished indexes as compressed ranges (`"1,3-5"`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::batch::v1::JobSpec;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 
 /// The annotation and label carrying a pod's completion index.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -89,6 +90,71 @@ pub fn pending(
     (0..completions.max(0))
         .filter(|i| !completed.contains(i) && !failed.contains(i) && !active.contains(i))
         .collect()
+}
+
+/// Give a new pod of Job `job` its completion `index`: name prefix
+/// `<job>-<index>-`, annotation and label, hostname `<job>-<index>` (unless
+/// the template sets one), the `JOB_COMPLETION_INDEX` env in every
+/// container, and with `failures` (for `backoffLimitPerIndex`) the count of
+/// the index's earlier failures.
+pub fn assign(pod: &mut Pod, job: &str, index: i32, failures: Option<i32>) {
+    let meta = &mut pod.metadata;
+    meta.generate_name = Some(format!("{job}-{index}-"));
+    meta.annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(COMPLETION_INDEX.into(), index.to_string());
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(COMPLETION_INDEX.into(), index.to_string());
+    if let Some(n) = failures {
+        meta.annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(INDEX_FAILURE_COUNT.into(), n.to_string());
+    }
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    if spec.hostname.as_deref().is_none_or(str::is_empty) {
+        spec.hostname = Some(format!("{job}-{index}"));
+    }
+    let env = EnvVar {
+        name: INDEX_ENV.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".into()),
+                field_path: format!("metadata.annotations['{COMPLETION_INDEX}']"),
+            }),
+            ..Default::default()
+        }),
+    };
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        let vars = c.env.get_or_insert_with(Vec::new);
+        if !vars.iter().any(|v| v.name == INDEX_ENV) {
+            vars.push(env.clone());
+        }
+    }
+}
+
+/// The earlier failures of index `i`: one more than the highest count on a
+/// counted failed pod of that index.
+pub fn failures_of(spec: &JobSpec, pods: &[Pod], i: i32) -> i32 {
+    pods.iter()
+        .filter(|p| pod_index(p) == Some(i))
+        .filter(|p| rk_core::object::pod_phase(p) == "Failed" || super::is_terminating(p))
+        .filter(|p| {
+            !matches!(
+                spec.pod_failure_policy
+                    .as_ref()
+                    .and_then(|f| super::failure_policy::evaluate(f, p)),
+                Some(super::failure_policy::Action::Ignore)
+            )
+        })
+        .map(|p| index_failure_count(p) + 1)
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

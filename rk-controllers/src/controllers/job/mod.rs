@@ -27,7 +27,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
@@ -148,29 +148,6 @@ fn is_indexed(spec: &JobSpec) -> bool {
 /// Whether a terminating pod must reach `Failed` before it is replaced.
 fn only_replace_failed(spec: &JobSpec) -> bool {
     spec.pod_replacement_policy.as_deref() == Some("Failed") || spec.pod_failure_policy.is_some()
-}
-
-/// A successPolicy rule met by `completed` indexes, if any.
-fn success_policy_met(
-    spec: &JobSpec,
-    completions: i32,
-    completed: &BTreeSet<i32>,
-) -> Option<usize> {
-    let policy = spec.success_policy.as_ref()?;
-    policy.rules.iter().position(|rule| {
-        let (pool, total) = match rule.succeeded_indexes.as_deref() {
-            Some(ix) => {
-                let set = indexed::parse_ranges(ix, completions);
-                let n = set.len();
-                (set.intersection(completed).count(), n)
-            }
-            None => (completed.len(), completions.max(0) as usize),
-        };
-        match rule.succeeded_count {
-            Some(c) => pool >= c.max(0) as usize && c > 0,
-            None => total > 0 && pool == total,
-        }
-    })
 }
 
 /// What a sync learned about the pods that finished since the last one.
@@ -504,17 +481,15 @@ impl Controller {
         }
         let mut requeue: Option<Duration> = None;
         if outcome.is_none() {
-            outcome = Self::decide(
-                &spec,
-                &active,
-                succeeded_total,
-                failed_total,
-                &completed,
-                &failed_indexes,
-                start_time.as_ref().map(|t| t.0),
-                now,
-                &mut requeue,
-            );
+            let progress = status::Progress {
+                active: &active,
+                succeeded: succeeded_total,
+                failed: failed_total,
+                completed: &completed,
+                failed_indexes: &failed_indexes,
+                start: start_time.as_ref().map(|t| t.0),
+            };
+            outcome = status::decide(&spec, &progress, now, &mut requeue);
         }
 
         // 3. Act.
@@ -522,7 +497,7 @@ impl Controller {
         let mut completion_time = st.completion_time.clone();
         let had_outcome = status::recorded_outcome(&job).is_some();
         if let Some(o) = &outcome {
-            set_condition(
+            status::set_condition(
                 &mut conditions,
                 o.interim_type(),
                 &o.reason,
@@ -534,7 +509,7 @@ impl Controller {
             }
             let idle = running.is_empty() && held_ok.is_empty() && held_failed.is_empty();
             if idle {
-                set_condition(
+                status::set_condition(
                     &mut conditions,
                     o.terminal_type(),
                     &o.reason,
@@ -555,7 +530,7 @@ impl Controller {
             if !active.is_empty() {
                 self.delete_pods(key, &job, &active).await;
             }
-            if set_condition(
+            if status::set_condition(
                 &mut conditions,
                 status::SUSPENDED,
                 "JobSuspended",
@@ -570,7 +545,7 @@ impl Controller {
                 .iter()
                 .any(|c| c.type_ == status::SUSPENDED && c.status == "True");
             if was_suspended {
-                set_condition_status(
+                status::set_condition_status(
                     &mut conditions,
                     status::SUSPENDED,
                     "False",
@@ -620,8 +595,8 @@ impl Controller {
             }),
             conditions: (!conditions.is_empty()).then_some(conditions),
         };
-        if normalized(&new_status)
-            != normalized(job.status.as_ref().unwrap_or(&JobStatus::default()))
+        if status::normalized(&new_status)
+            != status::normalized(job.status.as_ref().unwrap_or(&JobStatus::default()))
         {
             let mut updated = job.clone();
             updated.status = Some(new_status);
@@ -742,90 +717,6 @@ impl Controller {
                 self.backoff.failure(&format!("{key}#{i}"), now);
             }
         }
-    }
-
-    /// Step 2: the Job's outcome, if it has one now.
-    #[allow(clippy::too_many_arguments)]
-    fn decide(
-        spec: &JobSpec,
-        active: &[&Pod],
-        succeeded: i32,
-        failed: i32,
-        completed: &BTreeSet<i32>,
-        failed_indexes: &BTreeSet<i32>,
-        start: Option<Timestamp>,
-        now: Timestamp,
-        requeue: &mut Option<Duration>,
-    ) -> Option<Outcome> {
-        let indexed = is_indexed(spec);
-        let completions = spec.completions;
-        if indexed && spec.backoff_limit_per_index.is_some() {
-            if let Some(max) = spec.max_failed_indexes
-                && failed_indexes.len() as i64 > i64::from(max)
-            {
-                return Some(Outcome::failure(status::MAX_FAILED_INDEXES_EXCEEDED));
-            }
-        } else {
-            let mut failures = i64::from(failed);
-            if spec
-                .template
-                .spec
-                .as_ref()
-                .and_then(|s| s.restart_policy.as_deref())
-                == Some("OnFailure")
-            {
-                failures += active
-                    .iter()
-                    .map(|p| i64::from(rk_core::object::pod_restart_count(p)))
-                    .sum::<i64>();
-            }
-            if failures > i64::from(spec.backoff_limit.unwrap_or(6)) {
-                return Some(Outcome::failure(status::BACKOFF_LIMIT_EXCEEDED));
-            }
-        }
-        if spec.suspend != Some(true)
-            && let (Some(ads), Some(start)) = (spec.active_deadline_seconds, start)
-        {
-            let deadline = start
-                .checked_add(jiff::SignedDuration::from_secs(ads))
-                .unwrap_or(Timestamp::MAX);
-            if now >= deadline {
-                return Some(Outcome::failure(status::DEADLINE_EXCEEDED));
-            }
-            let left = Duration::try_from(deadline.duration_since(now)).unwrap_or_default();
-            *requeue = min_requeue(*requeue, Some(left));
-        }
-        if indexed {
-            let total = completions.unwrap_or(0);
-            if let Some(rule) = success_policy_met(spec, total, completed) {
-                return Some(Outcome::success(
-                    status::SUCCESS_POLICY,
-                    &format!("Matched rules at index {rule}"),
-                ));
-            }
-            if completed.len() as i32 >= total {
-                return Some(Outcome::success(
-                    status::COMPLETIONS_REACHED,
-                    "Reached expected number of succeeded pods",
-                ));
-            }
-            if !failed_indexes.is_empty()
-                && (completed.len() + failed_indexes.len()) as i32 >= total
-            {
-                return Some(Outcome::failure(status::FAILED_INDEXES));
-            }
-            return None;
-        }
-        let done = match completions {
-            Some(c) => succeeded >= c,
-            None => succeeded > 0 && active.is_empty(),
-        };
-        done.then(|| {
-            Outcome::success(
-                status::COMPLETIONS_REACHED,
-                "Reached expected number of succeeded pods",
-            )
-        })
     }
 
     /// Delete `victims` (recording expectations and events).
@@ -996,7 +887,7 @@ impl Controller {
                 wait = min_requeue(wait, Some(left));
                 continue;
             }
-            plan.push((Some(i), index_failures(spec, pods, i)));
+            plan.push((Some(i), indexed::failures_of(spec, pods, i)));
         }
         if !plan.is_empty() {
             self.create_pods(key, job, spec, plan).await?;
@@ -1067,32 +958,14 @@ impl Controller {
     }
 }
 
-/// The earlier failures of index `i`: one more than the highest count on a
-/// counted failed pod of that index.
-fn index_failures(spec: &JobSpec, pods: &[Pod], i: i32) -> i32 {
-    pods.iter()
-        .filter(|p| indexed::pod_index(p) == Some(i))
-        .filter(|p| phase(p) == "Failed" || is_terminating(p))
-        .filter(|p| {
-            !matches!(
-                spec.pod_failure_policy
-                    .as_ref()
-                    .and_then(|f| failure_policy::evaluate(f, p)),
-                Some(Action::Ignore)
-            )
-        })
-        .map(|p| indexed::index_failure_count(p) + 1)
-        .max()
-        .unwrap_or(0)
-}
-
-/// A new pod of `job`, for `index` in Indexed mode.
+/// A new pod of `job`, for `index` in Indexed mode (with `failures`
+/// earlier failures of that index).
 fn new_pod(job: &Job, spec: &JobSpec, index: Option<i32>, failures: i32) -> Result<Pod, SyncError> {
     let name = job.metadata.name.clone().unwrap_or_default();
     let template = spec.template.clone();
     let mut meta = template.metadata.unwrap_or_default();
-    let mut pod_spec = template.spec.unwrap_or_default();
     meta.name = None;
+    meta.generate_name = Some(format!("{name}-"));
     meta.namespace = job.metadata.namespace.clone();
     meta.owner_references = Some(vec![
         rk_core::object::controller_ref_for(job).map_err(|e| SyncError::Invalid(e.to_string()))?,
@@ -1100,55 +973,16 @@ fn new_pod(job: &Job, spec: &JobSpec, index: Option<i32>, failures: i32) -> Resu
     meta.finalizers
         .get_or_insert_with(Vec::new)
         .push(TRACKING_FINALIZER.to_string());
-    match index {
-        Some(i) => {
-            meta.generate_name = Some(format!("{name}-{i}-"));
-            meta.annotations
-                .get_or_insert_with(BTreeMap::new)
-                .insert(indexed::COMPLETION_INDEX.into(), i.to_string());
-            meta.labels
-                .get_or_insert_with(BTreeMap::new)
-                .insert(indexed::COMPLETION_INDEX.into(), i.to_string());
-            if spec.backoff_limit_per_index.is_some() {
-                meta.annotations
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(indexed::INDEX_FAILURE_COUNT.into(), failures.to_string());
-            }
-            if pod_spec.hostname.as_deref().is_none_or(str::is_empty) {
-                pod_spec.hostname = Some(format!("{name}-{i}"));
-            }
-            let env = EnvVar {
-                name: indexed::INDEX_ENV.into(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        api_version: Some("v1".into()),
-                        field_path: format!(
-                            "metadata.annotations['{}']",
-                            indexed::COMPLETION_INDEX
-                        ),
-                    }),
-                    ..Default::default()
-                }),
-            };
-            for c in pod_spec
-                .containers
-                .iter_mut()
-                .chain(pod_spec.init_containers.iter_mut().flatten())
-            {
-                let vars = c.env.get_or_insert_with(Vec::new);
-                if !vars.iter().any(|v| v.name == indexed::INDEX_ENV) {
-                    vars.push(env.clone());
-                }
-            }
-        }
-        None => meta.generate_name = Some(format!("{name}-")),
-    }
-    Ok(Pod {
+    let mut pod = Pod {
         metadata: meta,
-        spec: Some(pod_spec),
+        spec: Some(template.spec.unwrap_or_default()),
         status: None,
-    })
+    };
+    if let Some(i) = index {
+        let failures = spec.backoff_limit_per_index.is_some().then_some(failures);
+        indexed::assign(&mut pod, &name, i, failures);
+    }
+    Ok(pod)
 }
 
 fn min_requeue(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
@@ -1156,58 +990,6 @@ fn min_requeue(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
-}
-
-/// Set a `True` condition of `type_` (keeping its transition time when it
-/// was already `True`); true if it changed.
-fn set_condition(
-    conditions: &mut Vec<k8s_openapi::api::batch::v1::JobCondition>,
-    type_: &str,
-    reason: &str,
-    message: &str,
-    now: Timestamp,
-) -> bool {
-    set_condition_status(conditions, type_, "True", reason, message, now)
-}
-
-fn set_condition_status(
-    conditions: &mut Vec<k8s_openapi::api::batch::v1::JobCondition>,
-    type_: &str,
-    status_: &str,
-    reason: &str,
-    message: &str,
-    now: Timestamp,
-) -> bool {
-    if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
-        if c.status == status_ && c.reason.as_deref() == Some(reason) {
-            return false;
-        }
-        *c = status::condition(type_, status_, reason, message, now);
-        return true;
-    }
-    conditions.push(status::condition(type_, status_, reason, message, now));
-    true
-}
-
-/// A status as JSON with empty counters and lists dropped, for comparing.
-fn normalized(s: &JobStatus) -> serde_json::Value {
-    let mut v = serde_json::to_value(s).unwrap_or_default();
-    if let Some(m) = v.as_object_mut() {
-        m.retain(|_, v| !(v.is_null() || *v == json!(0) || *v == json!("")));
-        if let Some(u) = m
-            .get_mut("uncountedTerminatedPods")
-            .and_then(|u| u.as_object_mut())
-        {
-            u.retain(|_, v| v.as_array().is_some_and(|a| !a.is_empty()));
-        }
-        if m.get("uncountedTerminatedPods")
-            .and_then(|u| u.as_object())
-            .is_some_and(|u| u.is_empty())
-        {
-            m.remove("uncountedTerminatedPods");
-        }
-    }
-    v
 }
 
 /// Run the Job controller with `workers` concurrent syncs and default

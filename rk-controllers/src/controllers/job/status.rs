@@ -1,9 +1,15 @@
-//! Job conditions and their reasons, as upstream writes them, and the
-//! questions other controllers ask about a Job (finished? when?).
+//! Job conditions and their reasons, as upstream writes them; deciding a
+//! Job's outcome from what a sync counted; and the questions other
+//! controllers ask about a Job (finished? when?).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::{Job, JobCondition};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::json;
 
 /// The Job succeeded (terminal).
 pub const COMPLETE: &str = "Complete";
@@ -158,6 +164,190 @@ pub fn recorded_outcome(job: &Job) -> Option<Outcome> {
         }
     }
     None
+}
+
+/// What a sync counted, for [`decide`].
+#[derive(Clone, Copy)]
+pub struct Progress<'a> {
+    /// Pods running (not terminating).
+    pub active: &'a [&'a Pod],
+    /// Succeeded pods (Indexed: completed indexes), counted or not yet.
+    pub succeeded: i32,
+    /// Failed pods, counted or not yet.
+    pub failed: i32,
+    /// Completed indexes (Indexed mode).
+    pub completed: &'a BTreeSet<i32>,
+    /// Failed indexes (`backoffLimitPerIndex`).
+    pub failed_indexes: &'a BTreeSet<i32>,
+    /// When the Job started (or resumed).
+    pub start: Option<Timestamp>,
+}
+
+/// Step 2: the Job's outcome, if it has one now.
+///
+/// Failures come first (`maxFailedIndexes` or `backoffLimit`, counting
+/// container restarts under `restartPolicy: OnFailure`; then
+/// `activeDeadlineSeconds`, whose remaining time goes into `requeue`), then
+/// success (`successPolicy`, `completions`, or for a Job without
+/// completions any success once no pod runs).
+pub fn decide(
+    spec: &JobSpec,
+    progress: &Progress<'_>,
+    now: Timestamp,
+    requeue: &mut Option<Duration>,
+) -> Option<Outcome> {
+    let Progress {
+        active,
+        succeeded,
+        failed,
+        completed,
+        failed_indexes,
+        start,
+    } = *progress;
+    let indexed = super::is_indexed(spec);
+    let completions = spec.completions;
+    if indexed && spec.backoff_limit_per_index.is_some() {
+        if let Some(max) = spec.max_failed_indexes
+            && failed_indexes.len() as i64 > i64::from(max)
+        {
+            return Some(Outcome::failure(MAX_FAILED_INDEXES_EXCEEDED));
+        }
+    } else {
+        let mut failures = i64::from(failed);
+        if spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            == Some("OnFailure")
+        {
+            failures += active
+                .iter()
+                .map(|p| i64::from(rk_core::object::pod_restart_count(p)))
+                .sum::<i64>();
+        }
+        if failures > i64::from(spec.backoff_limit.unwrap_or(6)) {
+            return Some(Outcome::failure(BACKOFF_LIMIT_EXCEEDED));
+        }
+    }
+    if spec.suspend != Some(true)
+        && let (Some(ads), Some(start)) = (spec.active_deadline_seconds, start)
+    {
+        let deadline = start
+            .checked_add(jiff::SignedDuration::from_secs(ads))
+            .unwrap_or(Timestamp::MAX);
+        if now >= deadline {
+            return Some(Outcome::failure(DEADLINE_EXCEEDED));
+        }
+        let left = Duration::try_from(deadline.duration_since(now)).unwrap_or_default();
+        *requeue = super::min_requeue(*requeue, Some(left));
+    }
+    if indexed {
+        let total = completions.unwrap_or(0);
+        if let Some(rule) = success_policy_met(spec, total, completed) {
+            return Some(Outcome::success(
+                SUCCESS_POLICY,
+                &format!("Matched rules at index {rule}"),
+            ));
+        }
+        if completed.len() as i32 >= total {
+            return Some(Outcome::success(
+                COMPLETIONS_REACHED,
+                "Reached expected number of succeeded pods",
+            ));
+        }
+        if !failed_indexes.is_empty() && (completed.len() + failed_indexes.len()) as i32 >= total {
+            return Some(Outcome::failure(FAILED_INDEXES));
+        }
+        return None;
+    }
+    let done = match completions {
+        Some(c) => succeeded >= c,
+        None => succeeded > 0 && active.is_empty(),
+    };
+    done.then(|| {
+        Outcome::success(
+            COMPLETIONS_REACHED,
+            "Reached expected number of succeeded pods",
+        )
+    })
+}
+
+/// A successPolicy rule met by `completed` indexes, if any.
+pub fn success_policy_met(
+    spec: &JobSpec,
+    completions: i32,
+    completed: &BTreeSet<i32>,
+) -> Option<usize> {
+    let policy = spec.success_policy.as_ref()?;
+    policy.rules.iter().position(|rule| {
+        let (pool, total) = match rule.succeeded_indexes.as_deref() {
+            Some(ix) => {
+                let set = super::indexed::parse_ranges(ix, completions);
+                let n = set.len();
+                (set.intersection(completed).count(), n)
+            }
+            None => (completed.len(), completions.max(0) as usize),
+        };
+        match rule.succeeded_count {
+            Some(c) => pool >= c.max(0) as usize && c > 0,
+            None => total > 0 && pool == total,
+        }
+    })
+}
+
+/// Set a `True` condition of `type_` (keeping its transition time when it
+/// was already `True`); true if it changed.
+pub fn set_condition(
+    conditions: &mut Vec<JobCondition>,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> bool {
+    set_condition_status(conditions, type_, "True", reason, message, now)
+}
+
+/// Set the condition of `type_` to `status_` with `reason`; true if it
+/// changed (same status and reason: unchanged).
+pub fn set_condition_status(
+    conditions: &mut Vec<JobCondition>,
+    type_: &str,
+    status_: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> bool {
+    if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
+        if c.status == status_ && c.reason.as_deref() == Some(reason) {
+            return false;
+        }
+        *c = condition(type_, status_, reason, message, now);
+        return true;
+    }
+    conditions.push(condition(type_, status_, reason, message, now));
+    true
+}
+
+/// A status as JSON with empty counters and lists dropped, for comparing.
+pub fn normalized(s: &JobStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|_, v| !(v.is_null() || *v == json!(0) || *v == json!("")));
+        if let Some(u) = m
+            .get_mut("uncountedTerminatedPods")
+            .and_then(|u| u.as_object_mut())
+        {
+            u.retain(|_, v| v.as_array().is_some_and(|a| !a.is_empty()));
+        }
+        if m.get("uncountedTerminatedPods")
+            .and_then(|u| u.as_object())
+            .is_some_and(|u| u.is_empty())
+        {
+            m.remove("uncountedTerminatedPods");
+        }
+    }
+    v
 }
 
 #[cfg(test)]
