@@ -262,6 +262,23 @@ async fn one_pod_per_eligible_node_follows_nodes_joining_and_changing() {
         s.desired_number_scheduled == 1 && s.current_number_scheduled == 1
     })
     .await;
+
+    // A NoSchedule taint keeps new pods away but lets the running one stay,
+    // counted as misscheduled.
+    nodes
+        .patch(
+            "edge-cordoned",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": [{"key": "gpu", "effect": "NoSchedule"}]}})),
+        )
+        .await
+        .unwrap();
+    eventually("a misscheduled pod", || async {
+        let s = sets.get("agent").await.unwrap().status.unwrap_or_default();
+        s.desired_number_scheduled == 0 && s.number_misscheduled == 1
+    })
+    .await;
+    assert_eq!(pinned_nodes(&pods).await, ["edge-cordoned"]);
     task.abort();
 }
 
