@@ -379,4 +379,117 @@ mod tests {
         );
         assert!(!is_succeeded(&failed));
     }
+
+    fn spec(v: serde_json::Value) -> JobSpec {
+        let mut base = json!({"template": {}});
+        if let (Some(b), Some(e)) = (base.as_object_mut(), v.as_object()) {
+            for (k, val) in e {
+                b.insert(k.clone(), val.clone());
+            }
+        }
+        serde_json::from_value(base).unwrap_or_default()
+    }
+
+    fn decide_with(
+        spec: &JobSpec,
+        succeeded: i32,
+        failed: i32,
+        completed: &[i32],
+        failed_indexes: &[i32],
+        start: Option<Timestamp>,
+        now: Timestamp,
+    ) -> (Option<Outcome>, Option<Duration>) {
+        let completed: BTreeSet<i32> = completed.iter().copied().collect();
+        let failed_indexes: BTreeSet<i32> = failed_indexes.iter().copied().collect();
+        let progress = Progress {
+            active: &[],
+            succeeded,
+            failed,
+            completed: &completed,
+            failed_indexes: &failed_indexes,
+            start,
+        };
+        let mut requeue = None;
+        let o = decide(spec, &progress, now, &mut requeue);
+        (o, requeue)
+    }
+
+    fn reason(o: &(Option<Outcome>, Option<Duration>)) -> Option<&str> {
+        o.0.as_ref().map(|o| o.reason.as_str())
+    }
+
+    #[test]
+    fn failures_beyond_the_backoff_limit_fail_the_job() {
+        let now = Timestamp::UNIX_EPOCH;
+        let s = spec(json!({"backoffLimit": 2, "completions": 3}));
+        assert_eq!(reason(&decide_with(&s, 0, 2, &[], &[], None, now)), None);
+        assert_eq!(
+            reason(&decide_with(&s, 0, 3, &[], &[], None, now)),
+            Some(BACKOFF_LIMIT_EXCEEDED)
+        );
+        assert_eq!(
+            reason(&decide_with(&s, 3, 0, &[], &[], None, now)),
+            Some(COMPLETIONS_REACHED)
+        );
+    }
+
+    #[test]
+    fn the_deadline_fails_the_job_and_otherwise_sets_the_requeue() {
+        let start = Timestamp::UNIX_EPOCH;
+        let s = spec(json!({"activeDeadlineSeconds": 30, "completions": 1}));
+        let early = start + jiff::SignedDuration::from_secs(10);
+        let d = decide_with(&s, 0, 0, &[], &[], Some(start), early);
+        assert_eq!((reason(&d), d.1), (None, Some(Duration::from_secs(20))));
+        let late = start + jiff::SignedDuration::from_secs(30);
+        let d = decide_with(&s, 0, 0, &[], &[], Some(start), late);
+        assert_eq!(reason(&d), Some(DEADLINE_EXCEEDED));
+        // A suspended Job has no running clock.
+        let s = spec(json!({"activeDeadlineSeconds": 30, "completions": 1, "suspend": true}));
+        assert_eq!(
+            reason(&decide_with(&s, 0, 0, &[], &[], Some(start), late)),
+            None
+        );
+    }
+
+    #[test]
+    fn indexed_jobs_finish_by_indexes_and_success_policy() {
+        let now = Timestamp::UNIX_EPOCH;
+        let s = spec(json!({"completions": 4, "completionMode": "Indexed",
+            "successPolicy": {"rules": [{"succeededIndexes": "0-2", "succeededCount": 2}]}}));
+        assert_eq!(reason(&decide_with(&s, 1, 0, &[3], &[], None, now)), None);
+        let d = decide_with(&s, 2, 0, &[1, 3, 2], &[], None, now);
+        assert_eq!(reason(&d), Some(SUCCESS_POLICY));
+        assert_eq!(
+            d.0.map(|o| o.message),
+            Some("Matched rules at index 0".to_string())
+        );
+        let per_index = spec(json!({"completions": 3, "completionMode": "Indexed",
+            "backoffLimitPerIndex": 1, "maxFailedIndexes": 1, "backoffLimit": 0}));
+        // backoffLimit does not apply with per-index limits.
+        assert_eq!(
+            reason(&decide_with(&per_index, 0, 5, &[], &[0], None, now)),
+            None
+        );
+        assert_eq!(
+            reason(&decide_with(&per_index, 0, 5, &[], &[0, 1], None, now)),
+            Some(MAX_FAILED_INDEXES_EXCEEDED)
+        );
+        let no_max = spec(json!({"completions": 3, "completionMode": "Indexed",
+            "backoffLimitPerIndex": 1}));
+        assert_eq!(
+            reason(&decide_with(&no_max, 2, 1, &[1, 2], &[0], None, now)),
+            Some(FAILED_INDEXES)
+        );
+    }
+
+    #[test]
+    fn a_job_without_completions_succeeds_once_a_pod_did_and_none_runs() {
+        let now = Timestamp::UNIX_EPOCH;
+        let s = spec(json!({"parallelism": 3}));
+        assert_eq!(reason(&decide_with(&s, 0, 0, &[], &[], None, now)), None);
+        assert_eq!(
+            reason(&decide_with(&s, 1, 0, &[], &[], None, now)),
+            Some(COMPLETIONS_REACHED)
+        );
+    }
 }
