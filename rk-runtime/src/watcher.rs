@@ -134,6 +134,8 @@ pub struct Watcher<K: ApiObject> {
     backoff: Backoff,
     /// Set when the server refused a streaming list.
     streaming_refused: bool,
+    /// When the current backoff ends; kept across cancelled `next` calls.
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// The annotation on the bookmark that ends a streaming list's initial events.
@@ -158,6 +160,7 @@ impl<K: ApiObject> Watcher<K> {
             state: State::Empty,
             backoff,
             streaming_refused: false,
+            retry_at: None,
         }
     }
 
@@ -180,7 +183,16 @@ impl<K: ApiObject> Watcher<K> {
 
     async fn back_off(&mut self) {
         let delay = self.backoff.next_delay();
-        tokio::time::sleep(delay).await;
+        self.retry_at = Some(tokio::time::Instant::now() + delay);
+        self.wait_for_retry().await;
+    }
+
+    /// Finish a backoff, even one a cancelled `next` call started.
+    async fn wait_for_retry(&mut self) {
+        if let Some(at) = self.retry_at {
+            tokio::time::sleep_until(at).await;
+            self.retry_at = None;
+        }
     }
 
     fn list_params(&self, continue_token: Option<String>) -> ListParams {
@@ -205,8 +217,12 @@ impl<K: ApiObject> Watcher<K> {
 
     /// The next event. Errors are logged and retried with backoff, so this
     /// only returns events.
+    ///
+    /// Cancel-safe: dropping the future loses no event, and a backoff that
+    /// was under way is finished by the next call.
     pub async fn next(&mut self) -> Event<K> {
         loop {
+            self.wait_for_retry().await;
             match &mut self.state {
                 State::Empty => {
                     self.state = if self.config.initial_list == InitialList::Streaming

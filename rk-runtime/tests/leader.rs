@@ -369,3 +369,81 @@ async fn leader_steps_down_when_it_cannot_renew_within_the_deadline() {
         "kept trying for the renew deadline: {held:?}"
     );
 }
+
+#[tokio::test]
+async fn multi_lock_writes_both_kinds_so_old_contenders_see_the_leader() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client();
+    let count = Arc::new(LeaderCount::default());
+    // The new version contends through Lease + ConfigMap ...
+    let migrating: Arc<dyn ResourceLock> = Arc::new(rk_runtime::leader::MultiLock::new(
+        Box::new(LeaseLock::new(client.clone(), "default", "migrating")),
+        Box::new(ConfigMapLock::new(client.clone(), "default", "migrating")),
+    ));
+    let new = contender(&client, "new", &count, migrating);
+    assert!(
+        wait_for_leader(std::slice::from_ref(&new), Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    // ... while an old version still uses the ConfigMap only.
+    let old = contender(
+        &client,
+        "old",
+        &count,
+        Arc::new(ConfigMapLock::new(client.clone(), "default", "migrating")),
+    );
+    let sees_new = eventually(Duration::from_secs(5), || {
+        let leader = old.elector.leader();
+        async move { leader.borrow().as_deref() == Some("new") }
+    })
+    .await;
+    assert!(
+        sees_new,
+        "the ConfigMap-only contender sees the multi-lock holder"
+    );
+    tokio::time::sleep(fast_timing().lease_duration + Duration::from_millis(500)).await;
+    assert!(
+        !old.elector.is_leader(),
+        "the old contender never takes over a renewed lock"
+    );
+    assert!(!count.violated.load(Ordering::SeqCst));
+
+    let lease = Api::<Lease>::namespaced(client.clone(), "default")
+        .get("migrating")
+        .await?;
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("new")
+    );
+    new.stop.cancel();
+    old.stop.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn endpoints_lock_works_like_the_configmap_lock() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client();
+    let count = Arc::new(LeaderCount::default());
+    let lock = Arc::new(rk_runtime::leader::EndpointsLock::new(
+        client.clone(),
+        "default",
+        "ep-election",
+    ));
+    let c = contender(&client, "ep", &count, lock);
+    assert!(
+        wait_for_leader(std::slice::from_ref(&c), Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+    let ep = Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(client, "default")
+        .get("ep-election")
+        .await?;
+    let raw = &ep.metadata.annotations.unwrap_or_default()[LEADER_ANNOTATION];
+    let record: LeaderElectionRecord = serde_json::from_str(raw)?;
+    assert_eq!(record.holder_identity, "ep");
+    c.stop.cancel();
+    c.task.await?;
+    Ok(())
+}

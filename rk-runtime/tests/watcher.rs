@@ -276,3 +276,53 @@ async fn metadata_informer_caches_only_metadata() -> anyhow::Result<()> {
     factory.shutdown();
     Ok(())
 }
+
+#[tokio::test]
+async fn late_handlers_get_the_cache_as_adds_and_resync_reannounces() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client();
+    create_config_map(&client, "r1", "x").await;
+    let config = InformerConfig {
+        resync: Some(Duration::from_millis(200)),
+        ..fast_config()
+    };
+    let informer = Informer::new(Api::<ConfigMap>::namespaced(client, "default"), config);
+    informer.start();
+    assert!(informer.wait_for_sync().await);
+
+    let log: Log = Arc::default();
+    let sink = log.clone();
+    informer.add_handler(Arc::new(HandlerFn(move |e: InformerEvent<ConfigMap>| {
+        let line = match e {
+            InformerEvent::Added(o) => format!("add {}", ObjectKey::of(&*o).name),
+            InformerEvent::Updated { old, new } => {
+                assert!(
+                    Arc::ptr_eq(&old, &new),
+                    "a resync passes the same object twice"
+                );
+                format!("resync {}", ObjectKey::of(&*new).name)
+            }
+            InformerEvent::Deleted(o) => format!("delete {}", ObjectKey::of(&*o).name),
+        };
+        sink.lock().unwrap().push(line);
+    })));
+    assert_eq!(
+        log.lock().unwrap().first().map(String::as_str),
+        Some("add r1")
+    );
+    let resynced = eventually(Duration::from_secs(3), || {
+        let log = log.clone();
+        async move {
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|l| *l == "resync r1")
+                .count()
+                >= 2
+        }
+    })
+    .await;
+    assert!(resynced, "{:?}", log.lock().unwrap());
+    informer.stop();
+    Ok(())
+}
