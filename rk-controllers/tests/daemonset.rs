@@ -410,6 +410,39 @@ async fn rolling_update_keeps_max_unavailable() {
         .collect();
     numbers.sort();
     assert_eq!(numbers, vec![1, 2]);
+
+    // Undo as `kubectl rollout undo` does: apply revision 1's data as a
+    // strategic merge patch. The old revision is reused and renumbered.
+    let first = revisions
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|r| r.revision == Some(1))
+        .unwrap();
+    sets.patch(
+        "agent",
+        &PatchParams::default(),
+        &Patch::Strategic(first.data.0.clone()),
+    )
+    .await
+    .unwrap();
+    eventually("undo", rolled_out("v1")).await;
+    let undone = revisions
+        .get(first.metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(undone.revision, Some(3));
+    assert_eq!(
+        revisions
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
     kubelet.abort();
     task.abort();
 }
