@@ -635,3 +635,54 @@ async fn the_scheduler_binds_daemon_pods_to_their_nodes() {
     scheduler.abort();
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_beyond_the_limit_is_deleted() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+    add_node(&nodes, "n1", json!({}), json!([])).await;
+    let task = tokio::spawn(rk_controllers::controllers::daemonset::run(
+        client.clone(),
+        2,
+    ));
+    let sets: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), "default");
+    let kubelet = fake_kubelet(pods.clone());
+    sets.create(
+        &PostParams::default(),
+        &daemonset("agent", "v1", json!({"revisionHistoryLimit": 1})),
+    )
+    .await
+    .unwrap();
+    for image in ["v2", "v3", "v4"] {
+        sets.patch(
+            "agent",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}})),
+        )
+        .await
+        .unwrap();
+        eventually("the update", || async {
+            let list = pods.list(&ListParams::default()).await.unwrap().items;
+            list.len() == 1 && image_of(&list[0]) == image && is_ready(&list[0])
+        })
+        .await;
+    }
+    eventually("one old revision kept", || async {
+        let mut numbers: Vec<i64> = revisions
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|r| r.revision.unwrap_or(0))
+            .collect();
+        numbers.sort();
+        numbers == [3, 4]
+    })
+    .await;
+    kubelet.abort();
+    task.abort();
+}
