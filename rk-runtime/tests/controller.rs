@@ -229,3 +229,66 @@ async fn controllers_share_one_informer_per_kind() -> anyhow::Result<()> {
     factory.shutdown();
     Ok(())
 }
+
+#[tokio::test]
+async fn event_filter_drops_updates_it_rejects() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client();
+    create_config_map(&client, "filtered", "x").await;
+    let factory = InformerFactory::new(client.clone());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let controller = ControllerBuilder::<ConfigMap>::new("labels-only", &factory)
+        .for_kind(InformerOptions::all().namespace("default"))
+        .with_event_filter(rk_runtime::controller::EventFilter::LabelsChanged)
+        .build(rk_runtime::controller::ReconcileFn(
+            move |_key: ObjectKey| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                futures::future::ready(Ok::<_, String>(Action::Done))
+            },
+        ));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(controller.run(shutdown.clone()));
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let seen = seen.clone();
+            async move { seen.load(Ordering::SeqCst) == 1 }
+        })
+        .await,
+        "the add is reconciled"
+    );
+
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let data_only = serde_json::json!({"data": {"k": "v"}});
+    api.patch(
+        "filtered",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&data_only),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "a data-only update is filtered out"
+    );
+
+    let relabel = serde_json::json!({"metadata": {"labels": {"bucket": "y"}}});
+    api.patch(
+        "filtered",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&relabel),
+    )
+    .await?;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let seen = seen.clone();
+            async move { seen.load(Ordering::SeqCst) == 2 }
+        })
+        .await,
+        "a label change passes the filter"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running).await???;
+    Ok(())
+}

@@ -128,3 +128,78 @@ async fn rate_limited_client_spaces_requests_after_the_burst() -> anyhow::Result
     );
     Ok(())
 }
+
+/// A client whose server does not serve events.k8s.io: it answers 404 there
+/// and records the core/v1 events posted.
+fn core_only_client(posted: Arc<std::sync::Mutex<Vec<serde_json::Value>>>) -> kube::Client {
+    use http_body_util::BodyExt;
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let posted = posted.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            let method = request.method().clone();
+            let bytes = request.into_body().collect().await?.to_bytes();
+            let (status, body) = if path.starts_with("/apis/events.k8s.io/") {
+                (
+                    404,
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "NotFound", "code": 404, "message": "the server could not find the requested resource"}),
+                )
+            } else if method == http::Method::POST && path == "/api/v1/namespaces/default/events" {
+                let event: serde_json::Value = serde_json::from_slice(&bytes)?;
+                posted.lock().unwrap().push(event.clone());
+                (201, event)
+            } else if method == http::Method::PATCH {
+                let patch: serde_json::Value = serde_json::from_slice(&bytes)?;
+                posted.lock().unwrap().push(patch.clone());
+                (200, patch)
+            } else {
+                (
+                    404,
+                    serde_json::json!({"kind": "Status", "code": 404, "message": "no"}),
+                )
+            };
+            let response = http::Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(
+                    body.to_string(),
+                )))?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response)
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+#[tokio::test]
+async fn recorder_falls_back_to_core_v1_events() -> anyhow::Result<()> {
+    let posted: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let recorder = Recorder::new(
+        core_only_client(posted.clone()),
+        Reporter {
+            controller: "rk.io/test".into(),
+            instance: None,
+        },
+    );
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        kind: Some("ConfigMap".into()),
+        namespace: Some("default".into()),
+        name: Some("old-server".into()),
+        ..Default::default()
+    };
+    let input = EventInput {
+        type_: EventType::Normal,
+        reason: "Synced".into(),
+        action: "Sync".into(),
+        note: Some("done".into()),
+    };
+    recorder.publish(&regarding, &input).await?;
+    recorder.publish(&regarding, &input).await?;
+    let posted = posted.lock().unwrap().clone();
+    assert_eq!(posted.len(), 2, "{posted:?}");
+    assert_eq!(posted[0]["involvedObject"]["name"], "old-server");
+    assert_eq!(posted[0]["count"], 1);
+    assert_eq!(posted[0]["source"]["component"], "rk.io/test");
+    assert_eq!(posted[1]["count"], 2, "the repeat bumps the count");
+    Ok(())
+}
