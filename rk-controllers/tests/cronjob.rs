@@ -428,3 +428,32 @@ async fn the_controller_runs_from_the_manager_loop() {
     assert!(!task.is_finished());
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_loop_starts_a_job_at_the_next_minute() {
+    // Real time: `run` requeues the CronJob for its next scheduled minute
+    // and starts the Job then (this waits up to a minute).
+    let env = env().await;
+    let task = tokio::spawn(cronjob::run(env.client.clone(), 1));
+    let created = create(&env, "minutely", json!({"concurrencyPolicy": "Forbid"})).await;
+    let first = minute_after(created, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let jobs = jobs_of(&env).await;
+        if !jobs.is_empty() {
+            assert_eq!(names(&jobs), vec![cronjob::job_name("minutely", first)]);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no job within 90 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while active_names(&status(&env, "minutely").await).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status.active not set"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.abort();
+}
