@@ -2,6 +2,7 @@
 //! under one leader election, with `/healthz`, `/readyz` and `/metrics` on
 //! one port, until SIGTERM (or Ctrl-C).
 //!
+//! Informers run on every replica; controllers only on the leader.
 //! Shutdown order: the controllers stop taking keys and finish what they are
 //! doing, then the informers stop, then the lease is released, so the next
 //! leader starts as soon as this one has really stopped.
@@ -185,6 +186,10 @@ impl Manager {
             .take()
             .map(|l| tokio::spawn(serve(l, health.clone(), http_stop.clone())));
 
+        // Caches fill on every replica, leader or not (as controller-runtime
+        // does), so a new leader starts with warm caches.
+        self.factory.start();
+
         // Leader election runs on its own token, cancelled last.
         let election_stop = CancellationToken::new();
         let lost = CancellationToken::new();
@@ -213,7 +218,6 @@ impl Manager {
             for runnable in self.runnables.drain(..) {
                 tasks.spawn(runnable(run_stop.clone()));
             }
-            self.factory.start();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,

@@ -130,3 +130,89 @@ async fn manager_runs_two_controllers_on_one_factory_and_serves_health() -> anyh
     assert_eq!(holder, "");
     Ok(())
 }
+
+fn standby_config(client: &kube::Client, identity: &str) -> ManagerConfig {
+    ManagerConfig {
+        bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        leader_election: Some(LeaderElectionSettings {
+            identity: identity.into(),
+            lock: Arc::new(LeaseLock::new(client.clone(), "default", "pair")),
+            config: LeaderElectionConfig {
+                lease_duration: Duration::from_secs(2),
+                renew_deadline: Duration::from_secs(1),
+                retry_period: Duration::from_millis(200),
+                release_on_cancel: true,
+            },
+        }),
+        handle_signals: false,
+    }
+}
+
+#[tokio::test]
+async fn standby_manager_keeps_warm_caches_and_takes_over_on_shutdown() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client();
+    create_config_map(&client, "one", "x").await;
+    let options = InformerOptions::all().namespace("default");
+
+    let mut started = Vec::new();
+    for identity in ["first", "second"] {
+        let mut manager = Manager::new(client.clone(), standby_config(&client, identity));
+        let addr = manager.bind().await?.expect("bound");
+        let count = Arc::new(AtomicUsize::new(0));
+        let controller = ControllerBuilder::<ConfigMap>::new("pair", manager.factory())
+            .for_kind(options.clone())
+            .build(counting(&count));
+        manager.add_controller(controller);
+        let shutdown = manager.shutdown_token();
+        let task = tokio::spawn(manager.run());
+        started.push((addr, count, shutdown, task));
+        // Let the first win before the second starts.
+        if identity == "first" {
+            let c = started[0].1.clone();
+            assert!(
+                eventually(Duration::from_secs(10), || {
+                    let c = c.clone();
+                    async move { c.load(Ordering::SeqCst) >= 1 }
+                })
+                .await
+            );
+        }
+    }
+    let (first_addr, first_count, first_stop, first_task) = started.remove(0);
+    let (second_addr, second_count, second_stop, second_task) = started.remove(0);
+
+    // The standby is ready (caches synced) but does not reconcile.
+    let standby_ready = eventually(Duration::from_secs(5), || async move {
+        matches!(get(second_addr, "/readyz").await, Ok((200, _)))
+    })
+    .await;
+    assert!(standby_ready, "standby caches synced");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        second_count.load(Ordering::SeqCst),
+        0,
+        "standby does not reconcile"
+    );
+    assert!(first_count.load(Ordering::SeqCst) >= 1);
+    assert_eq!(get(first_addr, "/healthz").await?.0, 200);
+
+    // SIGTERM-like shutdown of the leader: the standby takes over promptly.
+    let stopped = std::time::Instant::now();
+    first_stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), first_task).await???;
+    let took_over = eventually(Duration::from_secs(5), || {
+        let c = second_count.clone();
+        async move { c.load(Ordering::SeqCst) >= 1 }
+    })
+    .await;
+    assert!(took_over, "standby reconciles after the leader stops");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "handover took {:?}",
+        stopped.elapsed()
+    );
+    second_stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), second_task).await???;
+    Ok(())
+}
