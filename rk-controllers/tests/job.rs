@@ -925,3 +925,39 @@ async fn container_restarts_count_towards_the_backoff_limit_with_on_failure() {
     let j = wait_condition(&env, "restarts", "Failed").await;
     assert_eq!(condition(&j, "Failed").unwrap().1, "BackoffLimitExceeded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fail_index_rule_fails_the_index_without_retries() {
+    let env = env().await;
+    create(
+        &env,
+        "fidx",
+        json!({"completions": 2, "parallelism": 2, "completionMode": "Indexed",
+               "backoffLimitPerIndex": 3, "podReplacementPolicy": "Failed",
+               "podFailurePolicy": {"rules": [
+                   {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [5]}}]}}),
+    )
+    .await;
+    let pods = wait_active(&env, "fidx", 2).await;
+    let index_of = |p: &Pod| p.metadata.annotations.as_ref().unwrap()[INDEX].clone();
+    let zero = pods.iter().find(|p| index_of(p) == "0").unwrap();
+    let one = pods.iter().find(|p| index_of(p) == "1").unwrap();
+    fail(&env, zero, 5).await;
+    eventually("failedIndexes=0", || async {
+        let j = env.jobs.get("fidx").await.unwrap();
+        j.status.and_then(|s| s.failed_indexes).as_deref() == Some("0")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        active_pods(&env, "fidx")
+            .await
+            .iter()
+            .all(|p| index_of(p) != "0"),
+        "a failed index is not retried"
+    );
+    succeed(&env, one).await;
+    let j = wait_condition(&env, "fidx", "Failed").await;
+    assert_eq!(condition(&j, "Failed").unwrap().1, "FailedIndexes");
+    assert_eq!(j.status.unwrap().completed_indexes.as_deref(), Some("1"));
+}
