@@ -151,7 +151,7 @@ impl Bounds {
             let mut v = first;
             while v <= last {
                 bits |= 1 << v;
-                v += step;
+                v = v.saturating_add(step);
             }
         }
         Ok((bits, star))
@@ -456,7 +456,16 @@ mod tests {
             "@every 5m",
             "a * * * *",
             "1,,2 * * * *",
+            "TZ=UTC * * * * *",
         ] {
+            assert!(bad.parse::<Schedule>().is_err(), "{bad} should be refused");
+        }
+        // A huge step is one value, not an overflow.
+        assert_eq!(
+            next("5/4294967295 * * * *", "2026-03-04T10:20:00Z"),
+            "2026-03-04T11:05:00Z"
+        );
+        for bad in ["*/99999999999 * * * *"] {
             assert!(bad.parse::<Schedule>().is_err(), "{bad} should be refused");
         }
     }
