@@ -49,11 +49,51 @@ impl Backoff {
         } else {
             0.0
         };
-        Duration::from_secs_f64((base + jitter).max(0.0))
+        // A user-set NaN or infinite factor must not panic: fall back to `max`.
+        Duration::try_from_secs_f64((base + jitter).max(0.0)).unwrap_or(self.max)
     }
 
     /// Start again from the initial delay (after a success).
     pub fn reset(&mut self) {
         self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
+        b.jitter = 0.0;
+        let delays: Vec<_> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [10, 20, 40, 50, 50]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_fraction() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        for _ in 0..100 {
+            b.reset();
+            let d = b.next_delay();
+            assert!(
+                d >= Duration::from_millis(100) && d <= Duration::from_millis(200),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nonsense_settings_do_not_panic() {
+        let mut b = Backoff::new(Duration::from_millis(1), Duration::from_secs(1));
+        b.jitter = f64::NAN;
+        assert!(b.next_delay() <= Duration::from_secs(1));
+        b.factor = f64::INFINITY;
+        b.jitter = 0.0;
+        b.next_delay();
+        assert_eq!(b.next_delay(), Duration::from_secs(1));
     }
 }
