@@ -643,7 +643,13 @@ async fn init_containers_run_in_order_before_the_app_and_sidecars_keep_running()
                 "restartPolicy": "Never",
                 "initContainers": [
                     {"name": "first", "command": sh(&format!("echo first >> {t}"))},
-                    {"name": "sidecar", "restartPolicy": "Always", "command": sh(&format!("echo sidecar >> {t}; exec sleep 600"))},
+                    {
+                        "name": "sidecar",
+                        "restartPolicy": "Always",
+                        "command": sh(&format!("echo sidecar >> {t}; exec sleep 600")),
+                        // The next init container waits for the sidecar's startup probe.
+                        "startupProbe": {"exec": {"command": ["grep", "-q", "sidecar", t.clone()]}, "periodSeconds": 1},
+                    },
                     {"name": "second", "command": sh(&format!("echo second >> {t}"))},
                 ],
                 "containers": [{"name": "app", "command": sh(&format!("echo app >> {t}"))}],
@@ -686,6 +692,57 @@ async fn init_containers_run_in_order_before_the_app_and_sidecars_keep_running()
     );
     let list = http_get(&format!("http://127.0.0.1:{}/pods", kubelet.port())).await?;
     assert!(list.contains("\"ordered\""));
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_root_volumes_appear_at_their_mount_paths() -> Result<(), Error> {
+    if !kubelet::runtime::process::ProcessRuntime::can_use_mount_namespaces() {
+        eprintln!("skipped: needs root and unshare");
+        return Ok(());
+    }
+    let (server, kubelet, dir) = start("node-m").await?;
+    // Mount points inside the test's directory, so the host is left alone.
+    let mount_path = dir.path().join("mnt").join("cfg");
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "files"}, "data": {"a.txt": "mounted"}}),
+    )?;
+    cms.create(&PostParams::default(), &cm).await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let script = format!(
+        "cat {m}/a.txt; echo; touch {m}/b 2>/dev/null || echo read-only",
+        m = mount_path.display()
+    );
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "mounter",
+            "node-m",
+            json!({
+                "restartPolicy": "Never",
+                "volumes": [{"name": "cfg", "configMap": {"name": "files"}}],
+                "containers": [{
+                    "name": "main",
+                    "command": sh(&script),
+                    "volumeMounts": [{"name": "cfg", "mountPath": mount_path.display().to_string(), "readOnly": true}],
+                }],
+            }),
+        ),
+    )
+    .await?;
+    wait_for("Succeeded", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "mounter").await?;
+        (phase(&p) == "Succeeded").then_some(())
+    })
+    .await?;
+    assert_eq!(
+        pods.logs("mounter", &LogParams::default()).await?,
+        "mounted\nread-only\n"
+    );
+    // Outside the container's namespace the mount point is an empty directory.
+    assert!(!mount_path.join("a.txt").exists());
     kubelet.shutdown().await;
     Ok(())
 }

@@ -115,6 +115,7 @@ impl Supervisor {
             env::container_env(&pod, &self.container, &self.pod.net, &mut sources).await?;
         env.extend(volumes::mount_env(&self.container, &self.pod.volumes)?);
         let argv = env::argv(&self.container, &env);
+        let mounts = volumes::mounts(&self.container, &self.pod.volumes)?;
         let sim = self.pod.sim_behaviour();
         let spec = ContainerSpec {
             id: format!("{}-{}-{restart_count}", self.pod.uid, self.container.name),
@@ -131,6 +132,7 @@ impl Supervisor {
                 .map(Into::into)
                 .or_else(|| Some(self.pod.dir.clone())),
             log_path: log_path(&self.pod.dir, &self.container.name, restart_count),
+            mounts,
             sim,
         };
         Ok((spec, env))

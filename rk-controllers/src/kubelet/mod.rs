@@ -113,6 +113,10 @@ pub struct Config {
     pub backoff_initial: Duration,
     /// The largest CrashLoopBackOff delay (5 min).
     pub backoff_max: Duration,
+    /// Give `process` containers their volumes at their mount paths in a
+    /// private mount namespace (needs root; on by default when running as
+    /// root with `unshare` installed).
+    pub mount_namespaces: bool,
 }
 
 impl Config {
@@ -129,6 +133,7 @@ impl Config {
             node_status_interval: Duration::from_secs(60),
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
+            mount_namespaces: runtime::process::ProcessRuntime::can_use_mount_namespaces(),
         }
     }
 
@@ -315,7 +320,9 @@ pub async fn start(client: kube::Client, config: Config) -> Result<Kubelet, Kube
         source,
     })?;
     let runtime: Arc<dyn Runtime> = match &config.runtime {
-        RuntimeKind::Process => Arc::new(runtime::process::ProcessRuntime::new()),
+        RuntimeKind::Process => Arc::new(runtime::process::ProcessRuntime::new(
+            config.mount_namespaces,
+        )),
         RuntimeKind::Sim { start_delay } => Arc::new(runtime::sim::SimRuntime::new(*start_delay)),
     };
     let runtime_label = match config.runtime {

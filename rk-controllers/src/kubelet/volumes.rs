@@ -5,18 +5,19 @@
 //!
 //! # How a container sees its mounts
 //!
-//! The `process` runtime runs host processes, which cannot see a private
-//! filesystem tree without a mount namespace. Every `volumeMount` is
-//! therefore announced in the container's environment:
+//! When the kubelet runs as root, the `process` runtime starts each
+//! container with volume mounts in a private mount namespace where every
+//! `volumeMount` is bind-mounted at its `mountPath` ([`mounts`]).
+//!
+//! Either way, every `volumeMount` is also announced in the container's
+//! environment, which is how containers find their volumes when the
+//! kubelet is not root:
 //!
 //! - `RK_VOLUME_<NAME>`: the directory of the volume (name upper-cased,
 //!   `-` and `.` as `_`);
-//! - `RK_MOUNT_<PATH>`: what would be mounted at `mountPath` (subPath
-//!   applied), the path upper-cased with `/`, `-` and `.` as `_`
-//!   (`/etc/config` → `RK_MOUNT_ETC_CONFIG`).
-//!
-//! A program that must find its files at the real `mountPath` needs a
-//! runtime with mount namespaces (CRI).
+//! - `RK_MOUNT_<PATH>`: what is mounted at `mountPath` (subPath applied),
+//!   the path upper-cased with `/`, `-` and `.` as `_` (`/etc/config` →
+//!   `RK_MOUNT_ETC_CONFIG`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 
 use super::env::{PodNetwork, Sources, field_value, resource_value};
+use super::runtime::Mount;
 
 /// A volume ready to be mounted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,6 +274,33 @@ fn env_name(prefix: &str, raw: &str) -> String {
         })
         .collect();
     format!("{prefix}{body}")
+}
+
+/// The container's volume mounts: host source (subPath applied) and
+/// `mountPath`.
+pub fn mounts(container: &Container, volumes: &[Prepared]) -> Result<Vec<Mount>, String> {
+    let mut out = Vec::new();
+    for mount in container.volume_mounts.iter().flatten() {
+        let Some(volume) = volumes.iter().find(|v| v.name == mount.name) else {
+            return Err(format!(
+                "volume {:?} in volumeMounts is not defined",
+                mount.name
+            ));
+        };
+        let mut source = volume.path.clone();
+        if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if sub.split('/').any(|c| c == "..") || sub.starts_with('/') {
+                return Err(format!("invalid subPath {sub:?}"));
+            }
+            source = source.join(sub);
+        }
+        out.push(Mount {
+            source,
+            target: PathBuf::from(&mount.mount_path),
+            read_only: mount.read_only == Some(true),
+        });
+    }
+    Ok(out)
 }
 
 /// The environment variables that tell a container where its mounts are

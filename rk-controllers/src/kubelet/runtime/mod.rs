@@ -68,8 +68,21 @@ pub struct ContainerSpec {
     pub working_dir: Option<PathBuf>,
     /// Where the container's stdout and stderr go (CRI log format).
     pub log_path: PathBuf,
+    /// Volume mounts (used by runtimes with mount namespaces).
+    pub mounts: Vec<Mount>,
     /// Sim behaviour (ignored by real runtimes).
     pub sim: SimBehaviour,
+}
+
+/// A directory or file of the host to show at a path inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// What to mount (a volume's directory, or a path inside it).
+    pub source: PathBuf,
+    /// Where the container sees it (`mountPath`).
+    pub target: PathBuf,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// A command to run in a container's context (exec probes and hooks).

@@ -9,6 +9,14 @@
 //!
 //! The environment is the container's own plus a few host variables a
 //! process needs to find its tools (`PATH`, `HOME`, `LANG`, ...).
+//!
+//! With mount namespaces on (the default when the kubelet runs as root),
+//! a container with volume mounts starts under `unshare --mount` in a
+//! private mount namespace where each volume is bind-mounted at its
+//! `mountPath` (read-only when asked); a missing mount point is created
+//! on the host as an empty directory (or file). Exec probes and hooks run
+//! outside that namespace. Without mount namespaces, containers find their
+//! volumes through the `RK_MOUNT_*` variables (see the volumes module).
 
 use std::collections::HashSet;
 use std::process::Stdio;
@@ -40,12 +48,28 @@ const HOST_ENV: &[&str] = &[
 pub struct ProcessRuntime {
     groups: Arc<Mutex<HashSet<i32>>>,
     closed: AtomicBool,
+    mount_namespaces: bool,
 }
 
 impl ProcessRuntime {
-    /// A runtime with nothing running.
-    pub fn new() -> Self {
-        Self::default()
+    /// A runtime with nothing running; `mount_namespaces` gives containers
+    /// their volumes at their mount paths (needs root).
+    pub fn new(mount_namespaces: bool) -> Self {
+        Self {
+            groups: Arc::default(),
+            closed: AtomicBool::new(false),
+            mount_namespaces,
+        }
+    }
+
+    /// Whether this process may create mount namespaces (it runs as root
+    /// and `unshare` is installed).
+    pub fn can_use_mount_namespaces() -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        root && ["/usr/bin/unshare", "/bin/unshare"]
+            .iter()
+            .any(|p| std::path::Path::new(p).exists())
     }
 
     fn kill_all(&self) {
@@ -128,6 +152,44 @@ fn command(
     Ok(cmd)
 }
 
+/// Mounts each volume, then runs the container's command.
+const MOUNT_SCRIPT: &str = r#"while [ "$1" != "--" ]; do
+  if [ -d "$1" ]; then mkdir -p "$2" || exit 111
+  else mkdir -p "$(dirname "$2")" && { [ -e "$2" ] || : > "$2"; } || exit 111
+  fi
+  mount --bind "$1" "$2" || { echo "rk: cannot mount $1 at $2" >&2; exit 111; }
+  if [ "$3" = ro ]; then mount -o remount,bind,ro "$2" || exit 111; fi
+  shift 3
+done
+shift
+exec "$@""#;
+
+/// `argv` wrapped to run in a private mount namespace with `mounts`.
+fn with_mounts(mounts: &[super::Mount], argv: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        MOUNT_SCRIPT,
+        "rk-mounts",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for m in mounts {
+        out.push(m.source.display().to_string());
+        out.push(m.target.display().to_string());
+        out.push(if m.read_only { "ro" } else { "rw" }.to_owned());
+    }
+    out.push("--".to_owned());
+    out.extend(argv.iter().cloned());
+    out
+}
+
 fn exit_of(status: std::io::Result<std::process::ExitStatus>) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     let finished_at = jiff::Timestamp::now();
@@ -192,7 +254,18 @@ impl Runtime for ProcessRuntime {
                 "the kubelet is shutting down".to_owned(),
             ));
         }
-        let mut cmd = command(&spec.argv, &spec.env, spec.working_dir.as_deref())?;
+        if spec.argv.is_empty() {
+            return Err(RuntimeError::Config(
+                "the process runtime needs a command: set command (and args) on the container"
+                    .to_owned(),
+            ));
+        }
+        let argv = if self.mount_namespaces && !spec.mounts.is_empty() {
+            with_mounts(&spec.mounts, &spec.argv)
+        } else {
+            spec.argv.clone()
+        };
+        let mut cmd = command(&argv, &spec.env, spec.working_dir.as_deref())?;
         let log = LogWriter::create(&spec.log_path, DEFAULT_MAX_LOG_BYTES).map_err(|e| {
             RuntimeError::Start(format!(
                 "creating the log file {}: {e}",
