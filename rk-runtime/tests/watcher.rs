@@ -326,3 +326,52 @@ async fn late_handlers_get_the_cache_as_adds_and_resync_reannounces() -> anyhow:
     informer.stop();
     Ok(())
 }
+
+#[tokio::test]
+async fn subscribers_get_adds_updates_with_old_and_new_and_deletes() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let server = TestServer::start().await?;
+    let client = server.client();
+    let informer = Informer::new(
+        Api::<ConfigMap>::namespaced(client.clone(), "default"),
+        fast_config(),
+    );
+    let mut first = Box::pin(informer.subscribe());
+    let mut second = Box::pin(informer.subscribe());
+    informer.start();
+    assert!(informer.wait_for_sync().await);
+
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    create_config_map(&api.clone().into_client(), "s", "x").await;
+    let relabel = serde_json::json!({"metadata": {"labels": {"bucket": "y"}}});
+    api.patch(
+        "s",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&relabel),
+    )
+    .await?;
+    api.delete("s", &DeleteParams::default()).await?;
+
+    for stream in [&mut first, &mut second] {
+        let mut events = Vec::new();
+        while events.len() < 3 {
+            let e = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await?
+                .expect("stream open");
+            events.push(e);
+        }
+        assert!(
+            matches!(&events[0], InformerEvent::Added(o) if o.metadata.name.as_deref() == Some("s"))
+        );
+        match &events[1] {
+            InformerEvent::Updated { old, new } => {
+                assert_eq!(old.metadata.labels.as_ref().unwrap()["bucket"], "x");
+                assert_eq!(new.metadata.labels.as_ref().unwrap()["bucket"], "y");
+            }
+            other => panic!("expected an update, got {other:?}"),
+        }
+        assert!(matches!(&events[2], InformerEvent::Deleted(_)));
+    }
+    informer.stop();
+    Ok(())
+}
