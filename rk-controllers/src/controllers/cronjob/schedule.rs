@@ -465,9 +465,7 @@ mod tests {
             next("5/4294967295 * * * *", "2026-03-04T10:20:00Z"),
             "2026-03-04T11:05:00Z"
         );
-        for bad in ["*/99999999999 * * * *"] {
-            assert!(bad.parse::<Schedule>().is_err(), "{bad} should be refused");
-        }
+        assert!("*/99999999999 * * * *".parse::<Schedule>().is_err());
     }
 
     #[test]
