@@ -113,7 +113,9 @@ impl<K: ApiObject> ControllerBuilder<K> {
     ) -> Self {
         let kind = K::kind(&self.dynamic_type).into_owned();
         let group = K::group(&self.dynamic_type).into_owned();
-        let mapper: Mapper<C> = Arc::new(move |child: &C| owner_key(child.meta(), &kind, &group));
+        let owner_namespaced = !is_cluster_scoped::<K>();
+        let mapper: Mapper<C> =
+            Arc::new(move |child: &C| owner_key(child.meta(), &kind, &group, owner_namespaced));
         let informer = self.factory.informer_with::<C>(&dynamic_type, options);
         self.connects.push(Box::new(move |queue, filters| {
             informer.add_handler(Arc::new(Source {
@@ -219,8 +221,19 @@ impl<K: ApiObject> ControllerBuilder<K> {
     }
 }
 
-/// The key of the object of kind `kind` in `group` that controls `meta`'s object.
-fn owner_key(meta: &ObjectMeta, kind: &str, group: &str) -> Vec<ObjectKey> {
+/// Whether `K` is a cluster-scoped k8s-openapi type. Dynamic kinds count as
+/// namespaced: their owners are looked up in the child's namespace.
+fn is_cluster_scoped<K: ApiObject>() -> bool
+where
+    K::Scope: 'static,
+{
+    std::any::TypeId::of::<K::Scope>()
+        == std::any::TypeId::of::<k8s_openapi::ClusterResourceScope>()
+}
+
+/// The key of the object of kind `kind` in `group` that controls `meta`'s
+/// object; owners of namespaced kinds live in the child's namespace.
+fn owner_key(meta: &ObjectMeta, kind: &str, group: &str, owner_namespaced: bool) -> Vec<ObjectKey> {
     meta.owner_references
         .iter()
         .flatten()
@@ -230,7 +243,10 @@ fn owner_key(meta: &ObjectMeta, kind: &str, group: &str) -> Vec<ObjectKey> {
             owner_group == group
         })
         .map(|o| ObjectKey {
-            namespace: meta.namespace.clone().filter(|n| !n.is_empty()),
+            namespace: meta
+                .namespace
+                .clone()
+                .filter(|n| owner_namespaced && !n.is_empty()),
             name: o.name.clone(),
         })
         .collect()
@@ -268,5 +284,57 @@ impl<T: Resource + Send + Sync + 'static> EventHandler<T> for Source<T> {
 
     fn is_closed(&self) -> bool {
         self.queue.is_shutting_down()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Node;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn owned_by(api_version: &str, kind: &str, controller: bool) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some("ns".into()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                name: "owner".into(),
+                uid: "u".into(),
+                controller: Some(controller),
+                block_owner_deletion: None,
+            }]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn only_the_controller_owner_of_the_right_group_and_kind_counts() {
+        let meta = owned_by("apps/v1", "Deployment", true);
+        assert_eq!(
+            owner_key(&meta, "Deployment", "apps", true),
+            vec![ObjectKey::namespaced("ns", "owner")]
+        );
+        assert!(owner_key(&meta, "Deployment", "extensions", true).is_empty());
+        assert!(
+            owner_key(
+                &owned_by("apps/v1", "Deployment", false),
+                "Deployment",
+                "apps",
+                true
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            owner_key(&owned_by("v1", "Node", true), "Node", "", false),
+            vec![ObjectKey::cluster("owner")]
+        );
+    }
+
+    #[test]
+    fn scope_is_read_from_the_type() {
+        assert!(is_cluster_scoped::<Node>());
+        assert!(!is_cluster_scoped::<Deployment>());
     }
 }
