@@ -58,8 +58,8 @@ struct InformerKey {
     options: InformerOptions,
 }
 
-/// What the factory needs from an informer whatever its kind.
-trait Managed: Send + Sync {
+/// What the factory and controllers need from an informer whatever its kind.
+pub(crate) trait Managed: Send + Sync {
     fn start(&self);
     fn stop(&self);
     fn has_synced(&self) -> bool;

@@ -8,7 +8,7 @@ use kube::api::ObjectMeta;
 use super::filter::{EventFilter, all_allow};
 use super::{Controller, ControllerMetrics, Reconciler};
 use crate::cache::{ObjectKey, Store};
-use crate::factory::{InformerFactory, InformerOptions};
+use crate::factory::{InformerFactory, InformerOptions, Managed};
 use crate::informer::EventHandler;
 use crate::watcher::ApiObject;
 use crate::workqueue::{RateLimiter, WorkQueue, WorkQueueMetrics, default_controller_rate_limiter};
@@ -41,6 +41,7 @@ pub struct ControllerBuilder<K: ApiObject> {
     dynamic_type: K::DynamicType,
     primary_options: InformerOptions,
     connects: Vec<Connect>,
+    informers: Vec<Arc<dyn Managed>>,
     filters: Vec<EventFilter>,
     workers: usize,
     metrics: Option<ControllerMetrics>,
@@ -74,6 +75,7 @@ impl<K: ApiObject> ControllerBuilder<K> {
             dynamic_type,
             primary_options: InformerOptions::all(),
             connects: Vec::new(),
+            informers: Vec::new(),
             filters: Vec::new(),
             workers: 1,
             metrics: None,
@@ -117,6 +119,7 @@ impl<K: ApiObject> ControllerBuilder<K> {
         let mapper: Mapper<C> =
             Arc::new(move |child: &C| owner_key(child.meta(), &kind, &group, owner_namespaced));
         let informer = self.factory.informer_with::<C>(&dynamic_type, options);
+        self.informers.push(Arc::new(informer.clone()));
         self.connects.push(Box::new(move |queue, filters| {
             informer.add_handler(Arc::new(Source {
                 queue: queue.clone(),
@@ -150,6 +153,7 @@ impl<K: ApiObject> ControllerBuilder<K> {
     {
         let mapper: Mapper<W> = Arc::new(mapper);
         let informer = self.factory.informer_with::<W>(&dynamic_type, options);
+        self.informers.push(Arc::new(informer.clone()));
         self.connects.push(Box::new(move |queue, filters| {
             informer.add_handler(Arc::new(Source {
                 queue: queue.clone(),
@@ -210,12 +214,15 @@ impl<K: ApiObject> ControllerBuilder<K> {
         for connect in self.connects {
             connect(&queue, &filters);
         }
+        let mut informers = self.informers;
+        informers.push(Arc::new(primary));
         Controller {
             name: self.name,
             queue,
             reconciler: Arc::new(reconciler),
             workers: self.workers,
             factory: self.factory,
+            informers,
             metrics: self.metrics.unwrap_or_else(ControllerMetrics::unregistered),
         }
     }

@@ -24,7 +24,7 @@ pub use filter::{EventFilter, MetaPredicate};
 pub use metrics::{ControllerLabels, ControllerMetrics, ResultLabels};
 
 use crate::cache::ObjectKey;
-use crate::factory::InformerFactory;
+use crate::factory::{InformerFactory, Managed};
 use crate::workqueue::WorkQueue;
 
 /// What a reconcile asks for next.
@@ -81,6 +81,8 @@ pub struct Controller<R: Reconciler> {
     reconciler: Arc<R>,
     workers: usize,
     factory: InformerFactory,
+    /// The informers this controller reads (waited for before starting).
+    informers: Vec<Arc<dyn Managed>>,
     metrics: ControllerMetrics,
 }
 
@@ -95,7 +97,7 @@ impl<R: Reconciler> Controller<R> {
         self.queue.clone()
     }
 
-    /// Start the informers, wait for their caches, then reconcile until
+    /// Start the factory's informers, wait for this controller's caches, then reconcile until
     /// `shutdown` is cancelled; then stop taking keys, let running reconciles
     /// finish and return.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ControllerError> {
@@ -108,8 +110,16 @@ impl<R: Reconciler> Controller<R> {
             .set(i64::try_from(self.workers).unwrap_or(i64::MAX));
         self.factory.start();
         tracing::info!(controller = %self.name, "waiting for informer caches to sync");
+        let own_caches = async {
+            for informer in &self.informers {
+                if !informer.wait_for_sync().await {
+                    return false;
+                }
+            }
+            true
+        };
         tokio::select! {
-            synced = self.factory.wait_for_cache_sync() => {
+            synced = own_caches => {
                 if !synced {
                     return Err(ControllerError::CacheSyncFailed(self.name.clone()));
                 }
