@@ -12,6 +12,7 @@ use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Resource};
 
 use crate::informer::{Informer, InformerConfig};
+use crate::metrics::InformerMetrics;
 use crate::watcher::{ApiObject, WatcherConfig};
 
 /// Which objects an informer from the factory watches.
@@ -93,6 +94,7 @@ struct Inner {
     watcher_defaults: WatcherConfig,
     informers: Mutex<HashMap<InformerKey, Entry>>,
     started: Mutex<bool>,
+    metrics: Mutex<Option<InformerMetrics>>,
 }
 
 /// Creates and shares informers. Cloning shares the factory.
@@ -127,6 +129,7 @@ impl InformerFactory {
                 watcher_defaults: watcher,
                 informers: Mutex::new(HashMap::new()),
                 started: Mutex::new(false),
+                metrics: Mutex::new(None),
             }),
         }
     }
@@ -141,6 +144,20 @@ impl InformerFactory {
             .informers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn metrics(&self) -> Option<InformerMetrics> {
+        self.inner
+            .metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Count every informer's lists, events and objects in `metrics` (those
+    /// created so far are not instrumented: call this first).
+    pub fn instrument(&self, metrics: &InformerMetrics) {
+        *self.inner.metrics.lock().unwrap_or_else(|p| p.into_inner()) = Some(metrics.clone());
     }
 
     fn is_started(&self) -> bool {
@@ -216,6 +233,9 @@ impl InformerFactory {
         };
         let informer = Informer::new(api, config);
         let description = format!("{}/{} {:?}", key.api_version, key.plural, key.options);
+        if let Some(metrics) = self.metrics() {
+            informer.instrument(&metrics, &format!("{}/{}", key.api_version, key.plural));
+        }
         tracing::debug!(informer = %description, "created informer");
         informers.insert(
             key,

@@ -12,7 +12,7 @@
 //! must be quick (typically, put a key on a work queue).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use futures::Stream;
@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Applied, Relist, Store};
+use crate::metrics::{InformerHandles, InformerMetrics};
 use crate::watcher::{ApiObject, Event, Watcher, WatcherConfig};
 
 /// A change an informer announces.
@@ -127,6 +128,7 @@ pub struct Informer<K: ApiObject> {
     started: Mutex<bool>,
     stop: CancellationToken,
     lists: AtomicU64,
+    metrics: OnceLock<InformerHandles>,
 }
 
 impl<K: ApiObject> Informer<K> {
@@ -146,6 +148,7 @@ impl<K: ApiObject> Informer<K> {
             started: Mutex::new(false),
             stop: CancellationToken::new(),
             lists: AtomicU64::new(0),
+            metrics: OnceLock::new(),
         })
     }
 
@@ -191,6 +194,12 @@ impl<K: ApiObject> Informer<K> {
         self.stop.cancel();
     }
 
+    /// Count this informer's lists, events and objects in `metrics` under
+    /// `resource`. Only the first call has an effect.
+    pub fn instrument(&self, metrics: &InformerMetrics, resource: &str) {
+        let _ = self.metrics.set(metrics.for_resource(resource));
+    }
+
     /// How many times the informer has listed (1 after the first sync; more
     /// after relists, such as on 410 Gone).
     pub fn list_count(&self) -> u64 {
@@ -224,7 +233,10 @@ impl<K: ApiObject> Informer<K> {
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => break,
-                event = watcher.next() => self.handle(event, &mut relist),
+                event = watcher.next() => {
+                    self.handle(event, &mut relist);
+                    self.update_object_gauge();
+                }
                 _ = async {
                     match ticker.as_mut() {
                         Some(t) => { t.tick().await; }
@@ -242,6 +254,9 @@ impl<K: ApiObject> Informer<K> {
         match event {
             Event::Init => {
                 self.lists.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = self.metrics.get() {
+                    m.lists.inc();
+                }
                 *relist = Some(self.store.begin_relist());
             }
             Event::InitApply(obj) => {
@@ -262,15 +277,28 @@ impl<K: ApiObject> Informer<K> {
                 self.synced.send_replace(true);
             }
             Event::Apply(obj) => {
+                if let Some(m) = self.metrics.get() {
+                    m.applies.inc();
+                }
                 let applied = self.store.apply(obj);
                 dispatch_applied(&handlers, &applied);
             }
             Event::Delete(obj) => {
+                if let Some(m) = self.metrics.get() {
+                    m.deletes.inc();
+                }
                 let gone = self.store.delete(&obj).unwrap_or_else(|| Arc::new(obj));
                 for h in handlers.iter() {
                     h.on_delete(&gone);
                 }
             }
+        }
+    }
+
+    fn update_object_gauge(&self) {
+        if let Some(m) = self.metrics.get() {
+            m.objects
+                .set(i64::try_from(self.store.len()).unwrap_or(i64::MAX));
         }
     }
 

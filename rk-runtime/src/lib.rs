@@ -63,6 +63,7 @@ pub mod finalizer;
 pub mod informer;
 pub mod leader;
 pub mod manager;
+pub mod metrics;
 pub mod watcher;
 pub mod workqueue;
 

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::{Controller, ControllerMetrics, Reconciler};
 use crate::factory::InformerFactory;
 use crate::leader::{ConfigError, LeaderElectionConfig, LeaderElector, ResourceLock};
+use crate::metrics::RuntimeMetrics;
 use crate::workqueue::WorkQueueMetrics;
 
 /// Leader election for a [`Manager`].
@@ -90,10 +91,15 @@ impl Manager {
     /// A manager whose informers use `client`.
     pub fn new(client: Client, config: ManagerConfig) -> Self {
         let mut registry = Registry::default();
-        let controller_metrics = ControllerMetrics::new(&mut registry);
-        let queue_metrics = WorkQueueMetrics::new(&mut registry);
+        let RuntimeMetrics {
+            controllers: controller_metrics,
+            workqueues: queue_metrics,
+            informers: informer_metrics,
+        } = RuntimeMetrics::new(&mut registry);
+        let factory = InformerFactory::new(client);
+        factory.instrument(&informer_metrics);
         Self {
-            factory: InformerFactory::new(client),
+            factory,
             registry,
             controller_metrics,
             queue_metrics,

@@ -110,6 +110,8 @@ async fn manager_runs_two_controllers_on_one_factory_and_serves_health() -> anyh
         "controller_runtime_reconcile_total{controller=\"configmaps\",result=\"success\"}",
         "controller_runtime_reconcile_total{controller=\"secrets\",result=\"success\"}",
         "workqueue_adds_total{name=\"configmaps\"}",
+        "rk_informer_lists_total{resource=\"v1/configmaps\"} 1",
+        "rk_informer_objects{resource=\"v1/configmaps\"} 1",
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
