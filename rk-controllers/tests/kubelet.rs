@@ -436,6 +436,11 @@ async fn kubelet_shutdown_leaves_no_process_behind() -> Result<(), Error> {
     })
     .await?;
     assert!(process_alive(pid));
+    wait_for("Running", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "forker").await?;
+        (phase(&p) == "Running").then_some(())
+    })
+    .await?;
     kubelet.shutdown().await;
     wait_for("the child to die", Duration::from_secs(5), || async {
         (!process_alive(pid)).then_some(())
@@ -743,6 +748,87 @@ async fn as_root_volumes_appear_at_their_mount_paths() -> Result<(), Error> {
     );
     // Outside the container's namespace the mount point is an empty directory.
     assert!(!mount_path.join("a.txt").exists());
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_server_on_its_pod_ip_passes_http_and_tcp_probes() -> Result<(), Error> {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: needs python3");
+        return Ok(());
+    }
+    let (server, kubelet, _dir) = start("node-n").await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "web",
+            "node-n",
+            json!({"containers": [{
+                "name": "web",
+                "command": ["python3", "-m", "http.server", "8000", "--bind", "$(POD_IP)"],
+                "ports": [{"name": "http", "containerPort": 8000}],
+                "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                "livenessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+            }]}),
+        ),
+    )
+    .await?;
+    let ready = wait_for("Ready", Duration::from_secs(20), || async {
+        let p = get_pod(&pods, "web").await?;
+        (condition(&p, "Ready").as_deref() == Some("True")).then_some(p)
+    })
+    .await;
+    let p = match ready {
+        Ok(p) => p,
+        Err(e) => {
+            let status = pods.get("web").await?.status;
+            let log = pods
+                .logs("web", &LogParams::default())
+                .await
+                .unwrap_or_default();
+            return Err(format!("{e}: {status:?}; log: {log}").into());
+        }
+    };
+    let ip = p.status.and_then(|s| s.pod_ip).ok_or("no pod IP")?;
+    let page = match http_get(&format!("http://{ip}:8000/")).await {
+        Ok(p) => p,
+        Err(e) => {
+            let status = pods.get("web").await?.status;
+            let log = pods
+                .logs("web", &LogParams::default())
+                .await
+                .unwrap_or_default();
+            return Err(format!("{e}: {ip} {status:?}; log: {log}").into());
+        }
+    };
+    assert!(page.contains("Directory listing"), "{page}");
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(server.client(), "default");
+    wait_for("a Started event", Duration::from_secs(5), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Started")
+                    && e.involved_object.name.as_deref() == Some("web")
+            })
+            .then_some(())
+    })
+    .await?;
+    let restarts = pods
+        .get("web")
+        .await?
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default()[0]
+        .restart_count;
+    assert_eq!(restarts, 0);
     kubelet.shutdown().await;
     Ok(())
 }

@@ -177,6 +177,12 @@ impl Supervisor {
             let run_started = Instant::now();
             let ended = match shared.runtime.start(spec.clone()).await {
                 Err(RuntimeError::Config(message)) => {
+                    shared.pod_event(
+                        &self.pod.pod(),
+                        "Warning",
+                        "Failed",
+                        format!("Error: {message}"),
+                    );
                     self.set_state(|c| {
                         c.state = CState::waiting("CreateContainerConfigError", Some(message))
                     });
@@ -198,6 +204,12 @@ impl Supervisor {
                         .metrics
                         .containers_started
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared.pod_event(
+                        &self.pod.pod(),
+                        "Normal",
+                        "Started",
+                        format!("Started container {}", self.container.name),
+                    );
                     self.running(container, env, &spec, &mut stop, &mut started)
                         .await
                 }
@@ -285,6 +297,15 @@ impl Supervisor {
                     self.pod.name,
                     self.pod.namespace,
                     self.pod.uid
+                );
+                shared.pod_event(
+                    &self.pod.pod(),
+                    "Warning",
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {}_{}({})",
+                        self.container.name, self.pod.name, self.pod.namespace, self.pod.uid
+                    ),
                 );
                 self.set_state(|c| {
                     c.last_state = Some(terminated.clone());
@@ -431,8 +452,17 @@ impl Supervisor {
                         }
                         (ProbeKind::Readiness, healthy) => {
                             tracing::debug!(pod = %self.pod.key(), container = %self.container.name, healthy, "readiness changed");
+                            if !healthy {
+                                shared.pod_event(
+                                    &self.pod.pod(),
+                                    "Warning",
+                                    "Unhealthy",
+                                    format!("Readiness probe failed: {}", event.message),
+                                );
+                            }
                             self.set_state(|c| c.ready = healthy);
                         }
+                        (ProbeKind::Liveness, true) => {}
                         (kind, _) => {
                             shared.metrics.probe_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let message = format!(
@@ -442,6 +472,13 @@ impl Supervisor {
                                 event.message
                             );
                             tracing::info!(pod = %self.pod.key(), %message);
+                            shared.pod_event(
+                                &self.pod.pod(),
+                                "Warning",
+                                "Unhealthy",
+                                format!("{} probe failed: {}", kind.name(), event.message),
+                            );
+                            shared.pod_event(&self.pod.pod(), "Normal", "Killing", message.clone());
                             let probe = match kind {
                                 ProbeKind::Startup => self.container.startup_probe.as_ref(),
                                 _ => self.container.liveness_probe.as_ref(),
@@ -508,6 +545,14 @@ impl Supervisor {
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = wait_exit(exited) => return,
             }
+        }
+        if self.pod.state.pod().metadata.deletion_timestamp.is_some() {
+            self.pod.shared.pod_event(
+                &self.pod.pod(),
+                "Normal",
+                "Killing",
+                format!("Stopping container {}", self.container.name),
+            );
         }
         container.control.signal(Signal::Term);
         if tokio::time::timeout_at(deadline, container.wait())

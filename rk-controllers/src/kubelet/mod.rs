@@ -189,9 +189,32 @@ pub(crate) struct Shared {
     pods: Mutex<HashMap<(String, String), Arc<PodState>>>,
     shutting_down: AtomicBool,
     active_workers: AtomicUsize,
+    events: Option<crate::events::Recorder>,
 }
 
 impl Shared {
+    /// Record an Event about a pod in the background (not for sim nodes,
+    /// where thousands of pods would flood the API with them).
+    pub(crate) fn pod_event(
+        &self,
+        pod: &k8s_openapi::api::core::v1::Pod,
+        type_: &str,
+        reason: &str,
+        message: String,
+    ) {
+        let Some(recorder) = self.events.clone() else {
+            return;
+        };
+        let meta = pod.metadata.clone();
+        let reason = reason.to_owned();
+        let type_ = type_.to_owned();
+        tokio::spawn(async move {
+            recorder
+                .record("v1", "Pod", &meta, &type_, &reason, &message)
+                .await;
+        });
+    }
+
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }
@@ -355,6 +378,8 @@ pub async fn start(client: kube::Client, config: Config) -> Result<Kubelet, Kube
         pods: Mutex::new(HashMap::new()),
         shutting_down: AtomicBool::new(false),
         active_workers: AtomicUsize::new(0),
+        events: matches!(config.runtime, RuntimeKind::Process)
+            .then(|| crate::events::Recorder::new(client.clone(), "kubelet")),
     });
     shared
         .metrics

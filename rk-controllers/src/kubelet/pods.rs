@@ -130,6 +130,12 @@ impl Manager {
                 .metrics
                 .rejections
                 .fetch_add(1, Ordering::Relaxed);
+            self.shared.pod_event(
+                &pod,
+                "Warning",
+                &rejection.reason,
+                rejection.message.clone(),
+            );
             self.rejected.insert(uid);
             let shared = self.shared.clone();
             tokio::spawn(async move {
