@@ -5,7 +5,9 @@
 //!
 //! As upstream, only `NoExecute` taints are checked (a pod bound to a node
 //! directly may ignore `NoSchedule`) and a cordoned node still runs the pods
-//! it is given.
+//! it is given. The `unreachable` and `not-ready` taints are ignored: they
+//! describe a kubelet that stopped reporting, so a kubelet that starts again
+//! must not reject its pods because of them.
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rk_core::predicates::{
@@ -21,6 +23,12 @@ pub struct Rejection {
     /// The pod status message.
     pub message: String,
 }
+
+/// Taints the node lifecycle controller sets when the kubelet is silent.
+const HEALTH_TAINTS: &[&str] = &[
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/not-ready",
+];
 
 fn predicate(name: &str, desc: &str) -> Rejection {
     Rejection {
@@ -44,11 +52,16 @@ pub fn admit(pod: &Pod, node: &Node, admitted: &[Pod]) -> Result<(), Rejection> 
             rk_core::predicates::REASON_NODE_AFFINITY,
         ));
     }
-    let taints = node
+    // The node lifecycle controller's health taints describe a kubelet that
+    // stopped reporting: stale by definition while this kubelet runs.
+    let taints: Vec<_> = node
         .spec
         .as_ref()
         .and_then(|s| s.taints.clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| !HEALTH_TAINTS.contains(&t.key.as_str()))
+        .collect();
     let tolerations = spec.tolerations.clone().unwrap_or_default();
     if let Some(t) = find_untolerated_taint(&taints, &tolerations, &["NoExecute"]) {
         return Err(predicate(
@@ -132,6 +145,28 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(r.reason, "OutOfpods");
+    }
+
+    #[test]
+    fn no_execute_taints_reject_except_the_health_ones() {
+        let mut n = node();
+        n.spec = Some(
+            serde_json::from_value(json!({"taints": [
+                {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+            ]}))
+            .unwrap(),
+        );
+        assert_eq!(admit(&pod("1m", None), &n, &[]), Ok(()));
+        n.spec = Some(
+            serde_json::from_value(json!({"taints": [
+                {"key": "dedicated", "value": "db", "effect": "NoExecute"},
+            ]}))
+            .unwrap(),
+        );
+        assert_eq!(
+            admit(&pod("1m", None), &n, &[]).unwrap_err().reason,
+            "TaintToleration"
+        );
     }
 
     #[test]
