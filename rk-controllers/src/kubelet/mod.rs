@@ -19,7 +19,7 @@
 //! status, pod addresses), [`lease`] (heartbeats), [`admission`], the pod
 //! worker and container supervisor (restart policy, CrashLoopBackOff,
 //! [`probes`], hooks, graceful termination), [`status`] (pod status),
-//! [`env`], [`volumes`], [`logs`], the HTTP server, and the [`runtime`]s.
+//! [`env`](mod@env), [`volumes`], [`logs`], the HTTP server, and the [`runtime`]s.
 
 pub mod admission;
 mod container;
