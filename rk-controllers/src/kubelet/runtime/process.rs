@@ -5,7 +5,8 @@
 //! (as a container's PID namespace would be). The runtime remembers every
 //! group it started and kills them all on [`Runtime::shutdown`] and when it is
 //! dropped, and each main process is told to die with the kubelet
-//! (`PR_SET_PDEATHSIG`), so no process outlives the kubelet.
+//! (`PR_SET_PDEATHSIG`, armed from a spawner thread that lives as long as
+//! the runtime), so no process outlives the kubelet.
 //!
 //! The environment is the container's own plus a few host variables a
 //! process needs to find its tools (`PATH`, `HOME`, `LANG`, ...).
@@ -44,11 +45,47 @@ const HOST_ENV: &[&str] = &[
 ];
 
 /// Runs containers as host processes.
-#[derive(Default)]
 pub struct ProcessRuntime {
     groups: Arc<Mutex<HashSet<i32>>>,
     closed: AtomicBool,
     mount_namespaces: bool,
+    spawner: Option<Spawner>,
+}
+
+type SpawnJob = (
+    tokio::process::Command,
+    tokio::sync::oneshot::Sender<std::io::Result<tokio::process::Child>>,
+);
+
+/// Starts processes from one long-lived thread. `PR_SET_PDEATHSIG` fires
+/// when the *thread* that forked a process exits, so containers are forked
+/// from a thread that lives exactly as long as the runtime.
+struct Spawner {
+    jobs: std::sync::mpsc::Sender<SpawnJob>,
+}
+
+impl Spawner {
+    fn new() -> Option<Self> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let (jobs, rx) = std::sync::mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("rk-container-spawner".to_owned())
+            .spawn(move || {
+                let _runtime = handle.enter();
+                while let Ok((mut cmd, reply)) = rx.recv() {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .ok()?;
+        Some(Self { jobs })
+    }
+
+    async fn spawn(&self, cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+        let gone = || std::io::Error::other("the container spawner thread is gone");
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs.send((cmd, reply)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
 }
 
 impl ProcessRuntime {
@@ -59,6 +96,7 @@ impl ProcessRuntime {
             groups: Arc::default(),
             closed: AtomicBool::new(false),
             mount_namespaces,
+            spawner: Spawner::new(),
         }
     }
 
@@ -70,6 +108,16 @@ impl ProcessRuntime {
         root && ["/usr/bin/unshare", "/bin/unshare"]
             .iter()
             .any(|p| std::path::Path::new(p).exists())
+    }
+
+    async fn spawn(
+        &self,
+        mut cmd: tokio::process::Command,
+    ) -> std::io::Result<tokio::process::Child> {
+        match &self.spawner {
+            Some(s) => s.spawn(cmd).await,
+            None => cmd.spawn(),
+        }
     }
 
     fn kill_all(&self) {
@@ -274,7 +322,7 @@ impl Runtime for ProcessRuntime {
         })?;
         let log = Arc::new(log);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = self.spawn(cmd).await.map_err(|e| {
             RuntimeError::Start(format!(
                 "starting {:?}: {e}",
                 spec.argv.first().map(String::as_str).unwrap_or_default()
@@ -322,8 +370,9 @@ impl Runtime for ProcessRuntime {
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let child = cmd
-            .spawn()
+        let child = self
+            .spawn(cmd)
+            .await
             .map_err(|e| RuntimeError::Start(format!("starting {:?}: {e}", spec.argv)))?;
         let pgid = child
             .id()
