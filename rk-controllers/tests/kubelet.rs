@@ -832,3 +832,38 @@ async fn an_http_server_on_its_pod_ip_passes_http_and_tcp_probes() -> Result<(),
     kubelet.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_ignoring_sigterm_is_killed_after_the_grace_period() -> Result<(), Error> {
+    let (server, kubelet, dir) = start("node-o").await?;
+    let pid_file = dir.path().join("pid");
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let script = format!(
+        "trap '' TERM; echo $$$$ > {}; while true; do sleep 0.2; done",
+        pid_file.display()
+    );
+    pods.create(
+        &PostParams::default(),
+        &pod("stubborn", "node-o", json!({"terminationGracePeriodSeconds": 2, "containers": [{"name": "main", "command": sh(&script)}]})),
+    )
+    .await?;
+    let pid: i32 = wait_for("the pid", Duration::from_secs(10), || async {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    })
+    .await?;
+    let deleted_at = std::time::Instant::now();
+    pods.delete("stubborn", &DeleteParams::default()).await?;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        process_alive(pid),
+        "SIGTERM is ignored, so it runs until the grace period ends"
+    );
+    wait_for("the pod to be gone", Duration::from_secs(10), || async {
+        get_pod(&pods, "stubborn").await.is_none().then_some(())
+    })
+    .await?;
+    assert!(deleted_at.elapsed() >= Duration::from_secs(2));
+    assert!(!process_alive(pid));
+    kubelet.shutdown().await;
+    Ok(())
+}
