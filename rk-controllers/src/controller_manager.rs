@@ -99,113 +99,169 @@ pub async fn run(
     selection: &Selection,
     options: Options,
 ) -> Result<(), ManagerError> {
-    let mut tasks = Vec::new();
+    // A JoinSet: dropping the manager (leadership lost) stops every controller.
+    let mut tasks = tokio::task::JoinSet::new();
     if selection.contains("daemonset") {
-        tasks.push(tokio::spawn(crate::controllers::daemonset::run(
-            client.clone(),
-            2,
-        )));
+        tasks.spawn(crate::controllers::daemonset::run(client.clone(), 2));
     }
     if selection.contains("statefulset") {
-        tasks.push(tokio::spawn(crate::controllers::statefulset::run(
-            client.clone(),
-            2,
-        )));
+        tasks.spawn(crate::controllers::statefulset::run(client.clone(), 2));
     }
     if selection.contains("job") {
-        tasks.push(tokio::spawn(crate::controllers::job::run(
-            client.clone(),
-            5,
-        )));
+        tasks.spawn(crate::controllers::job::run(client.clone(), 5));
     }
     if selection.contains("cronjob") {
-        tasks.push(tokio::spawn(crate::controllers::cronjob::run(
-            client.clone(),
-            2,
-        )));
+        tasks.spawn(crate::controllers::cronjob::run(client.clone(), 2));
     }
     if selection.contains("ttl-after-finished") {
-        tasks.push(tokio::spawn(crate::controllers::ttl_after_finished::run(
+        tasks.spawn(crate::controllers::ttl_after_finished::run(
             client.clone(),
             2,
-        )));
+        ));
     }
     if selection.contains("deployment") {
-        tasks.push(tokio::spawn(crate::controllers::deployment::run(
-            client.clone(),
-            5,
-        )));
+        tasks.spawn(crate::controllers::deployment::run(client.clone(), 5));
     }
     if selection.contains("endpoint") {
-        tasks.push(tokio::spawn(crate::controllers::endpoints::legacy::run(
+        tasks.spawn(crate::controllers::endpoints::legacy::run(
             client.clone(),
             5,
-        )));
+        ));
     }
     if selection.contains("endpointslice") {
-        tasks.push(tokio::spawn(crate::controllers::endpoints::slices::run(
+        tasks.spawn(crate::controllers::endpoints::slices::run(
             client.clone(),
             5,
-        )));
+        ));
     }
     if selection.contains("garbage-collector") {
-        tasks.push(tokio::spawn(crate::controllers::garbage_collector::run(
-            client.clone(),
-        )));
+        tasks.spawn(crate::controllers::garbage_collector::run(client.clone()));
     }
     if selection.contains("namespace") {
-        tasks.push(tokio::spawn(crate::controllers::namespace::run(
-            client.clone(),
-        )));
+        tasks.spawn(crate::controllers::namespace::run(client.clone()));
     }
     if selection.contains("nodeipam") {
-        tasks.push(tokio::spawn(crate::controllers::node_ipam::run(
+        tasks.spawn(crate::controllers::node_ipam::run(
             client.clone(),
             options.cluster_cidr.clone(),
-        )));
+        ));
     }
     if selection.contains("nodelifecycle") {
-        tasks.push(tokio::spawn(crate::controllers::node_lifecycle::run(
+        tasks.spawn(crate::controllers::node_lifecycle::run(
             client.clone(),
             options.node_lifecycle.clone(),
-        )));
+        ));
     }
     if selection.contains("podgc") {
-        tasks.push(tokio::spawn(crate::controllers::pod_gc::run(
+        tasks.spawn(crate::controllers::pod_gc::run(
             client.clone(),
             options.pod_gc.clone(),
-        )));
+        ));
     }
     if selection.contains("taint-eviction-controller") {
-        tasks.push(tokio::spawn(
-            crate::controllers::node_lifecycle::eviction::run(client.clone()),
+        tasks.spawn(crate::controllers::node_lifecycle::eviction::run(
+            client.clone(),
         ));
     }
     if selection.contains("replicaset") {
-        tasks.push(tokio::spawn(crate::controllers::replicaset::run(
-            client.clone(),
-            5,
-        )));
+        tasks.spawn(crate::controllers::replicaset::run(client.clone(), 5));
     }
     if selection.contains("replicationcontroller") {
-        tasks.push(tokio::spawn(
-            crate::controllers::replicaset::run_replication_controllers(client.clone(), 5),
+        tasks.spawn(crate::controllers::replicaset::run_replication_controllers(
+            client.clone(),
+            5,
         ));
     }
     if selection.contains("resourcequota") {
-        tasks.push(tokio::spawn(crate::controllers::resource_quota::run(
-            client.clone(),
-        )));
+        tasks.spawn(crate::controllers::resource_quota::run(client.clone()));
     }
     if selection.contains("serviceaccount") {
-        tasks.push(tokio::spawn(crate::controllers::service_account::run(
-            client.clone(),
-        )));
+        tasks.spawn(crate::controllers::service_account::run(client.clone()));
     }
-    for t in tasks {
-        t.await?;
+    while let Some(r) = tasks.join_next().await {
+        r?;
     }
     Ok(())
+}
+
+/// Leader election settings of the controller manager.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    /// This instance's identity (upstream: hostname plus a unique suffix).
+    pub identity: String,
+    /// Namespace of the Lease (`kube-system`).
+    pub namespace: String,
+    /// Name of the Lease (`kube-controller-manager`).
+    pub name: String,
+    /// Timings; the defaults are client-go's (15 s / 10 s / 2 s).
+    pub config: rk_runtime::leader::LeaderElectionConfig,
+}
+
+impl LeaderElection {
+    /// Upstream's lock (`kube-system/kube-controller-manager`) for `identity`.
+    pub fn new(identity: impl Into<String>) -> Self {
+        Self {
+            identity: identity.into(),
+            namespace: "kube-system".into(),
+            name: "kube-controller-manager".into(),
+            config: Default::default(),
+        }
+    }
+}
+
+/// Errors of a leader-elected controller manager.
+#[derive(Debug, thiserror::Error)]
+pub enum ElectedError {
+    /// The leader election settings are invalid.
+    #[error("leader election: {0}")]
+    Config(#[from] rk_runtime::leader::ConfigError),
+    /// Leadership was lost: the controllers must stop (upstream exits).
+    #[error("leader election lost: {0}")]
+    Lost(#[from] rk_runtime::leader::LeaderElectionError),
+    /// A controller task failed.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+}
+
+/// Run the selected controllers only while this instance holds the Lease:
+/// wait to be elected, run, and return an error if leadership is lost
+/// (so the caller can exit, as kube-controller-manager does). Cancelling
+/// `shutdown` stops the controllers and releases the Lease.
+pub async fn run_elected(
+    client: kube::Client,
+    selection: &Selection,
+    options: Options,
+    election: LeaderElection,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), ElectedError> {
+    use rk_runtime::leader::{LeaderElector, LeaseLock};
+    let lock = LeaseLock::new(client.clone(), &election.namespace, &election.name);
+    let elector = std::sync::Arc::new(LeaderElector::new(
+        election.identity.clone(),
+        std::sync::Arc::new(lock),
+        election.config.clone(),
+    )?);
+    let mut leading = elector.leading();
+    let e = elector.clone();
+    let token = shutdown.clone();
+    let mut election_task = tokio::spawn(async move { e.run(token).await });
+    // Wait to lead (or to be told to stop).
+    tokio::select! {
+        ok = async { leading.wait_for(|l| *l).await.is_ok() } => { if !ok { return Ok(()); } }
+        _ = shutdown.cancelled() => { let _ = election_task.await; return Ok(()); }
+        r = &mut election_task => {
+            return match r { Ok(Ok(())) => Ok(()), Ok(Err(e)) => Err(e.into()), Err(e) => Err(ManagerError::Task(e).into()) };
+        }
+    }
+    tracing::info!(identity = %election.identity, "leading: starting controllers");
+    tokio::select! {
+        r = run(client, selection, options) => r.map_err(ElectedError::from),
+        r = &mut election_task => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(ManagerError::Task(e).into()),
+        },
+    }
 }
 
 #[cfg(test)]

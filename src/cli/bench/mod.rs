@@ -2,6 +2,7 @@
 //! release build (`cargo run --release -- bench NAME`).
 
 mod apiserver;
+mod controllers;
 mod http_client;
 mod scheduler;
 
@@ -11,6 +12,9 @@ pub enum Bench {
     /// API server: HTTP creates/s vs raw storage writes/s, LIST latency of
     /// 10,000 pods from the watch cache, watch fan-out delay, memory.
     Apiserver(apiserver::Args),
+    /// Workload controllers: ReplicaSet of 1,000 and 10,000 replicas to all
+    /// pods created; a 1,000-replica Deployment rollout.
+    Controllers(controllers::Args),
     /// Scheduler: upstream scheduler_perf's SchedulingBasic and
     /// TopologySpreading workloads against an in-process API server.
     Scheduler(scheduler::Args),
@@ -20,6 +24,7 @@ pub enum Bench {
 pub async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Apiserver(args) => apiserver::run(args).await,
+        Bench::Controllers(args) => controllers::run(args).await,
         Bench::Scheduler(args) => scheduler::run(args).await,
     }
 }

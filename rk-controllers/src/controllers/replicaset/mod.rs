@@ -26,6 +26,9 @@ use serde_json::json;
 use expectations::Expectations;
 pub use workload::ReplicaWorkload;
 
+/// Labels of a pod that has none.
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
 /// The most pods created or deleted in one sync (upstream `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
 
@@ -130,15 +133,15 @@ impl<K: ReplicaWorkload> Controller<K> {
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
             .collect();
         // Claim: adopt matching orphans, release owned pods that stopped matching.
-        let mut owned: Vec<Pod> = Vec::new();
+        let mut owned: Vec<Arc<Pod>> = Vec::new();
         for p in all.iter() {
-            let labels = p.metadata.labels.clone().unwrap_or_default();
-            let matches = !selector.is_empty() && selector.matches(&labels);
+            let matches = !selector.is_empty()
+                && selector.matches(p.metadata.labels.as_ref().unwrap_or(&NO_LABELS));
             let pname = p.metadata.name.clone().unwrap_or_default();
             match controller_uid(p) {
                 Some(u) if u == uid => {
                     if matches {
-                        owned.push((**p).clone());
+                        owned.push(p.clone());
                     } else if p.metadata.deletion_timestamp.is_none() {
                         let refs: Vec<_> = p
                             .metadata
@@ -168,13 +171,13 @@ impl<K: ReplicaWorkload> Controller<K> {
                     {
                         let mut adopted = (**p).clone();
                         adopted.metadata.owner_references = Some(refs);
-                        owned.push(adopted);
+                        owned.push(Arc::new(adopted));
                     }
                 }
                 _ => {}
             }
         }
-        let active: Vec<Pod> = owned.iter().filter(|p| is_active(p)).cloned().collect();
+        let active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
         let want = rs.replicas() as usize;
         let mut failure: Option<String> = None;
         if self.expectations.satisfied(key) && rs.meta().deletion_timestamp.is_none() {
@@ -219,6 +222,8 @@ impl<K: ReplicaWorkload> Controller<K> {
                 }
             } else if active.len() > want {
                 let surplus = (active.len() - want).min(BURST_REPLICAS);
+                // Only a scale-down pays for full copies (the ranking owns them).
+                let active: Vec<Pod> = active.iter().map(|p| (**p).clone()).collect();
                 let mut victims = active.clone();
                 ranking::sort_for_deletion(&mut victims, &active);
                 victims.truncate(surplus);
@@ -249,7 +254,7 @@ impl<K: ReplicaWorkload> Controller<K> {
     async fn write_status(
         &self,
         rs: &K,
-        owned: &[Pod],
+        owned: &[Arc<Pod>],
         failure: Option<String>,
     ) -> Result<(), SyncError> {
         let ns = rs.meta().namespace.clone().unwrap_or_default();
@@ -259,13 +264,13 @@ impl<K: ReplicaWorkload> Controller<K> {
             .metadata
             .and_then(|m| m.labels)
             .unwrap_or_default();
-        let active: Vec<&Pod> = owned.iter().filter(|p| is_active(p)).collect();
+        let active: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).filter(|p| is_active(p)).collect();
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
         let min_ready = rs.min_ready_seconds();
         let fully_labeled = active
             .iter()
             .filter(|p| {
-                let l = p.metadata.labels.clone().unwrap_or_default();
+                let l = p.metadata.labels.as_ref().unwrap_or(&NO_LABELS);
                 template_labels.iter().all(|(k, v)| l.get(k) == Some(v))
             })
             .count();
