@@ -368,7 +368,13 @@ pub async fn start(client: kube::Client, config: Config) -> Result<Kubelet, Kube
     let nodes: Vec<Arc<NodeCtx>> = config
         .nodes
         .iter()
-        .map(|n| Arc::new(NodeCtx::new(n.clone(), config.address)))
+        .map(|n| {
+            let ctx = NodeCtx::new(n.clone(), config.address);
+            Arc::new(match config.runtime {
+                RuntimeKind::Process => ctx.with_pressure_checks(config.data_dir.clone()),
+                RuntimeKind::Sim { .. } => ctx,
+            })
+        })
         .collect();
     let shared = Arc::new(Shared {
         client: client.clone(),
