@@ -1,4 +1,4 @@
-//! `rk apiserver` and (until the other components land) `rk up`.
+//! `rk apiserver`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,28 +21,10 @@ pub struct Args {
     pub data_dir: PathBuf,
 }
 
-/// `rk up` flags.
-#[derive(Debug, clap::Args)]
-pub struct UpArgs {
-    /// Where state and the kubeconfig live.
-    #[arg(long, default_value = "rk-data")]
-    pub data_dir: PathBuf,
-    /// API server port.
-    #[arg(long, default_value_t = 6443)]
-    pub port: u16,
-    /// Number of nodes (kubelets).
-    #[arg(long, default_value_t = 1)]
-    pub nodes: u32,
-    /// Kubelet runtime: `process` or `sim`.
-    #[arg(long, default_value = "process")]
-    pub runtime: String,
-}
-
 async fn serve(
     bind: SocketAddr,
     storage: StorageConfig,
     data_dir: &std::path::Path,
-    with_controllers: bool,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -59,23 +41,6 @@ async fn serve(
         rk_apiserver::test_server::kubeconfig_for(&server.url()),
     )
     .with_context(|| format!("writing {}", kubeconfig.display()))?;
-    let controllers = if with_controllers {
-        // The controllers talk to the API server over HTTP, as separate
-        // processes would.
-        let client =
-            rk_apiserver::test_server::client_for(&server.url()).map_err(anyhow::Error::msg)?;
-        let selection: rk_controllers::controller_manager::Selection = "*".parse()?;
-        Some(tokio::spawn(async move {
-            if let Err(e) =
-                rk_controllers::controller_manager::run(client, &selection, Default::default())
-                    .await
-            {
-                tracing::error!(error = %e, "controller manager stopped");
-            }
-        }))
-    } else {
-        None
-    };
     eprintln!(
         "rk: API server at {}; run: export KUBECONFIG={}",
         server.url(),
@@ -85,9 +50,6 @@ async fn serve(
         .await
         .context("waiting for Ctrl-C")?;
     eprintln!("rk: shutting down");
-    if let Some(c) = controllers {
-        c.abort();
-    }
     server.shutdown().await;
     Ok(())
 }
@@ -102,21 +64,5 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(s) => s.parse::<StorageConfig>().map_err(anyhow::Error::msg)?,
         None => StorageConfig::Sqlite(args.data_dir.join("state.db")),
     };
-    serve(args.bind, storage, &args.data_dir, false).await
-}
-
-/// Run `rk up`: the API server on the embedded store with the controller
-/// manager; the scheduler, kubelets and proxy join as they land.
-pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    if args.nodes != 1 || args.runtime != "process" {
-        tracing::warn!("kubelets are not implemented yet; --nodes and --runtime are ignored");
-    }
-    let bind = SocketAddr::from(([127, 0, 0, 1], args.port));
-    serve(
-        bind,
-        StorageConfig::Sqlite(args.data_dir.join("state.db")),
-        &args.data_dir,
-        true,
-    )
-    .await
+    serve(args.bind, storage, &args.data_dir).await
 }

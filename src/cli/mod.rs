@@ -6,6 +6,7 @@ mod controller_manager;
 mod kubelet;
 mod proxy;
 mod scheduler;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -28,7 +29,7 @@ pub enum Command {
     Apiserver(apiserver::Args),
     /// Run a whole cluster in one process (API server, controllers,
     /// scheduler, kubelets and proxy).
-    Up(apiserver::UpArgs),
+    Up(up::UpArgs),
     /// Run the controller manager.
     ControllerManager(controller_manager::Args),
     /// Run the scheduler.
@@ -61,7 +62,7 @@ pub fn init_tracing(verbose: u8) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Apiserver(args) => apiserver::run(args).await,
-        Command::Up(args) => apiserver::up(args).await,
+        Command::Up(args) => up::up(args).await,
         Command::ControllerManager(args) => controller_manager::run(args).await,
         Command::Scheduler(args) => scheduler::run(args).await,
         Command::Kubelet(args) => kubelet::run(args).await,
