@@ -150,9 +150,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     let selection: rk_controllers::controller_manager::Selection = "*".parse()?;
-    let mut options = rk_controllers::controller_manager::Options::default();
-    options.cluster_cidr =
-        rk_controllers::controllers::node_ipam::ClusterCidr::new(CLUSTER_CIDR, 24)?;
+    let options = rk_controllers::controller_manager::Options {
+        cluster_cidr: rk_controllers::controllers::node_ipam::ClusterCidr::new(CLUSTER_CIDR, 24)?,
+        ..Default::default()
+    };
     let cm_client = client()?;
     tasks.spawn(async move {
         if let Err(e) =
