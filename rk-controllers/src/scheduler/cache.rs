@@ -258,16 +258,23 @@ impl Cache {
     pub fn update_snapshot(&mut self, snapshot: &mut Snapshot) {
         for name in self.dirty.drain() {
             match self.nodes.get(&name) {
-                Some(info) => match snapshot.index.get(&name) {
-                    Some(&i) => snapshot.nodes[i] = info.clone(),
-                    None => {
-                        snapshot.index.insert(name, snapshot.nodes.len());
-                        snapshot.nodes.push(info.clone());
+                Some(info) => {
+                    snapshot.count(info, 1);
+                    match snapshot.index.get(&name) {
+                        Some(&i) => {
+                            let old = std::mem::replace(&mut snapshot.nodes[i], info.clone());
+                            snapshot.count(&old, -1);
+                        }
+                        None => {
+                            snapshot.index.insert(name, snapshot.nodes.len());
+                            snapshot.nodes.push(info.clone());
+                        }
                     }
-                },
+                }
                 None => {
                     if let Some(i) = snapshot.index.remove(&name) {
-                        snapshot.nodes.swap_remove(i);
+                        let old = snapshot.nodes.swap_remove(i);
+                        snapshot.count(&old, -1);
                         if let Some(moved) = snapshot.nodes.get(i) {
                             snapshot.index.insert(moved.name.clone(), i);
                         }
@@ -289,6 +296,8 @@ pub struct Snapshot {
     nodes: Vec<Arc<NodeInfo>>,
     index: HashMap<String, usize>,
     image_nodes: Arc<HashMap<String, usize>>,
+    with_affinity: i64,
+    with_required_anti_affinity: i64,
 }
 
 impl Snapshot {
@@ -319,6 +328,25 @@ impl Snapshot {
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
         snapshot
+    }
+
+    fn count(&mut self, node: &NodeInfo, delta: i64) {
+        if node.pods_with_affinity > 0 {
+            self.with_affinity += delta;
+        }
+        if node.pods_with_required_anti_affinity > 0 {
+            self.with_required_anti_affinity += delta;
+        }
+    }
+
+    /// How many nodes have pods with pod affinity or anti-affinity terms.
+    pub fn nodes_with_affinity(&self) -> usize {
+        self.with_affinity.max(0) as usize
+    }
+
+    /// How many nodes have pods with required anti-affinity terms.
+    pub fn nodes_with_required_anti_affinity(&self) -> usize {
+        self.with_required_anti_affinity.max(0) as usize
     }
 
     /// All nodes.

@@ -175,6 +175,10 @@ pub struct NodeInfo {
     pub used_ports: HostPortSet,
     /// The node's images: normalized name to size in bytes.
     pub images: HashMap<String, i64>,
+    /// `spec.unschedulable` (copied here so filters stay on this struct).
+    pub unschedulable: bool,
+    /// `spec.taints` (copied here so filters stay on this struct).
+    pub taints: Vec<Taint>,
     /// Bumped on every change.
     pub generation: u64,
 }
@@ -192,6 +196,8 @@ impl NodeInfo {
             pods_with_required_anti_affinity: 0,
             used_ports: HostPortSet::new(),
             images: HashMap::new(),
+            unschedulable: false,
+            taints: Vec::new(),
             generation: 0,
             node: node.clone(),
         };
@@ -214,17 +220,16 @@ impl NodeInfo {
                     .insert(normalize_image_name(name), image.size_bytes.unwrap_or(0));
             }
         }
+        let spec = node.spec.as_ref();
+        self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.node = node;
         self.generation += 1;
     }
 
     /// The node's taints.
     pub fn taints(&self) -> &[Taint] {
-        self.node
-            .spec
-            .as_ref()
-            .and_then(|s| s.taints.as_deref())
-            .unwrap_or_default()
+        &self.taints
     }
 
     /// The node's value of a label.

@@ -4,7 +4,7 @@
 //! resources with allocatable capacity, fractions capped at 1, counting
 //! actual requests (no non-zero defaults).
 
-use super::node_resources_fit::{ResourceSpec, amount, default_resources};
+use super::node_resources_fit::{Kind, ResourceSpec, default_resources, resolve};
 use crate::scheduler::framework::{CycleState, MAX_NODE_SCORE, Plugin, ScorePlugin, Status};
 use crate::scheduler::types::{NodeInfo, PodInfo};
 
@@ -14,21 +14,21 @@ pub const NAME: &str = "NodeResourcesBalancedAllocation";
 /// Upstream's `NodeResourcesBalancedAllocation` Score plugin.
 #[derive(Debug, Clone)]
 pub struct BalancedAllocation {
-    resources: Vec<ResourceSpec>,
+    resources: Vec<(Kind, i64)>,
 }
 
 impl Default for BalancedAllocation {
     fn default() -> Self {
-        Self {
-            resources: default_resources(),
-        }
+        Self::new(default_resources())
     }
 }
 
 impl BalancedAllocation {
     /// A plugin balancing these resources.
     pub fn new(resources: Vec<ResourceSpec>) -> Self {
-        Self { resources }
+        Self {
+            resources: resolve(&resources),
+        }
     }
 }
 
@@ -45,12 +45,12 @@ impl ScorePlugin for BalancedAllocation {
     fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
         let mut fractions = [0f64; 8];
         let mut n = 0;
-        for spec in self.resources.iter().take(fractions.len()) {
-            let capacity = amount(&node.allocatable, &spec.name);
+        for (kind, _) in self.resources.iter().take(fractions.len()) {
+            let capacity = kind.amount(&node.allocatable);
             if capacity == 0 {
                 continue;
             }
-            let requested = amount(&node.requested, &spec.name) + amount(&pod.requests, &spec.name);
+            let requested = kind.amount(&node.requested) + kind.amount(&pod.requests);
             fractions[n] = (requested as f64 / capacity as f64).min(1.0);
             n += 1;
         }

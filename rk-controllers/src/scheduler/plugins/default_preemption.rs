@@ -77,7 +77,11 @@ fn budgets(pdbs: &PdbLister) -> Vec<Budget> {
             Some(Budget {
                 namespace: pdb.metadata.namespace.clone().unwrap_or_default(),
                 selector,
-                allowed: pdb.status.as_ref().and_then(|s| s.disruptions_allowed).unwrap_or(0),
+                allowed: pdb
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.disruptions_allowed)
+                    .unwrap_or(0),
             })
         })
         .collect()

@@ -113,10 +113,7 @@ impl PreFilterPlugin for InterPodAffinity {
     ) -> Result<Option<HashSet<String>>, Status> {
         let incoming_terms =
             !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
-        let any_existing_anti = snapshot
-            .nodes()
-            .iter()
-            .any(|n| n.pods_with_required_anti_affinity > 0);
+        let any_existing_anti = snapshot.nodes_with_required_anti_affinity() > 0;
         if !incoming_terms && !any_existing_anti {
             return Err(Status::new(Code::Skip, ""));
         }
@@ -237,7 +234,7 @@ impl PreScorePlugin for InterPodAffinity {
     ) -> Status {
         let incoming_preferred =
             !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
-        let any_existing = snapshot.nodes().iter().any(|n| n.pods_with_affinity > 0);
+        let any_existing = snapshot.nodes_with_affinity() > 0;
         if !incoming_preferred && !any_existing {
             return Status::new(Code::Skip, "");
         }

@@ -93,7 +93,54 @@ pub struct ShapeArgs {
 #[derive(Debug, Clone)]
 pub struct NodeResourcesFit {
     strategy: Strategy,
-    resources: Vec<ResourceSpec>,
+    resources: Vec<(Kind, i64)>,
+}
+
+/// A resource name resolved once (scoring runs per node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `cpu`.
+    Cpu,
+    /// `memory`.
+    Memory,
+    /// `ephemeral-storage`.
+    EphemeralStorage,
+    /// `pods`.
+    Pods,
+    /// Anything else (extended resources, hugepages).
+    Scalar(String),
+}
+
+impl Kind {
+    /// Resolves a resource name.
+    pub fn of(name: &str) -> Self {
+        match name {
+            CPU => Self::Cpu,
+            MEMORY => Self::Memory,
+            EPHEMERAL_STORAGE => Self::EphemeralStorage,
+            "pods" => Self::Pods,
+            other => Self::Scalar(other.to_owned()),
+        }
+    }
+
+    /// The amount of this resource in `r`.
+    pub fn amount(&self, r: &Resources) -> i64 {
+        match self {
+            Self::Cpu => r.milli_cpu,
+            Self::Memory => r.memory,
+            Self::EphemeralStorage => r.ephemeral_storage,
+            Self::Pods => r.pods,
+            Self::Scalar(name) => r.scalar.get(name).copied().unwrap_or(0),
+        }
+    }
+}
+
+/// Resolves resource specs to kinds and weights.
+pub fn resolve(resources: &[ResourceSpec]) -> Vec<(Kind, i64)> {
+    resources
+        .iter()
+        .map(|r| (Kind::of(&r.name), r.weight))
+        .collect()
 }
 
 /// The default scored resources: cpu and memory, weight 1.
@@ -121,7 +168,7 @@ impl NodeResourcesFit {
     pub fn new(strategy: Strategy, resources: Vec<ResourceSpec>) -> Self {
         Self {
             strategy,
-            resources,
+            resources: resolve(&resources),
         }
     }
 
@@ -148,17 +195,6 @@ impl NodeResourcesFit {
             other => return Err(format!("unknown scoring strategy type {other:?}")),
         };
         Ok(Self::new(strategy, resources))
-    }
-}
-
-/// A resource amount by name.
-pub fn amount(r: &Resources, name: &str) -> i64 {
-    match name {
-        CPU => r.milli_cpu,
-        MEMORY => r.memory,
-        EPHEMERAL_STORAGE => r.ephemeral_storage,
-        "pods" => r.pods,
-        other => r.scalar.get(other).copied().unwrap_or(0),
     }
 }
 
@@ -223,20 +259,19 @@ impl ScorePlugin for NodeResourcesFit {
     fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<i64, Status> {
         let mut total = 0i64;
         let mut weights = 0i64;
-        for spec in &self.resources {
-            let capacity = amount(&node.allocatable, &spec.name);
-            let requested = match spec.name.as_str() {
-                CPU | MEMORY => {
-                    amount(&node.nonzero_requested, &spec.name)
-                        + amount(&pod.nonzero_requests, &spec.name)
+        for (kind, weight) in &self.resources {
+            let capacity = kind.amount(&node.allocatable);
+            let requested = match kind {
+                Kind::Cpu | Kind::Memory => {
+                    kind.amount(&node.nonzero_requested) + kind.amount(&pod.nonzero_requests)
                 }
                 other => {
-                    let wanted = amount(&pod.requests, other);
-                    if wanted == 0 && !matches!(other, EPHEMERAL_STORAGE) {
+                    let wanted = other.amount(&pod.requests);
+                    if wanted == 0 && !matches!(other, Kind::EphemeralStorage) {
                         // Upstream ignores extended resources the pod does not request.
                         continue;
                     }
-                    amount(&node.requested, other) + wanted
+                    other.amount(&node.requested) + wanted
                 }
             };
             let s = match &self.strategy {
@@ -248,8 +283,8 @@ impl ScorePlugin for NodeResourcesFit {
                     shape_score(shape, requested.min(capacity) * MAX_NODE_SCORE / capacity)
                 }
             };
-            total += s * spec.weight;
-            weights += spec.weight;
+            total += s * weight;
+            weights += weight;
         }
         if weights == 0 {
             return Ok(0);

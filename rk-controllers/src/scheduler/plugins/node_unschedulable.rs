@@ -28,13 +28,7 @@ impl Plugin for NodeUnschedulable {
 
 impl FilterPlugin for NodeUnschedulable {
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let cordoned = node
-            .node
-            .spec
-            .as_ref()
-            .and_then(|s| s.unschedulable)
-            .unwrap_or(false);
-        if !cordoned {
+        if !node.unschedulable {
             return Status::success();
         }
         let taint = Taint {
@@ -59,9 +53,11 @@ mod tests {
     #[test]
     fn cordoned_nodes_reject_pods_without_the_toleration() {
         let mut n = node("n1", "4", "8Gi");
-        if let Some(spec) = std::sync::Arc::make_mut(&mut n.node).spec.as_mut() {
+        let mut cordoned = (*n.node).clone();
+        if let Some(spec) = cordoned.spec.as_mut() {
             spec.unschedulable = Some(true);
         }
+        n.set_node(std::sync::Arc::new(cordoned));
         let p = pod("p", "100m", "1Gi");
         let s = NodeUnschedulable.filter(&CycleState::default(), &p, &n);
         assert_eq!(s, Status::unresolvable(REASON));
