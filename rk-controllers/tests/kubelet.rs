@@ -867,3 +867,29 @@ async fn a_container_ignoring_sigterm_is_killed_after_the_grace_period() -> Resu
     kubelet.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_past_its_active_deadline_fails_with_deadline_exceeded() -> Result<(), Error> {
+    let (server, kubelet, _dir) = start("node-p").await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "late",
+            "node-p",
+            json!({"activeDeadlineSeconds": 1, "terminationGracePeriodSeconds": 1, "containers": [{"name": "main", "command": sh("exec sleep 600")}]}),
+        ),
+    )
+    .await?;
+    let p = wait_for("Failed", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "late").await?;
+        (phase(&p) == "Failed").then_some(p)
+    })
+    .await?;
+    assert_eq!(
+        p.status.and_then(|s| s.reason).as_deref(),
+        Some("DeadlineExceeded")
+    );
+    kubelet.shutdown().await;
+    Ok(())
+}

@@ -333,19 +333,54 @@ pub async fn run(
     let (side_stop_tx, side_stop) = watch::channel::<Option<Option<Duration>>>(None);
     let mut sidecars = Vec::new();
     let mut failed = false;
+    // `spec.activeDeadlineSeconds`, counted from the pod's start.
+    let deadline = spec.active_deadline_seconds.map(|secs| {
+        let started = state
+            .read(|r| r.start_time)
+            .unwrap_or_else(jiff::Timestamp::now);
+        let elapsed = jiff::Timestamp::now()
+            .duration_since(started)
+            .unsigned_abs();
+        tokio::time::Instant::now()
+            + Duration::from_secs(secs.max(0) as u64).saturating_sub(elapsed)
+    });
+    let deadline_exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let forward_stop = {
         let mut stop = stop.clone();
         let app_stop_tx = app_stop_tx.clone();
+        let exceeded = deadline_exceeded.clone();
+        let state = state.clone();
         AbortOnDrop(tokio::spawn(async move {
+            let expired = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(expired);
             loop {
                 let requested = *stop.borrow_and_update();
                 if let Some(g) = requested {
                     let _ = app_stop_tx.send(Some(g));
                     return;
                 }
-                if stop.changed().await.is_err() {
-                    let _ = app_stop_tx.send(Some(Some(Duration::ZERO)));
-                    return;
+                tokio::select! {
+                    changed = stop.changed() => if changed.is_err() {
+                        let _ = app_stop_tx.send(Some(Some(Duration::ZERO)));
+                        return;
+                    },
+                    () = &mut expired => {
+                        exceeded.store(true, std::sync::atomic::Ordering::Relaxed);
+                        state.update(|r| {
+                            r.reason = Some("DeadlineExceeded".to_owned());
+                            r.message = Some(
+                                "Pod was active on the node longer than the specified deadline"
+                                    .to_owned(),
+                            );
+                        });
+                        let _ = app_stop_tx.send(Some(None));
+                        return;
+                    }
                 }
             }
         }))
@@ -440,12 +475,15 @@ pub async fn run(
     }
 
     // Stopped because of deletion: a container that exited 0 counts as success.
-    if failed {
+    if failed && !deadline_exceeded.load(std::sync::atomic::Ordering::Relaxed) {
         failed = state.read(|r| {
             r.app
                 .iter()
                 .any(|c| !matches!(c.state, CState::Terminated { exit_code: 0, .. }))
         });
+    }
+    if deadline_exceeded.load(std::sync::atomic::Ordering::Relaxed) {
+        failed = true;
     }
     state.update(|r| {
         r.terminal = Some(if failed {
