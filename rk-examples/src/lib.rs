@@ -42,5 +42,6 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod configmap_generator;
 pub mod operator;
 pub mod web_app;
