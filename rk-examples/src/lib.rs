@@ -44,4 +44,5 @@
 pub mod cli;
 pub mod configmap_generator;
 pub mod operator;
+pub mod scheduled_backup;
 pub mod web_app;

@@ -43,6 +43,9 @@ pub const APP_LABEL: &str = "examples.rk.dev/webapp";
 
 // ANCHOR: types
 /// A web server: what runs, how many copies, on which port.
+// Each `printcolumn(...)` repeats `type_ = ...`, which clippy takes for a
+// duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "examples.rk.dev",
