@@ -141,8 +141,8 @@ fn server_url(dir: &Path) -> String {
         .to_owned()
 }
 
-// ANCHOR: manifest
 const WEB_APP: &str = r#"
+# ANCHOR: manifest
 apiVersion: examples.rk.dev/v1
 kind: WebApp
 metadata:
@@ -154,8 +154,8 @@ spec:
   replicas: 2
   port: 18234
   nodePort: 31234
+# ANCHOR_END: manifest
 "#;
-// ANCHOR_END: manifest
 
 #[test]
 fn web_app_operator_runs_a_web_app_on_rk_up_scales_it_and_cleans_up() {
