@@ -40,12 +40,13 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn start_up(dir: &Path, port: u16) -> Up {
+fn start_up_with(dir: &Path, port: u16, extra: &[&str]) -> Up {
     let log = std::fs::File::create(dir.join("up.log")).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_rk"))
         .args(["up", "--data-dir"])
         .arg(dir.join("data"))
         .args(["--port", &port.to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -85,8 +86,25 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
-fn http_get(port: u16) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+fn pods_json(dir: &Path, selector: &str) -> Vec<serde_json::Value> {
+    let (_, out, _) = kubectl(dir, &["get", "pods", "-l", selector, "-o", "json"]);
+    serde_json::from_str::<serde_json::Value>(&out)
+        .ok()
+        .and_then(|v| v["items"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .collect()
+}
+
+fn running(pods: &[serde_json::Value]) -> usize {
+    pods.iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .count()
+}
+
+fn http_get_at(addr: (&str, u16)) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut out = String::new();
@@ -94,33 +112,57 @@ fn http_get(port: u16) -> Option<String> {
     Some(out)
 }
 
-fn running_pods(dir: &Path) -> usize {
-    let (_, out, _) = kubectl(dir, &["get", "pods", "-o", "json"]);
-    serde_json::from_str::<serde_json::Value>(&out)
-        .ok()
-        .and_then(|v| {
-            v["items"].as_array().map(|items| {
-                items
-                    .iter()
-                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-                    .filter(|p| p["status"]["phase"] == "Running")
-                    .count()
-            })
-        })
-        .unwrap_or(0)
+fn ready_endpoint_ips(dir: &Path) -> Vec<String> {
+    let out = ok(
+        dir,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let mut ips = Vec::new();
+    for s in v["items"].as_array().into_iter().flatten() {
+        for e in s["endpoints"].as_array().into_iter().flatten() {
+            if e["conditions"]["ready"] == true {
+                ips.push(e["addresses"][0].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    ips.sort();
+    ips
 }
 
+const DAEMONSET: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers:
+      - {name: agent, image: busybox, command: [sleep, "3600"]}
+"#;
+
 #[test]
-fn rk_up_runs_a_deployment_behind_a_service_and_resumes_after_restart() {
+fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let port = free_port();
-    let up = start_up(dir, port);
-    eventually("a Ready node", Duration::from_secs(60), || {
-        let (success, out, _) = kubectl(dir, &["get", "nodes"]);
-        success && out.contains(" Ready ")
+    let up = start_up_with(dir, port, &["--nodes", "3"]);
+    eventually("three Ready nodes", Duration::from_secs(60), || {
+        let (success, out, _) = kubectl(dir, &["get", "nodes", "--no-headers"]);
+        success && out.lines().filter(|l| l.contains(" Ready ")).count() == 3
     });
-    // Each pod has its own loopback IP (POD_IP), so replicas share a port.
+
+    // A Deployment of web servers behind a NodePort Service. Each pod has its
+    // own loopback IP (POD_IP), so the replicas share a port.
     ok(
         dir,
         &[
@@ -128,7 +170,7 @@ fn rk_up_runs_a_deployment_behind_a_service_and_resumes_after_restart() {
             "deployment",
             "web",
             "--image=python:3",
-            "--replicas=2",
+            "--replicas=3",
             "--",
             "sh",
             "-c",
@@ -150,50 +192,198 @@ fn rk_up_runs_a_deployment_behind_a_service_and_resumes_after_restart() {
         dir,
         &["rollout", "status", "deployment/web", "--timeout=90s"],
     );
-    let node_port: u16 = ok(
-        dir,
-        &[
-            "get",
-            "service",
-            "web",
-            "-o",
-            "jsonpath={.spec.ports[0].nodePort}",
-        ],
-    )
-    .trim()
-    .parse()
-    .expect("a nodePort");
+    let svc: serde_json::Value =
+        serde_json::from_str(&ok(dir, &["get", "service", "web", "-o", "json"])).expect("json");
+    let node_port = svc["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .expect("nodePort") as u16;
+    let cluster_ip = svc["spec"]["clusterIP"]
+        .as_str()
+        .expect("clusterIP")
+        .to_string();
     eventually(
-        "the app answers through the Service",
+        "the app answers through its NodePort",
         Duration::from_secs(30),
-        || http_get(node_port).is_some_and(|r| r.starts_with("HTTP/1.0 200")),
+        || http_get_at(("127.0.0.1", node_port)).is_some_and(|r| r.starts_with("HTTP/1.0 200")),
     );
-    let endpoints = ok(
-        dir,
-        &[
-            "get",
-            "endpointslices",
-            "-l",
-            "kubernetes.io/service-name=web",
-            "-o",
-            "jsonpath={.items[*].endpoints[*].addresses[0]}",
-        ],
+    eventually(
+        "the app answers through its ClusterIP",
+        Duration::from_secs(30),
+        || http_get_at((cluster_ip.as_str(), 80)).is_some_and(|r| r.starts_with("HTTP/1.0 200")),
     );
-    assert_eq!(endpoints.split_whitespace().count(), 2, "{endpoints}");
+    eventually("three ready endpoints", Duration::from_secs(30), || {
+        ready_endpoint_ips(dir).len() == 3
+    });
+    // The servers' own output: http.server logs each request it answered.
+    for _ in 0..6 {
+        let _ = http_get_at(("127.0.0.1", node_port));
+    }
+    let logs: String = pods_json(dir, "app=web")
+        .iter()
+        .map(|p| {
+            let name = p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            kubectl(dir, &["logs", &name]).1
+        })
+        .collect();
+    assert!(logs.contains("\"GET / HTTP/1.0\" 200"), "{logs}");
 
-    ok(dir, &["scale", "deployment", "web", "--replicas=3"]);
+    // Scale to 6 and back.
+    ok(dir, &["scale", "deployment", "web", "--replicas=6"]);
     ok(
         dir,
         &["rollout", "status", "deployment/web", "--timeout=90s"],
     );
-    eventually("three running pods", Duration::from_secs(30), || {
-        running_pods(dir) == 3
+    eventually("six running", Duration::from_secs(30), || {
+        running(&pods_json(dir, "app=web")) == 6
     });
+    ok(dir, &["scale", "deployment", "web", "--replicas=3"]);
+    eventually("three running", Duration::from_secs(30), || {
+        let pods = pods_json(dir, "app=web");
+        pods.len() == 3 && running(&pods) == 3
+    });
+
+    // A killed container is restarted in place.
+    let pods = pods_json(dir, "app=web");
+    let victim = pods[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let ip = pods[0]["status"]["podIP"]
+        .as_str()
+        .expect("podIP")
+        .to_string();
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-f", &format!("http.server 8080 --bind {ip}$")])
+        .status()
+        .expect("pkill runs");
+    assert!(killed.success(), "no process served {ip}");
+    eventually("restartCount 1", Duration::from_secs(30), || {
+        let (_, out, _) = kubectl(
+            dir,
+            &[
+                "get",
+                "pod",
+                &victim,
+                "-o",
+                "jsonpath={.status.containerStatuses[0].restartCount}",
+            ],
+        );
+        out.trim() == "1"
+    });
+
+    // A deleted pod is replaced.
+    ok(dir, &["delete", "pod", &victim]);
+    eventually("a replacement pod", Duration::from_secs(30), || {
+        let pods = pods_json(dir, "app=web");
+        running(&pods) == 3
+            && pods
+                .iter()
+                .all(|p| p["metadata"]["name"] != victim.as_str())
+    });
+
+    // A failing readiness probe takes a pod out of the Service's endpoints.
+    let marker = dir.join("ready");
+    std::fs::write(&marker, "").expect("marker");
+    let probe_pod = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "probed", "labels": {{"app": "web"}}}},
+            "spec": {{"containers": [{{"name": "c", "image": "x",
+                "command": ["sh", "-c", "exec python3 -m http.server 8080 --bind $POD_IP"],
+                "readinessProbe": {{"exec": {{"command": ["test", "-f", "{}"]}}, "periodSeconds": 1}}}}]}}}}"#,
+        marker.display()
+    );
+    std::fs::write(dir.join("probed.json"), probe_pod).expect("pod file");
+    ok(
+        dir,
+        &[
+            "apply",
+            "-f",
+            &dir.join("probed.json").display().to_string(),
+        ],
+    );
+    eventually(
+        "the probed pod ready in the endpoints",
+        Duration::from_secs(30),
+        || ready_endpoint_ips(dir).len() == 4,
+    );
+    std::fs::remove_file(&marker).expect("remove marker");
+    eventually(
+        "the probed pod out of the ready endpoints",
+        Duration::from_secs(30),
+        || ready_endpoint_ips(dir).len() == 3,
+    );
+    ok(dir, &["delete", "pod", "probed", "--wait=false"]);
+
+    // A Job runs to completion.
+    ok(
+        dir,
+        &[
+            "create",
+            "job",
+            "hello",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "echo hello from a job",
+        ],
+    );
+    ok(
+        dir,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/hello",
+            "--timeout=60s",
+        ],
+    );
+    assert!(ok(dir, &["logs", "job/hello"]).contains("hello from a job"));
+
+    // A DaemonSet puts one pod on each node.
+    std::fs::write(dir.join("ds.yaml"), DAEMONSET).expect("ds file");
+    ok(
+        dir,
+        &["apply", "-f", &dir.join("ds.yaml").display().to_string()],
+    );
+    eventually("one agent per node", Duration::from_secs(60), || {
+        let pods = pods_json(dir, "app=agent");
+        let nodes: std::collections::HashSet<String> = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter_map(|p| p["spec"]["nodeName"].as_str().map(String::from))
+            .collect();
+        pods.len() == 3 && nodes.len() == 3
+    });
+
+    // Draining a node moves its pods elsewhere.
+    ok(
+        dir,
+        &[
+            "drain",
+            "rk-node-1",
+            "--ignore-daemonsets",
+            "--force",
+            "--delete-emptydir-data",
+            "--timeout=90s",
+        ],
+    );
+    eventually(
+        "web pods off the drained node",
+        Duration::from_secs(60),
+        || {
+            let pods = pods_json(dir, "app=web");
+            running(&pods) == 3
+                && pods.len() == 3
+                && pods.iter().all(|p| p["spec"]["nodeName"] != "rk-node-1")
+        },
+    );
 
     // Stop with Ctrl-C and start again: the same objects come back, and the
     // pods run again.
     drop(up);
-    let up = start_up(dir, port);
+    let up = start_up_with(dir, port, &["--nodes", "3"]);
     eventually(
         "the Deployment is back and available",
         Duration::from_secs(60),
@@ -212,13 +402,12 @@ fn rk_up_runs_a_deployment_behind_a_service_and_resumes_after_restart() {
         },
     );
     eventually("the app answers again", Duration::from_secs(30), || {
-        http_get(node_port).is_some_and(|r| r.starts_with("HTTP/1.0 200"))
+        http_get_at(("127.0.0.1", node_port)).is_some_and(|r| r.starts_with("HTTP/1.0 200"))
     });
 
     ok(dir, &["delete", "deployment", "web"]);
     eventually("pods garbage collected", Duration::from_secs(60), || {
-        let (_, out, _) = kubectl(dir, &["get", "pods", "-o", "name"]);
-        out.trim().is_empty()
+        pods_json(dir, "app=web").is_empty()
     });
     drop(up);
 }
