@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, CustomResourceExt, ResourceExt};
 use rk_apiserver::TestServer;
-use rk_examples::operator::{OperatorConfig, install_crd, is_true};
+use rk_examples::operator::{LeaseSettings, OperatorConfig, install_crd, is_true};
 use rk_examples::web_app::{self, FINALIZER, WebApp, WebAppSpec};
 
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
@@ -151,4 +152,85 @@ fn crd_declares_status_and_scale_subresources() {
         "{yaml}"
     );
     assert!(yaml.contains("status: {}"), "{yaml}");
+}
+
+async fn metrics(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+fn replica(identity: &str) -> OperatorConfig {
+    OperatorConfig {
+        metrics_bind: Some(([127, 0, 0, 1], 0).into()),
+        leader_election: Some(LeaseSettings {
+            namespace: "default".into(),
+            name: "web-app".into(),
+            identity: identity.into(),
+        }),
+        workers: 1,
+        handle_signals: false,
+    }
+}
+
+#[tokio::test]
+async fn of_two_replicas_only_the_leader_reconciles_and_the_other_takes_over() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    install_crd(client.clone(), &WebApp::crd()).await.unwrap();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let holder = || async {
+        let lease = leases.get_opt("web-app").await.unwrap()?;
+        lease.spec?.holder_identity.filter(|h| !h.is_empty())
+    };
+
+    let mut a = web_app::manager(client.clone(), &replica("a"));
+    let a_metrics = a.bind().await.unwrap().unwrap();
+    let stop_a = a.shutdown_token();
+    let running_a = tokio::spawn(a.run());
+    eventually("a leads", || async { holder().await.filter(|h| h == "a") }).await;
+    let mut b = web_app::manager(client.clone(), &replica("b"));
+    let b_metrics = b.bind().await.unwrap().unwrap();
+    let stop_b = b.shutdown_token();
+    let running_b = tokio::spawn(b.run());
+
+    let apps: Api<WebApp> = Api::namespaced(client.clone(), "default");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    apps.create(&PostParams::default(), &web_app("one", 1))
+        .await
+        .unwrap();
+    eventually("one's Deployment", || async {
+        deployments.get_opt("one").await.unwrap()
+    })
+    .await;
+
+    // The leader's /metrics counts its reconciles; the follower has none.
+    let success = r#"controller_runtime_reconcile_total{controller="web-app",result="success"}"#;
+    eventually("a's reconciles in its metrics", || async {
+        metrics(a_metrics).await.contains(success).then_some(())
+    })
+    .await;
+    assert!(!metrics(b_metrics).await.contains(success));
+
+    // a stops and releases the Lease; b takes over and reconciles.
+    stop_a.cancel();
+    running_a.await.unwrap().unwrap();
+    eventually("b leads", || async { holder().await.filter(|h| h == "b") }).await;
+    apps.create(&PostParams::default(), &web_app("two", 1))
+        .await
+        .unwrap();
+    eventually("two's Deployment", || async {
+        deployments.get_opt("two").await.unwrap()
+    })
+    .await;
+    assert!(metrics(b_metrics).await.contains(success));
+
+    stop_b.cancel();
+    running_b.await.unwrap().unwrap();
 }
