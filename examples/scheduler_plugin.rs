@@ -1,5 +1,5 @@
 //! A custom scheduler plugin: a second scheduler, `example-scheduler`, with
-//! the default plugins plus one of its own that filters out nodes annotated
+//! the default plugins plus one of its own that filters out nodes labelled
 //! `example.rk.dev/avoid=true` and prefers the nodes running the fewest
 //! pods. Pods choose it with `spec.schedulerName: example-scheduler`; the
 //! cluster's own scheduler keeps scheduling every other pod.
@@ -12,6 +12,9 @@
 //! cargo run --example scheduler_plugin &
 //! kubectl run demo --image=busybox --overrides='{"spec":{"schedulerName":"example-scheduler"}}' -- sleep 3600
 //! kubectl get pod demo -o wide
+//! kubectl label node rk-node-0 example.rk.dev/avoid=true
+//! kubectl run demo2 --image=busybox --overrides='{"spec":{"schedulerName":"example-scheduler"}}' -- sleep 3600
+//! kubectl describe pod demo2   # Pending: node is labelled example.rk.dev/avoid=true
 //! ```
 
 use std::sync::Arc;
@@ -27,7 +30,9 @@ use rk::controllers::scheduler::{self, Metrics};
 const AVOID: &str = "example.rk.dev/avoid";
 
 // ANCHOR: plugin
-/// Skips nodes annotated `example.rk.dev/avoid=true`; favours emptier nodes.
+/// Skips nodes labelled `example.rk.dev/avoid=true`; favours emptier nodes.
+/// (A label, not an annotation: the scheduler refreshes its copy of a node
+/// when its labels, spec or allocatable resources change.)
 struct QuietNodes;
 
 impl Plugin for QuietNodes {
@@ -47,11 +52,11 @@ impl FilterPlugin for QuietNodes {
         let avoid = node
             .node
             .metadata
-            .annotations
+            .labels
             .as_ref()
-            .and_then(|a| a.get(AVOID));
+            .and_then(|l| l.get(AVOID));
         if avoid.is_some_and(|v| v == "true") {
-            return Status::unschedulable("node is annotated example.rk.dev/avoid=true");
+            return Status::unschedulable("node is labelled example.rk.dev/avoid=true");
         }
         Status::success()
     }
