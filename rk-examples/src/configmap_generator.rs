@@ -290,7 +290,13 @@ impl GeneratorReconciler {
             self.client.clone(),
             &generator.namespace().unwrap_or_default(),
         );
-        patch_status(&api, &generator.name_any(), status).await?;
+        patch_status(
+            &api,
+            &generator.name_any(),
+            generator.status.as_ref(),
+            status,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -239,13 +239,29 @@ pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
-/// Write `status` with a merge patch on the status subresource.
-pub async fn patch_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<K, ReconcileError>
+/// Write `status` with a merge patch on the status subresource. A merge
+/// patch leaves out what it does not mention, so every field `old` has and
+/// `status` leaves out (an emptied list skipped in serialization, an
+/// optional field back to `None`) is sent as `null`, which removes it.
+pub async fn patch_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    old: Option<&S>,
+    status: &S,
+) -> Result<K, ReconcileError>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     S: serde::Serialize,
 {
-    let patch = serde_json::json!({ "status": status });
+    let mut new = serde_json::to_value(status)?;
+    if let (Some(old), serde_json::Value::Object(fields)) = (old, &mut new)
+        && let serde_json::Value::Object(old_fields) = serde_json::to_value(old)?
+    {
+        for key in old_fields.keys() {
+            fields.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    let patch = serde_json::json!({ "status": new });
     Ok(api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?)

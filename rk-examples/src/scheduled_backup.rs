@@ -407,7 +407,7 @@ impl BackupReconciler {
         }
         let api: Api<Backup> =
             Api::namespaced(self.client.clone(), &backup.namespace().unwrap_or_default());
-        patch_status(&api, &backup.name_any(), status).await?;
+        patch_status(&api, &backup.name_any(), backup.status.as_ref(), status).await?;
         Ok(())
     }
 }

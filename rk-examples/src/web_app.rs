@@ -313,7 +313,7 @@ impl WebAppReconciler {
                     .as_ref()
                     .is_some_and(|s| is_true(&s.conditions, "Ready"));
             let api: Api<WebApp> = Api::namespaced(self.client.clone(), &namespace);
-            patch_status(&api, &name, &status).await?;
+            patch_status(&api, &name, app.status.as_ref(), &status).await?;
             if became_ready {
                 let note = format!("{} replicas ready", status.ready_replicas);
                 publish(&self.recorder, app, EventType::Normal, "Ready", note).await;

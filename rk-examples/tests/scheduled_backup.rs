@@ -17,7 +17,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    for _ in 0..200 {
+    for _ in 0..600 {
         if let Some(v) = check().await {
             return v;
         }
@@ -122,6 +122,20 @@ async fn backup_creates_a_job_per_schedule_and_keeps_the_history_limits() {
     eventually("Ready=False after a failed run", || async {
         let status = backups.get("db").await.unwrap().status?;
         (!is_true(&status.conditions, "Ready")).then_some(())
+    })
+    .await;
+
+    // The running Job completes: it leaves status.active, and as the newest
+    // success it pushes the older one out of the history.
+    finish(&jobs, &first, "Complete", Timestamp::now()).await;
+    let mut want = vec![first.clone(), made[3].0.clone()];
+    want.sort();
+    eventually("active emptied and history trimmed again", || async {
+        let status = backups.get("db").await.unwrap().status?;
+        (status.active.is_empty()
+            && is_true(&status.conditions, "Ready")
+            && names(&jobs).await == want)
+            .then_some(())
     })
     .await;
 
