@@ -70,3 +70,36 @@ fn every_include_names_an_existing_file_and_anchor() {
     }
     assert!(checked >= 20, "only {checked} includes found");
 }
+
+/// The shell blocks of a chapter.
+fn sh_blocks(text: &str) -> Vec<String> {
+    text.split("```sh\n")
+        .skip(1)
+        .map(|rest| rest[..rest.find("```").unwrap()].to_owned())
+        .collect()
+}
+
+#[test]
+fn the_quick_start_runs_the_readmes_tested_commands() {
+    // tests/rk_up.rs runs the README's commands; the Quick start must show
+    // the same ones, character for character.
+    let readme = std::fs::read_to_string(book_src().join("../../README.md")).unwrap();
+    let quick_start = std::fs::read_to_string(book_src().join("quick-start.md")).unwrap();
+    let blocks = sh_blocks(&quick_start);
+    let from_readme: Vec<&String> = blocks
+        .iter()
+        .filter(|b| readme.contains(b.as_str()))
+        .collect();
+    assert!(
+        from_readme
+            .iter()
+            .any(|b| b.contains("cargo run --release -- up")),
+        "the Quick start's `rk up` block differs from the README's"
+    );
+    assert!(
+        from_readme
+            .iter()
+            .any(|b| b.contains("kubectl expose deployment web")),
+        "the Quick start's Deployment and Service block differs from the README's"
+    );
+}
