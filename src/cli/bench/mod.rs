@@ -2,6 +2,7 @@
 //! release build (`cargo run --release -- bench NAME`).
 
 mod apiserver;
+mod cluster;
 mod controllers;
 mod http_client;
 mod scheduler;
@@ -15,6 +16,9 @@ pub enum Bench {
     /// Workload controllers: ReplicaSet of 1,000 and 10,000 replicas to all
     /// pods created; a 1,000-replica Deployment rollout.
     Controllers(controllers::Args),
+    /// The whole cluster as `rk up` runs it: time to Ready, idle RSS, pod
+    /// startup latency (process and sim runtimes), proxy throughput.
+    Cluster(cluster::Args),
     /// Scheduler: upstream scheduler_perf's SchedulingBasic and
     /// TopologySpreading workloads against an in-process API server.
     Scheduler(scheduler::Args),
@@ -25,6 +29,7 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Apiserver(args) => apiserver::run(args).await,
         Bench::Controllers(args) => controllers::run(args).await,
+        Bench::Cluster(args) => cluster::run(args).await,
         Bench::Scheduler(args) => scheduler::run(args).await,
     }
 }

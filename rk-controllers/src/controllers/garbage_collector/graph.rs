@@ -39,13 +39,24 @@ pub struct Graph {
     nodes: HashMap<String, Node>,
     dependents: HashMap<String, HashSet<String>>,
     synced: HashSet<(String, String)>,
+    /// Objects whose situation changed since the last pass: only these need
+    /// looking at (an object, its owners, and — when it goes or is being
+    /// deleted — its dependents).
+    attention: HashSet<String>,
 }
 
 impl Graph {
     /// Insert or replace a node.
     pub fn upsert(&mut self, node: Node) {
         self.remove(&node.uid.clone());
+        self.attention.insert(node.uid.clone());
+        if node.deleting
+            && let Some(deps) = self.dependents.get(&node.uid)
+        {
+            self.attention.extend(deps.iter().cloned());
+        }
         for o in &node.owners {
+            self.attention.insert(o.uid.clone());
             self.dependents
                 .entry(o.uid.clone())
                 .or_default()
@@ -56,8 +67,12 @@ impl Graph {
 
     /// Remove a node.
     pub fn remove(&mut self, uid: &str) {
+        if let Some(deps) = self.dependents.get(uid) {
+            self.attention.extend(deps.iter().cloned());
+        }
         if let Some(old) = self.nodes.remove(uid) {
             for o in &old.owners {
+                self.attention.insert(o.uid.clone());
                 if let Some(set) = self.dependents.get_mut(&o.uid) {
                     set.remove(uid);
                     if set.is_empty() {
@@ -119,6 +134,17 @@ impl Graph {
             None => false,
             Some(owner) => !owner.namespaced || owner.namespace == dependent.namespace,
         }
+    }
+
+    /// The objects that changed (or whose owners or dependents changed)
+    /// since the last call, leaving the set empty.
+    pub fn take_attention(&mut self) -> HashSet<String> {
+        std::mem::take(&mut self.attention)
+    }
+
+    /// Ask for `uid` to be looked at in the next pass.
+    pub fn attend(&mut self, uid: &str) {
+        self.attention.insert(uid.to_string());
     }
 
     /// Number of nodes.

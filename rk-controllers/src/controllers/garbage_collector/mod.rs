@@ -31,6 +31,8 @@ pub use graph::{Graph, Node};
 
 /// How often discovery is refreshed to pick up new kinds (CRDs).
 pub const REDISCOVER: Duration = Duration::from_secs(5);
+/// How often every object is looked at, not just those that changed.
+pub const FULL_PASS: Duration = Duration::from_secs(30);
 
 fn node_from(s: &Served, m: &PartialObjectMeta<DynamicObject>) -> Option<Node> {
     let meta = &m.metadata;
@@ -182,12 +184,28 @@ async fn delete(client: &kube::Client, node: &Node, params: &DeleteParams) {
 
 /// Decide and act on the current graph once. Returns true if anything was
 /// done (so another pass should follow soon).
-pub async fn process(client: &kube::Client, served: &[Served], graph: &Mutex<Graph>) -> bool {
+///
+/// With `full`, every object is looked at; otherwise only those the graph
+/// flagged since the last pass (an object that changed, its owners, and the
+/// dependents of one that went or is being deleted).
+pub async fn process(
+    client: &kube::Client,
+    served: &[Served],
+    graph: &Mutex<Graph>,
+    full: bool,
+) -> bool {
     // (object, its dependents, (owner uid, owner present in the graph))
     type Item = (Node, Vec<Node>, Vec<(String, bool)>);
     let snapshot: Vec<Item> = {
-        let g = graph.lock().await;
-        g.nodes()
+        let mut g = graph.lock().await;
+        let attention = g.take_attention();
+        let chosen: Vec<&Node> = if full {
+            g.nodes().collect()
+        } else {
+            attention.iter().filter_map(|u| g.get(u)).collect()
+        };
+        chosen
+            .into_iter()
             .map(|n| {
                 let deps = g.dependents_of(&n.uid).into_iter().cloned().collect();
                 let owners = n
@@ -209,6 +227,7 @@ pub async fn process(client: &kube::Client, served: &[Served], graph: &Mutex<Gra
             }
             if let Err(e) = remove_finalizer(client, &node, "orphan").await {
                 tracing::debug!(error = %e, "removing the orphan finalizer failed");
+                graph.lock().await.attend(&node.uid);
             }
             acted = true;
             continue;
@@ -261,6 +280,8 @@ pub async fn run(client: kube::Client) {
     let mut tasks = Vec::new();
     let mut last_discovery = tokio::time::Instant::now() - REDISCOVER;
     let mut served: Vec<Served> = Vec::new();
+    // A full pass now and then catches what a failed call left behind.
+    let mut last_full = tokio::time::Instant::now() - FULL_PASS;
     loop {
         if last_discovery.elapsed() >= REDISCOVER {
             last_discovery = tokio::time::Instant::now();
@@ -284,7 +305,11 @@ pub async fn run(client: kube::Client) {
         }
         let synced = graph.lock().await.is_synced(watching.iter());
         if !served.is_empty() && synced {
-            let acted = process(&client, &served, &graph).await;
+            let full = last_full.elapsed() >= FULL_PASS;
+            if full {
+                last_full = tokio::time::Instant::now();
+            }
+            let acted = process(&client, &served, &graph, full).await;
             if acted {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
