@@ -3,11 +3,13 @@
 //! install). The check below is shaped as a test — start the server, run the
 //! controller, create an object, wait for the controller's effect — and
 //! `main` runs it, so `cargo run --example test_server` exits 0 when it
-//! passes. In a crate's `tests/`, put the same body in a `#[tokio::test]`
-//! (rk-examples/tests/ does, for each example operator).
+//! passes, and `cargo test --example test_server` runs it as a
+//! `#[tokio::test]`, the way a crate's `tests/` would (rk-examples/tests/
+//! does, for each example operator).
 //!
 //! ```sh
 //! cargo run --example test_server
+//! cargo test --example test_server
 //! ```
 
 use std::time::Duration;
@@ -101,4 +103,14 @@ async fn main() -> anyhow::Result<()> {
     controller_labels_new_config_maps().await?;
     println!("ok: controller_labels_new_config_maps");
     Ok(())
+}
+
+// `cargo test --example test_server` runs the same check under the test
+// harness, as it would run in a crate's tests/.
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn controller_labels_new_config_maps() -> anyhow::Result<()> {
+        super::controller_labels_new_config_maps().await
+    }
 }
