@@ -8,7 +8,7 @@
 //! Each cycle works on a [`Snapshot`], brought up to date incrementally: only
 //! nodes changed since the last update are copied (`Arc` swaps).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -264,10 +264,12 @@ impl Cache {
                         Some(&i) => {
                             let old = std::mem::replace(&mut snapshot.nodes[i], info.clone());
                             snapshot.count(&old, -1);
+                            snapshot.record(Some(old), Some(info.clone()));
                         }
                         None => {
                             snapshot.index.insert(name, snapshot.nodes.len());
                             snapshot.nodes.push(info.clone());
+                            snapshot.record(None, Some(info.clone()));
                         }
                     }
                 }
@@ -275,6 +277,7 @@ impl Cache {
                     if let Some(i) = snapshot.index.remove(&name) {
                         let old = snapshot.nodes.swap_remove(i);
                         snapshot.count(&old, -1);
+                        snapshot.record(Some(old), None);
                         if let Some(moved) = snapshot.nodes.get(i) {
                             snapshot.index.insert(moved.name.clone(), i);
                         }
@@ -298,7 +301,16 @@ pub struct Snapshot {
     image_nodes: Arc<HashMap<String, usize>>,
     with_affinity: i64,
     with_required_anti_affinity: i64,
+    /// Bumped per node change; `log` holds the recent changes (old, new).
+    version: u64,
+    log: VecDeque<NodeChange>,
 }
+
+/// A node as it was and as it is after one snapshot change.
+pub type NodeChange = (Option<Arc<NodeInfo>>, Option<Arc<NodeInfo>>);
+
+/// Node changes kept for incremental consumers (plugins memoizing counts).
+const MAX_LOG: usize = 8192;
 
 impl Snapshot {
     /// An empty snapshot.
@@ -328,6 +340,29 @@ impl Snapshot {
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
         snapshot
+    }
+
+    fn record(&mut self, old: Option<Arc<NodeInfo>>, new: Option<Arc<NodeInfo>>) {
+        self.version += 1;
+        self.log.push_back((old, new));
+        if self.log.len() > MAX_LOG {
+            self.log.pop_front();
+        }
+    }
+
+    /// The number of node changes applied so far.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The node changes after `version` (as returned by [`Snapshot::version`]
+    /// earlier), oldest first; `None` when they are no longer all kept.
+    pub fn changes_since(&self, version: u64) -> Option<impl Iterator<Item = &NodeChange>> {
+        let behind = usize::try_from(self.version.checked_sub(version)?).ok()?;
+        if behind > self.log.len() {
+            return None;
+        }
+        Some(self.log.iter().skip(self.log.len() - behind))
     }
 
     fn count(&mut self, node: &NodeInfo, delta: i64) {

@@ -86,7 +86,7 @@ pub fn build(
             ))
         }
         image_locality::NAME => Arc::new(image_locality::ImageLocality),
-        pod_topology_spread::NAME => Arc::new(pod_topology_spread::PodTopologySpread),
+        pod_topology_spread::NAME => Arc::new(pod_topology_spread::PodTopologySpread::default()),
         inter_pod_affinity::NAME => Arc::new(inter_pod_affinity::InterPodAffinity),
         default_preemption::NAME => Arc::new(default_preemption::DefaultPreemption::new(
             handle.pdbs.clone(),

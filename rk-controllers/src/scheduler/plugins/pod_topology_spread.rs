@@ -37,8 +37,25 @@ const ZONE: &str = "topology.kubernetes.io/zone";
 const PRE_SCORE_KEY: &str = "PodTopologySpread/score";
 
 /// Upstream's `PodTopologySpread` plugin.
-#[derive(Debug, Default)]
-pub struct PodTopologySpread;
+///
+/// Counting matching pods per domain is the expensive part (every pod on
+/// every node); the plugin remembers the counts per (namespace, selector,
+/// keys) and brings them up to date from the snapshot's node changes, as
+/// long as which nodes count does not depend on the incoming pod's own node
+/// selector or tolerations.
+#[derive(Default)]
+pub struct PodTopologySpread {
+    memo: std::sync::Mutex<HashMap<String, Memo>>,
+}
+
+struct Memo {
+    version: u64,
+    /// Per domain: matching pods and counted nodes.
+    counts: HashMap<String, (i64, i64)>,
+}
+
+/// Memos kept at most (distinct selectors recently scheduled).
+const MAX_MEMOS: usize = 64;
 
 /// What pods a constraint counts.
 #[derive(Clone)]
@@ -56,6 +73,9 @@ struct Constraint {
     min_domains: i64,
     self_match: bool,
     matcher: Matcher,
+    /// Identifies what the constraint counts, when that does not depend on
+    /// the incoming pod beyond its namespace and selector (memoizable).
+    memo_id: Option<String>,
 }
 
 impl Constraint {
@@ -112,6 +132,7 @@ fn constraints(pod: &PodInfo, hard: bool) -> Result<Vec<Constraint>, Status> {
                     uid: uid.to_owned(),
                     namespace: pod.namespace().to_owned(),
                 },
+                memo_id: Some(format!("controller:{uid}")),
             })
             .collect());
     }
@@ -123,7 +144,36 @@ fn constraints(pod: &PodInfo, hard: bool) -> Result<Vec<Constraint>, Status> {
         if compiled.do_not_schedule != hard {
             continue;
         }
+        let spec = pod.pod.spec.as_ref();
+        let pod_node_constraints = spec
+            .and_then(|s| s.node_selector.as_ref())
+            .is_some_and(|m| !m.is_empty())
+            || spec
+                .and_then(|s| s.affinity.as_ref())
+                .and_then(|a| a.node_affinity.as_ref())
+                .is_some_and(|n| {
+                    n.required_during_scheduling_ignored_during_execution
+                        .is_some()
+                });
+        let memoizable =
+            !compiled.honor_node_taints && (!compiled.honor_node_affinity || !pod_node_constraints);
+        let memo_id = memoizable.then(|| {
+            let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+            let resolved: Vec<(&String, Option<&String>)> = c
+                .match_label_keys
+                .iter()
+                .flatten()
+                .map(|k| (k, labels.get(k)))
+                .collect();
+            format!(
+                "{}|{}|{}",
+                pod.namespace(),
+                serde_json::to_string(&c.label_selector).unwrap_or_default(),
+                serde_json::to_string(&resolved).unwrap_or_default()
+            )
+        });
         out.push(Constraint {
+            memo_id,
             key: compiled.topology_key.clone(),
             max_skew: i64::from(compiled.max_skew),
             min_domains: i64::from(compiled.min_domains),
@@ -194,6 +244,92 @@ impl Plugin for PodTopologySpread {
     }
 }
 
+/// The matching pods `node` adds to its domain for constraint `c`, when the
+/// node counts at all (it has every key in `all` and passes `c`'s policies).
+fn contribution<'n>(
+    all: &[Constraint],
+    c: &Constraint,
+    pod: &PodInfo,
+    node: &'n NodeInfo,
+) -> Option<(&'n str, i64)> {
+    if !all.iter().all(|k| node.label(&k.key).is_some()) || !c.eligible(pod, node) {
+        return None;
+    }
+    let domain = node.label(&c.key)?;
+    Some((
+        domain,
+        node.pods.iter().filter(|p| c.counts(p)).count() as i64,
+    ))
+}
+
+impl PodTopologySpread {
+    /// Matching pods per domain for `all[i]`, counted over the nodes that
+    /// have every key of `all`; memoized when the constraint allows.
+    fn domain_counts(
+        &self,
+        snapshot: &Snapshot,
+        pod: &PodInfo,
+        all: &[Constraint],
+        i: usize,
+    ) -> HashMap<String, i64> {
+        let c = &all[i];
+        let full = || {
+            let mut counts: HashMap<String, (i64, i64)> = HashMap::new();
+            for node in snapshot.nodes() {
+                if let Some((domain, n)) = contribution(all, c, pod, node) {
+                    let e = counts.entry(domain.to_owned()).or_insert((0, 0));
+                    e.0 += n;
+                    e.1 += 1;
+                }
+            }
+            counts
+        };
+        let pods_only = |counts: &HashMap<String, (i64, i64)>| {
+            counts.iter().map(|(d, (n, _))| (d.clone(), *n)).collect()
+        };
+        let Some(id) = &c.memo_id else {
+            return pods_only(&full());
+        };
+        let keys: Vec<&str> = all.iter().map(|k| k.key.as_str()).collect();
+        let memo_key = format!("{id}|{}|{}", c.key, keys.join(","));
+        let mut memos = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(memo) = memos.get_mut(&memo_key)
+            && let Some(changes) = snapshot.changes_since(memo.version)
+        {
+            for (old, new) in changes {
+                for (node, sign) in [(old, -1), (new, 1)] {
+                    let Some((domain, n)) =
+                        node.as_deref().and_then(|o| contribution(all, c, pod, o))
+                    else {
+                        continue;
+                    };
+                    let e = memo.counts.entry(domain.to_owned()).or_insert((0, 0));
+                    e.0 += sign * n;
+                    e.1 += sign;
+                    if e.1 <= 0 {
+                        memo.counts.remove(domain);
+                    }
+                }
+            }
+            memo.version = snapshot.version();
+            return pods_only(&memo.counts);
+        }
+        let counts = full();
+        let result = pods_only(&counts);
+        if memos.len() >= MAX_MEMOS {
+            memos.clear();
+        }
+        memos.insert(
+            memo_key,
+            Memo {
+                version: snapshot.version(),
+                counts,
+            },
+        );
+        result
+    }
+}
+
 impl PreFilterPlugin for PodTopologySpread {
     fn pre_filter(
         &self,
@@ -205,26 +341,14 @@ impl PreFilterPlugin for PodTopologySpread {
         if constraints.is_empty() {
             return Err(Status::new(Code::Skip, ""));
         }
+        let counts = (0..constraints.len())
+            .map(|i| self.domain_counts(snapshot, pod, &constraints, i))
+            .collect();
         let mut st = FilterState {
-            counts: vec![HashMap::new(); constraints.len()],
+            counts,
             min: vec![0; constraints.len()],
             constraints,
         };
-        for node in snapshot.nodes() {
-            if !st.node_has_all_keys(node) {
-                continue;
-            }
-            for (i, c) in st.constraints.iter().enumerate() {
-                if !c.eligible(pod, node) {
-                    continue;
-                }
-                let Some(domain) = node.label(&c.key) else {
-                    continue;
-                };
-                let n = node.pods.iter().filter(|p| c.counts(p)).count() as i64;
-                *st.counts[i].entry(domain.to_owned()).or_insert(0) += n;
-            }
-        }
         st.recompute_min();
         state.write(NAME, st);
         Ok(None)
@@ -318,19 +442,30 @@ impl PreScorePlugin for PodTopologySpread {
             .map(|d| ((d.len() + 2) as f64).ln())
             .collect();
         let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
-        for node in snapshot.nodes() {
+        if system_default {
+            for node in snapshot.nodes() {
+                for (i, c) in constraints.iter().enumerate() {
+                    if c.key == HOSTNAME {
+                        continue;
+                    }
+                    let Some(domain) = node.label(&c.key) else {
+                        continue;
+                    };
+                    if !domains[i].contains(domain) || !c.eligible(pod, node) {
+                        continue;
+                    }
+                    let n = node.pods.iter().filter(|p| c.counts(p)).count() as i64;
+                    *counts[i].entry(domain.to_owned()).or_insert(0) += n;
+                }
+            }
+        } else {
             for (i, c) in constraints.iter().enumerate() {
                 if c.key == HOSTNAME {
                     continue;
                 }
-                let Some(domain) = node.label(&c.key) else {
-                    continue;
-                };
-                if !domains[i].contains(domain) || !c.eligible(pod, node) {
-                    continue;
-                }
-                let n = node.pods.iter().filter(|p| c.counts(p)).count() as i64;
-                *counts[i].entry(domain.to_owned()).or_insert(0) += n;
+                let mut all = self.domain_counts(snapshot, pod, &constraints, i);
+                all.retain(|d, _| domains[i].contains(d));
+                counts[i] = all;
             }
         }
         state.write(
@@ -440,23 +575,62 @@ mod tests {
     }
 
     #[test]
+    fn memoized_counts_follow_snapshot_changes() {
+        use crate::scheduler::cache::Cache;
+        let mut cache = Cache::new();
+        for n in zone_nodes() {
+            cache.add_or_update_node(n.node.clone());
+            for p in &n.pods {
+                cache.add_or_update_pod(p.clone(), &n.name);
+            }
+        }
+        let mut snapshot = Snapshot::new();
+        cache.update_snapshot(&mut snapshot);
+        let plugin = PodTopologySpread::default();
+        let p = spread(pod("p", "0", "0"), "DoNotSchedule", 1);
+        let mut state = CycleState::default();
+        let _ = plugin.pre_filter(&mut state, &p, &snapshot);
+        // two more web pods in zone b: now a=2, b=2, both fit
+        for i in 0..2 {
+            let web = pod_label(pod(&format!("b{i}"), "0", "0"), "app", "web");
+            cache.add_or_update_pod(Arc::new(web), "b");
+        }
+        cache.update_snapshot(&mut snapshot);
+        let mut state = CycleState::default();
+        let _ = plugin.pre_filter(&mut state, &p, &snapshot);
+        let nodes: Vec<Arc<NodeInfo>> = snapshot.nodes().to_vec();
+        for n in nodes.iter().filter(|n| n.name != "c") {
+            assert!(plugin.filter(&state, &p, n).is_success(), "{}", n.name);
+        }
+        let st = state.read::<FilterState>(NAME).map(|s| s.counts[0].clone());
+        assert_eq!(
+            st.map(|c| c.into_iter().collect::<std::collections::BTreeMap<_, _>>()),
+            Some([("a".to_owned(), 2), ("b".to_owned(), 2)].into())
+        );
+    }
+
+    #[test]
     fn hard_constraints_filter_by_skew_and_missing_labels() {
         let nodes = zone_nodes();
         let snapshot = Snapshot::from_nodes(nodes.clone());
         let p = spread(pod("p", "0", "0"), "DoNotSchedule", 1);
         let mut state = CycleState::default();
         assert_eq!(
-            PodTopologySpread.pre_filter(&mut state, &p, &snapshot),
+            PodTopologySpread::default().pre_filter(&mut state, &p, &snapshot),
             Ok(None)
         );
         // zone a: 2 + 1 - 0 = 3 > 1; zone b: 0 + 1 - 0 = 1
         assert_eq!(
-            PodTopologySpread.filter(&state, &p, &nodes[0]),
+            PodTopologySpread::default().filter(&state, &p, &nodes[0]),
             Status::unschedulable(REASON_SKEW)
         );
-        assert!(PodTopologySpread.filter(&state, &p, &nodes[1]).is_success());
+        assert!(
+            PodTopologySpread::default()
+                .filter(&state, &p, &nodes[1])
+                .is_success()
+        );
         assert_eq!(
-            PodTopologySpread.filter(&state, &p, &nodes[2]),
+            PodTopologySpread::default().filter(&state, &p, &nodes[2]),
             Status::unresolvable(REASON_MISSING_LABEL)
         );
     }
@@ -469,14 +643,18 @@ mod tests {
         let feasible: Vec<Arc<NodeInfo>> = nodes[..2].iter().cloned().map(Arc::new).collect();
         let mut state = CycleState::default();
         assert!(
-            PodTopologySpread
+            PodTopologySpread::default()
                 .pre_score(&mut state, &p, &feasible, &snapshot)
                 .is_success()
         );
         // weight ln(2 + 2) = 1.386; a: 2 * 1.386 + 0 = 2.77 -> 3; b: 0
         let raw: Vec<i64> = feasible
             .iter()
-            .map(|n| PodTopologySpread.score(&state, &p, n).unwrap_or(-1))
+            .map(|n| {
+                PodTopologySpread::default()
+                    .score(&state, &p, n)
+                    .unwrap_or(-1)
+            })
             .collect();
         assert_eq!(raw, [3, 0]);
         let mut scores: Vec<NodeScore> = raw
@@ -484,7 +662,7 @@ mod tests {
             .enumerate()
             .map(|(index, &score)| NodeScore { index, score })
             .collect();
-        PodTopologySpread.normalize(&state, &p, &mut scores);
+        PodTopologySpread::default().normalize(&state, &p, &mut scores);
         // 100 * (3 + 0 - s) / 3
         assert_eq!(scores.iter().map(|s| s.score).collect::<Vec<_>>(), [0, 100]);
     }
