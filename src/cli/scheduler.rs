@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use rk_controllers::scheduler::{self, Options, SchedulerConfiguration};
 
-use super::controller_manager::client_from_kubeconfig;
+use super::controller_manager::{client_from_kubeconfig, default_identity, shutdown_signal};
 
 /// `rk scheduler` flags.
 #[derive(Debug, clap::Args)]
@@ -17,6 +17,13 @@ pub struct Args {
     /// plugin arguments, percentageOfNodesToScore.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Schedule only while holding the `kube-system/kube-scheduler` Lease,
+    /// so several schedulers can run side by side.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Identity in the leader election (default: hostname and a suffix).
+    #[arg(long)]
+    pub leader_elect_identity: Option<String>,
 }
 
 /// Run `rk scheduler`.
@@ -34,9 +41,43 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         config,
         ..Options::default()
     };
+    if !args.leader_elect {
+        tokio::select! {
+            r = scheduler::run(client, options) => r.context("scheduler")?,
+            _ = shutdown_signal() => eprintln!("rk: scheduler shutting down"),
+        }
+        return Ok(());
+    }
+    // Leader election as kube-scheduler does it: wait for the Lease, schedule
+    // while holding it, exit if it is lost.
+    use rk_runtime::leader::{LeaderElectionConfig, LeaderElector, LeaseLock};
+    let identity = args.leader_elect_identity.unwrap_or_else(default_identity);
+    let lock = LeaseLock::new(client.clone(), "kube-system", "kube-scheduler");
+    let elector = std::sync::Arc::new(LeaderElector::new(
+        identity,
+        std::sync::Arc::new(lock),
+        LeaderElectionConfig::default(),
+    )?);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let token = shutdown.clone();
+    let e = elector.clone();
+    let mut election = tokio::spawn(async move { e.run(token).await });
+    let mut leading = elector.leading();
+    tokio::select! {
+        ok = async { leading.wait_for(|l| *l).await.is_ok() } => {
+            if !ok { return Ok(()); }
+        }
+        _ = shutdown_signal() => { shutdown.cancel(); let _ = election.await; return Ok(()); }
+        r = &mut election => { r?.context("leader election")?; return Ok(()); }
+    }
     tokio::select! {
         r = scheduler::run(client, options) => r.context("scheduler")?,
-        _ = tokio::signal::ctrl_c() => eprintln!("rk: scheduler shutting down"),
+        r = &mut election => r?.context("leader election lost")?,
+        _ = shutdown_signal() => {
+            eprintln!("rk: scheduler shutting down");
+            shutdown.cancel();
+            let _ = election.await;
+        }
     }
     Ok(())
 }

@@ -169,8 +169,8 @@ async fn pod_startup(
                     && let Some(name) = p.metadata.name
                 {
                     let mut r = r2.lock().unwrap_or_else(|e| e.into_inner());
-                    if !r.contains_key(&name) {
-                        r.insert(name, Instant::now());
+                    if let std::collections::hash_map::Entry::Vacant(e) = r.entry(name) {
+                        e.insert(Instant::now());
                         if r.len() >= n {
                             let _ = done_tx.send(());
                         }

@@ -67,21 +67,33 @@ fn fake_kubelet(client: kube::Client, ns: &str) -> (tokio::task::JoinHandle<()>,
             let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = ev else {
                 continue;
             };
-            let ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-                cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-            });
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
             if ready || p.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let Some(name) = p.metadata.name.clone() else { continue };
-            let Ok(permit) = limit.clone().acquire_owned().await else { return };
+            let Some(name) = p.metadata.name.clone() else {
+                continue;
+            };
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                return;
+            };
             let api = api.clone();
             let count = count.clone();
             tokio::spawn(async move {
-                let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+                let now = jiff::Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string();
                 let patch = json!({"status": {"phase": "Running", "podIP": "10.0.0.1",
                     "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
-                if api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await.is_ok() {
+                if api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .is_ok()
+                {
                     count.fetch_add(1, Ordering::Relaxed);
                 }
                 drop(permit);
@@ -101,10 +113,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     })
     .await
     .context("starting the API server")?;
-    let client = rk_apiserver::test_server::client_for(&server.url()).map_err(anyhow::Error::msg)?;
+    let client =
+        rk_apiserver::test_server::client_for(&server.url()).map_err(anyhow::Error::msg)?;
     let controllers = [
-        tokio::spawn(rk_controllers::controllers::replicaset::run(client.clone(), 8)),
-        tokio::spawn(rk_controllers::controllers::deployment::run(client.clone(), 4)),
+        tokio::spawn(rk_controllers::controllers::replicaset::run(
+            client.clone(),
+            8,
+        )),
+        tokio::spawn(rk_controllers::controllers::deployment::run(
+            client.clone(),
+            4,
+        )),
     ];
     println!("rk bench controllers (release build; API server on sqlite, same process)");
     println!();
@@ -136,8 +155,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let n = args.rollout;
         let ns = "rollout";
         let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}}))?)
-            .await?;
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
+        )
+        .await?;
         let (kubelet, _readied) = fake_kubelet(client.clone(), ns);
         let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
         let d: Deployment = serde_json::from_value(json!({
@@ -173,8 +195,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             n as f64 / first.as_secs_f64()
         );
         let start = Instant::now();
-        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}});
-        let updated = api.patch("web", &PatchParams::default(), &Patch::Strategic(patch)).await?;
+        let patch =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "v2"}]}}}});
+        let updated = api
+            .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+            .await?;
         done(updated.metadata.generation.unwrap_or(2)).await;
         let t = start.elapsed();
         println!(

@@ -264,7 +264,11 @@ impl<K: ReplicaWorkload> Controller<K> {
             .metadata
             .and_then(|m| m.labels)
             .unwrap_or_default();
-        let active: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).filter(|p| is_active(p)).collect();
+        let active: Vec<&Pod> = owned
+            .iter()
+            .map(|p| p.as_ref())
+            .filter(|p| is_active(p))
+            .collect();
         let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
         let min_ready = rs.min_ready_seconds();
         let fully_labeled = active
