@@ -18,6 +18,7 @@ pub mod controllers;
 pub mod discovery;
 pub mod events;
 pub mod kubelet;
+pub mod metrics;
 pub mod proxy;
 pub mod queue;
 pub mod scheduler;

@@ -145,14 +145,30 @@ where
     E: std::fmt::Display + Send + 'static,
 {
     let sync = Arc::new(sync);
+    let metrics = crate::metrics::controllers();
+    let workers = workers.max(1);
+    let busy = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    metrics.set_workers(name, workers as i64, 0);
     let mut tasks = Vec::new();
-    for _ in 0..workers.max(1) {
+    for _ in 0..workers {
         let queue = queue.clone();
         let sync = sync.clone();
+        let busy = busy.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let key = queue.get().await;
+                let started = std::time::Instant::now();
+                let now_busy = busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                metrics.set_workers(name, workers as i64, now_busy);
                 let result = sync(key.clone()).await;
+                let now_busy = busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) - 1;
+                metrics.set_workers(name, workers as i64, now_busy);
+                let outcome = match &result {
+                    Ok(None) => "success",
+                    Ok(Some(_)) => "requeue_after",
+                    Err(_) => "error",
+                };
+                metrics.observe(name, outcome, started.elapsed().as_secs_f64());
                 queue.done(&key);
                 match result {
                     Ok(requeue) => {

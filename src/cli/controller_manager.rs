@@ -31,6 +31,10 @@ pub struct Args {
     /// How often contenders retry.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub leader_elect_retry_period: std::time::Duration,
+    /// Serve `/metrics` (reconcile metrics) and `/healthz` here; empty to
+    /// disable.
+    #[arg(long, default_value = "127.0.0.1:10257")]
+    pub metrics_bind_address: String,
     /// Seconds without a node heartbeat before the node is Unknown.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     pub node_monitor_grace_period: std::time::Duration,
@@ -94,6 +98,16 @@ pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<ku
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let selection: Selection = args.controllers.parse()?;
     let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    if !args.metrics_bind_address.is_empty() {
+        let addr: std::net::SocketAddr = args.metrics_bind_address.parse().with_context(|| {
+            format!(
+                "invalid --metrics-bind-address {:?}",
+                args.metrics_bind_address
+            )
+        })?;
+        let bound = super::metrics_server::serve(addr, rk_controllers::metrics::render).await?;
+        tracing::info!(address = %bound, "serving /metrics and /healthz");
+    }
     let mut options = Options::default();
     options.node_lifecycle.grace_period = args.node_monitor_grace_period;
     if !args.leader_elect {

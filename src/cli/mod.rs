@@ -4,6 +4,7 @@ mod apiserver;
 mod bench;
 mod controller_manager;
 mod kubelet;
+mod metrics_server;
 mod proxy;
 mod scheduler;
 mod up;

@@ -90,4 +90,32 @@ impl ControllerMetrics {
             })
             .get()
     }
+
+    /// Record one reconcile of `controller` that took `seconds` and ended
+    /// with `result` (`success`, `error` or `requeue_after`), for loops that
+    /// are not built with [`crate::controller::ControllerBuilder`].
+    pub fn observe(&self, controller: &str, result: &str, seconds: f64) {
+        self.reconcile_total
+            .get_or_create(&ResultLabels {
+                controller: controller.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+        let labels = ControllerLabels {
+            controller: controller.to_owned(),
+        };
+        if result == "error" {
+            self.reconcile_errors.get_or_create(&labels).inc();
+        }
+        self.reconcile_time.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Record how many workers `controller` has, and how many are busy now.
+    pub fn set_workers(&self, controller: &str, max: i64, active: i64) {
+        let labels = ControllerLabels {
+            controller: controller.to_owned(),
+        };
+        self.max_concurrent.get_or_create(&labels).set(max);
+        self.active_workers.get_or_create(&labels).set(active);
+    }
 }

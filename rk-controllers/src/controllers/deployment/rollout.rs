@@ -64,6 +64,11 @@ pub fn rs_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.replicas.unwrap_or(0)
 }
 
+/// The pods a ReplicaSet last reported (`status.replicas`).
+pub fn rs_pods(rs: &ReplicaSet) -> i32 {
+    rs.status.as_ref().map(|s| s.replicas).unwrap_or(0)
+}
+
 /// A ReplicaSet's available replicas.
 pub fn rs_available(rs: &ReplicaSet) -> i32 {
     rs.status
@@ -84,7 +89,10 @@ pub fn new_rs_target(d: &Deployment, new_rs: &ReplicaSet, all: &[&ReplicaSet]) -
         return replicas;
     }
     let (surge, _) = surge_and_unavailable(d);
-    let total: i32 = all.iter().map(|r| rs_replicas(r)).sum();
+    // Count what each set has as well as what it was asked for: an old set
+    // just scaled down may not have deleted its pods yet, and growing the
+    // new set into that room would overshoot maxSurge for a moment.
+    let total: i32 = all.iter().map(|r| rs_replicas(r).max(rs_pods(r))).sum();
     let room = replicas + surge - total;
     if room <= 0 {
         return current;

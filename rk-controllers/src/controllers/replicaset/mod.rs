@@ -434,7 +434,18 @@ pub async fn run_for<K: ReplicaWorkload>(client: kube::Client, workers: usize) {
             let c = c.clone();
             let processing = processing.clone();
             tokio::spawn(async move {
+                let started = std::time::Instant::now();
                 let result = c.sync(&key).await;
+                let outcome = match &result {
+                    Ok(None) => "success",
+                    Ok(Some(_)) => "requeue_after",
+                    Err(_) => "error",
+                };
+                crate::metrics::controllers().observe(
+                    &K::KIND.to_lowercase(),
+                    outcome,
+                    started.elapsed().as_secs_f64(),
+                );
                 processing
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
