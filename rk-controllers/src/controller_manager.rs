@@ -184,49 +184,16 @@ pub async fn run(
     Ok(())
 }
 
-/// Leader election settings of the controller manager.
-#[derive(Clone, Debug)]
-pub struct LeaderElection {
-    /// This instance's identity (upstream: hostname plus a unique suffix).
-    pub identity: String,
-    /// Namespace of the Lease (`kube-system`).
-    pub namespace: String,
-    /// Name of the Lease (`kube-controller-manager`).
-    pub name: String,
-    /// Timings; the defaults are client-go's (15 s / 10 s / 2 s).
-    pub config: rk_runtime::leader::LeaderElectionConfig,
-}
-
-impl LeaderElection {
-    /// Upstream's lock (`kube-system/kube-controller-manager`) for `identity`.
-    pub fn new(identity: impl Into<String>) -> Self {
-        Self {
-            identity: identity.into(),
-            namespace: "kube-system".into(),
-            name: "kube-controller-manager".into(),
-            config: Default::default(),
-        }
-    }
-}
+pub use crate::election::LeaderElection;
 
 /// Errors of a leader-elected controller manager.
-#[derive(Debug, thiserror::Error)]
-pub enum ElectedError {
-    /// The leader election settings are invalid.
-    #[error("leader election: {0}")]
-    Config(#[from] rk_runtime::leader::ConfigError),
-    /// Leadership was lost: the controllers must stop (upstream exits).
-    #[error("leader election lost: {0}")]
-    Lost(#[from] rk_runtime::leader::LeaderElectionError),
-    /// A controller task failed.
-    #[error(transparent)]
-    Manager(#[from] ManagerError),
-}
+pub type ElectedError = crate::election::ElectedError<ManagerError>;
 
-/// Run the selected controllers only while this instance holds the Lease:
-/// wait to be elected, run, and return an error if leadership is lost
-/// (so the caller can exit, as kube-controller-manager does). Cancelling
-/// `shutdown` stops the controllers and releases the Lease.
+/// Run the selected controllers only while this instance holds the Lease
+/// (`election`, by default `kube-system/kube-controller-manager`): wait to be
+/// elected, run, and return an error if leadership is lost (so the caller
+/// can exit, as kube-controller-manager does). Cancelling `shutdown` stops
+/// the controllers and releases the Lease.
 pub async fn run_elected(
     client: kube::Client,
     selection: &Selection,
@@ -234,34 +201,13 @@ pub async fn run_elected(
     election: LeaderElection,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), ElectedError> {
-    use rk_runtime::leader::{LeaderElector, LeaseLock};
-    let lock = LeaseLock::new(client.clone(), &election.namespace, &election.name);
-    let elector = std::sync::Arc::new(LeaderElector::new(
-        election.identity.clone(),
-        std::sync::Arc::new(lock),
-        election.config.clone(),
-    )?);
-    let mut leading = elector.leading();
-    let e = elector.clone();
-    let token = shutdown.clone();
-    let mut election_task = tokio::spawn(async move { e.run(token).await });
-    // Wait to lead (or to be told to stop).
-    tokio::select! {
-        ok = async { leading.wait_for(|l| *l).await.is_ok() } => { if !ok { return Ok(()); } }
-        _ = shutdown.cancelled() => { let _ = election_task.await; return Ok(()); }
-        r = &mut election_task => {
-            return match r { Ok(Ok(())) => Ok(()), Ok(Err(e)) => Err(e.into()), Err(e) => Err(ManagerError::Task(e).into()) };
-        }
-    }
-    tracing::info!(identity = %election.identity, "leading: starting controllers");
-    tokio::select! {
-        r = run(client, selection, options) => r.map_err(ElectedError::from),
-        r = &mut election_task => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(ManagerError::Task(e).into()),
-        },
-    }
+    crate::election::while_leading(
+        client.clone(),
+        election,
+        shutdown,
+        run(client, selection, options),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 pub mod controller_manager;
 pub mod controllers;
 pub mod discovery;
+pub mod election;
 pub mod events;
 pub mod kubelet;
 pub mod metrics;

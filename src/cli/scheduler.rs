@@ -48,36 +48,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    // Leader election as kube-scheduler does it: wait for the Lease, schedule
-    // while holding it, exit if it is lost.
-    use rk_runtime::leader::{LeaderElectionConfig, LeaderElector, LeaseLock};
-    let identity = args.leader_elect_identity.unwrap_or_else(default_identity);
-    let lock = LeaseLock::new(client.clone(), "kube-system", "kube-scheduler");
-    let elector = std::sync::Arc::new(LeaderElector::new(
-        identity,
-        std::sync::Arc::new(lock),
-        LeaderElectionConfig::default(),
-    )?);
+    // Leader election as kube-scheduler does it: schedule while holding
+    // kube-system/kube-scheduler, exit if it is lost.
+    let election = rk_controllers::election::LeaderElection::for_lease(
+        args.leader_elect_identity.unwrap_or_else(default_identity),
+        "kube-scheduler",
+    );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let token = shutdown.clone();
-    let e = elector.clone();
-    let mut election = tokio::spawn(async move { e.run(token).await });
-    let mut leading = elector.leading();
-    tokio::select! {
-        ok = async { leading.wait_for(|l| *l).await.is_ok() } => {
-            if !ok { return Ok(()); }
-        }
-        _ = shutdown_signal() => { shutdown.cancel(); let _ = election.await; return Ok(()); }
-        r = &mut election => { r?.context("leader election")?; return Ok(()); }
-    }
-    tokio::select! {
-        r = scheduler::run(client, options) => r.context("scheduler")?,
-        r = &mut election => r?.context("leader election lost")?,
-        _ = shutdown_signal() => {
-            eprintln!("rk: scheduler shutting down");
-            shutdown.cancel();
-            let _ = election.await;
-        }
-    }
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("rk: scheduler shutting down");
+        token.cancel();
+    });
+    rk_controllers::election::while_leading(
+        client.clone(),
+        election,
+        shutdown,
+        scheduler::run(client, options),
+    )
+    .await
+    .context("scheduler")?;
     Ok(())
 }
