@@ -113,7 +113,11 @@ fn get(dir: &Path, what: &[&str], jsonpath: &str) -> String {
     args.extend_from_slice(what);
     let path = format!("jsonpath={jsonpath}");
     args.extend_from_slice(&["-o", &path]);
-    kubectl(dir, &args).1.trim().to_owned()
+    let (_, out, err) = kubectl(dir, &args);
+    if !err.trim().is_empty() {
+        eprintln!("kubectl {args:?}: {err}");
+    }
+    out.trim().to_owned()
 }
 
 fn pods(dir: &Path) -> usize {
@@ -214,17 +218,17 @@ fn web_app_operator_runs_a_web_app_on_rk_up_scales_it_and_cleans_up() {
                 ) == "WebApp"
         },
     );
-    assert_eq!(
-        get(dir, &["service", "hello"], "{.spec.ports[0].nodePort}"),
-        NODE_PORT.to_string()
-    );
-    assert_eq!(
-        get(
-            dir,
-            &["deployment", "hello"],
-            "{.spec.template.spec.containers[0].ports[0].containerPort}"
-        ),
-        APP_PORT.to_string()
+    eventually(
+        "the Service's NodePort and the container port",
+        Duration::from_secs(30),
+        || {
+            get(dir, &["service", "hello"], "{.spec.ports[0].nodePort}") == NODE_PORT.to_string()
+                && get(
+                    dir,
+                    &["deployment", "hello"],
+                    "{.spec.template.spec.containers[0].ports[0].containerPort}",
+                ) == APP_PORT.to_string()
+        },
     );
 
     // The app answers through the Service, and the WebApp reports Ready.
