@@ -20,6 +20,7 @@ pub mod election;
 pub mod events;
 pub mod kubelet;
 pub mod metrics;
+pub mod owners;
 pub mod proxy;
 pub mod queue;
 pub mod scheduler;

@@ -201,25 +201,12 @@ impl Controller {
     /// DaemonSets to sync for a pod event: its controller, or for an orphan
     /// those in its namespace whose selector matches it.
     fn sets_for_pod(&self, pod: &Pod) -> Vec<String> {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        if let Some(r) = controller_of(&pod.metadata) {
-            return if r.kind == "DaemonSet" {
-                vec![key_of(&ns, &r.name)]
-            } else {
-                Vec::new()
-            };
-        }
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
-        self.sets
-            .state()
-            .iter()
-            .filter(|d| d.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|d| {
-                Selector::try_from(&d.spec.selector)
-                    .is_ok_and(|s| !s.is_empty() && s.matches(&labels))
-            })
-            .map(|d| key_of(&ns, &name_of(&d.metadata)))
-            .collect()
+        let sets = self.sets.state();
+        crate::owners::owner_keys(
+            &pod.metadata,
+            "DaemonSet",
+            sets.iter().map(|d| (&d.metadata, &d.spec.selector)),
+        )
     }
 
     /// True (and the remaining delay) while replacing failed pods on this

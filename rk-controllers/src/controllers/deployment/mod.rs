@@ -127,25 +127,12 @@ impl Controller {
     /// Deployments that should look at a ReplicaSet: its controller, or (for
     /// orphans) those in its namespace whose selector matches.
     fn deployments_for_set(&self, rs: &ReplicaSet) -> Vec<String> {
-        let ns = rs.metadata.namespace.clone().unwrap_or_default();
-        if let Some(r) = controller_ref(&rs.metadata) {
-            return if r.kind == "Deployment" {
-                vec![key_of(&ns, &r.name)]
-            } else {
-                Vec::new()
-            };
-        }
-        let labels = rs.metadata.labels.clone().unwrap_or_default();
-        self.deployments
-            .state()
-            .iter()
-            .filter(|d| d.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|d| {
-                rk_core::labels::Selector::try_from(&d.spec.selector)
-                    .is_ok_and(|sel| !sel.is_empty() && sel.matches(&labels))
-            })
-            .filter_map(|d| d.metadata.name.clone().map(|n| key_of(&ns, &n)))
-            .collect()
+        let deployments = self.deployments.state();
+        crate::owners::owner_keys(
+            &rs.metadata,
+            "Deployment",
+            deployments.iter().map(|d| (&d.metadata, &d.spec.selector)),
+        )
     }
 
     /// The ReplicaSets this Deployment controls, adopting matching orphans

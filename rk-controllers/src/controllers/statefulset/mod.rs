@@ -27,7 +27,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use rk_core::labels::Selector;
-use rk_core::object::{controller_of, controller_ref_for};
+use rk_core::object::controller_ref_for;
 use serde_json::json;
 
 use crate::controllers::daemonset::claim_pods;
@@ -102,25 +102,12 @@ impl Controller {
     /// Sets to sync for a pod event: its controller, or for an orphan the
     /// sets in its namespace whose selector matches it.
     fn sets_for_pod(&self, pod: &Pod) -> Vec<String> {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        if let Some(r) = controller_of(&pod.metadata) {
-            return if r.kind == "StatefulSet" {
-                vec![key_of(&ns, &r.name)]
-            } else {
-                Vec::new()
-            };
-        }
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
-        self.sets
-            .state()
-            .iter()
-            .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|s| {
-                Selector::try_from(&s.spec.selector)
-                    .is_ok_and(|sel| !sel.is_empty() && sel.matches(&labels))
-            })
-            .map(|s| key_of(&ns, &name_of(&s.metadata)))
-            .collect()
+        let sets = self.sets.state();
+        crate::owners::owner_keys(
+            &pod.metadata,
+            "StatefulSet",
+            sets.iter().map(|s| (&s.metadata, &s.spec.selector)),
+        )
     }
 
     async fn sync(&self, key: &str) -> Result<Requeue, SyncError> {
