@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::discovery::{self, Served};
@@ -216,7 +216,9 @@ pub async fn run(client: kube::Client) {
     let watch_queue = queue.clone();
     let api: Api<Namespace> = Api::all(client.clone());
     let watch = tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(ev) = stream.next().await {
             let Ok(ev) = ev else { continue };
             if let watcher::Event::Apply(n) | watcher::Event::InitApply(n) = ev

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use rk_core::quantity::{Format, ParsedQuantity};
 use rk_core::quota::{self, Usage};
 use serde_json::json;
@@ -116,18 +116,22 @@ pub async fn sync_namespace(
 pub async fn run(client: kube::Client) {
     let quotas: Api<ResourceQuota> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let q_events = watcher(quotas, watcher::Config::default()).filter_map(|e| async move {
-        match e {
-            Ok(watcher::Event::Apply(q) | watcher::Event::InitApply(q)) => q.metadata.namespace,
-            _ => None,
-        }
-    });
-    let p_events = watcher(pods, watcher::Config::default()).filter_map(|e| async move {
-        match e {
-            Ok(watcher::Event::Apply(p) | watcher::Event::Delete(p)) => p.metadata.namespace,
-            _ => None,
-        }
-    });
+    let q_events = watcher(quotas, watcher::Config::default())
+        .default_backoff()
+        .filter_map(|e| async move {
+            match e {
+                Ok(watcher::Event::Apply(q) | watcher::Event::InitApply(q)) => q.metadata.namespace,
+                _ => None,
+            }
+        });
+    let p_events = watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .filter_map(|e| async move {
+            match e {
+                Ok(watcher::Event::Apply(p) | watcher::Event::Delete(p)) => p.metadata.namespace,
+                _ => None,
+            }
+        });
     let mut events = futures::stream::select(q_events.boxed(), p_events.boxed());
     let mut served: Vec<Served> = Vec::new();
     let mut last_discovery = tokio::time::Instant::now() - RESYNC;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 /// The account every namespace gets.
@@ -37,18 +37,21 @@ fn active(ns: &Namespace) -> bool {
 pub async fn run(client: kube::Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let accounts: Api<ServiceAccount> = Api::all(client.clone());
-    let ns_events = watcher(namespaces, watcher::Config::default()).filter_map(|e| async move {
-        match e {
-            Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) if active(&n) => {
-                n.metadata.name
+    let ns_events = watcher(namespaces, watcher::Config::default())
+        .default_backoff()
+        .filter_map(|e| async move {
+            match e {
+                Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) if active(&n) => {
+                    n.metadata.name
+                }
+                _ => None,
             }
-            _ => None,
-        }
-    });
+        });
     let sa_events = watcher(
         accounts,
         watcher::Config::default().fields("metadata.name=default"),
     )
+    .default_backoff()
     .filter_map(|e| async move {
         match e {
             Ok(watcher::Event::Delete(sa)) => sa.metadata.namespace,

@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::{Mutex, Notify};
 
@@ -62,7 +62,11 @@ async fn watch_resource(
     dirty: Arc<Notify>,
 ) {
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &s.resource);
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    // Back off on errors: a watch that fails at once (a kind going away, a
+    // server restarting) must not spin and starve the runtime.
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     let mut fresh: Vec<Node> = Vec::new();
     while let Some(ev) = stream.next().await {
         let Ok(ev) = ev else { continue };
