@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::Api;
 use kube::api::{DeleteParams, LogParams, PostParams};
 use rk_apiserver::test_server::TestServer;
+use rk_controllers::kubelet::eviction::EvictionThresholds;
 use rk_controllers::kubelet::{self, Config, Kubelet, NodeConfig};
 use serde_json::json;
 
@@ -28,6 +29,10 @@ fn config(node: &str, dir: &std::path::Path) -> Config {
     c.port = 0;
     c.lease_renew_interval = Duration::from_secs(1);
     c.backoff_initial = Duration::from_secs(1);
+    // No pressure whatever the host's disk and memory (CI machines run with
+    // full disks); `pressure_conditions_follow_the_eviction_thresholds`
+    // checks the thresholds themselves.
+    c.eviction_hard = EvictionThresholds::none();
     c
 }
 
@@ -167,6 +172,36 @@ async fn kubelet_registers_a_ready_node_and_renews_its_lease() -> Result<(), Err
         nodes.get_opt("node-a").await.ok().flatten()
     })
     .await?;
+    kubelet.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pressure_conditions_follow_the_eviction_thresholds() -> Result<(), Error> {
+    let server = TestServer::start().await?;
+    let dir = tempfile::tempdir()?;
+    let mut c = config("node-p", dir.path());
+    // Less than all of a filesystem is always free: disk pressure.
+    c.eviction_hard = "nodefs.available<100%,memory.available<0".parse()?;
+    let kubelet = kubelet::start(server.client(), c).await?;
+    let nodes: Api<Node> = Api::all(server.client());
+    let conditions = wait_for("the node's conditions", Duration::from_secs(10), || async {
+        nodes
+            .get_opt("node-p")
+            .await
+            .ok()
+            .flatten()?
+            .status?
+            .conditions
+    })
+    .await?;
+    let find = |t: &str| conditions.iter().find(|c| c.type_ == t).cloned();
+    let disk = find("DiskPressure").ok_or("no DiskPressure condition")?;
+    assert_eq!(disk.status, "True");
+    assert_eq!(disk.reason.as_deref(), Some("KubeletHasDiskPressure"));
+    let memory = find("MemoryPressure").ok_or("no MemoryPressure condition")?;
+    assert_eq!(memory.status, "False");
+    assert_eq!(memory.reason.as_deref(), Some("KubeletHasSufficientMemory"));
     kubelet.shutdown().await;
     Ok(())
 }

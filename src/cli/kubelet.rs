@@ -56,6 +56,13 @@ pub struct Args {
     /// How long a sim container takes to start, e.g. `500ms`.
     #[arg(long, default_value = "0s")]
     pub sim_start_delay: String,
+    /// When the node reports pressure, as upstream's `--eviction-hard`:
+    /// `memory.available<100Mi,nodefs.available<10%,...` (empty: never).
+    #[arg(
+        long,
+        default_value = "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,pid.available<5%"
+    )]
+    pub eviction_hard: kubelet::eviction::EvictionThresholds,
 }
 
 fn host_name() -> String {
@@ -103,6 +110,7 @@ pub fn config(args: &Args) -> anyhow::Result<Config> {
     };
     config.port = args.port;
     config.address = args.address;
+    config.eviction_hard = args.eviction_hard.clone();
     Ok(config)
 }
 

@@ -19,11 +19,12 @@
 //! status, pod addresses), [`lease`] (heartbeats), [`admission`], the pod
 //! worker and container supervisor (restart policy, CrashLoopBackOff,
 //! [`probes`], hooks, graceful termination), [`status`] (pod status),
-//! [`env`](mod@env), [`volumes`], [`logs`], the HTTP server, and the [`runtime`]s.
+//! [`env`](mod@env), [`eviction`] thresholds, [`volumes`], [`logs`], the HTTP server, and the [`runtime`]s.
 
 pub mod admission;
 mod container;
 pub mod env;
+pub mod eviction;
 pub mod lease;
 pub mod logs;
 pub mod node_status;
@@ -117,6 +118,9 @@ pub struct Config {
     /// private mount namespace (needs root; on by default when running as
     /// root with `unshare` installed).
     pub mount_namespaces: bool,
+    /// When the node reports memory, disk and PID pressure (upstream's
+    /// `--eviction-hard` defaults).
+    pub eviction_hard: eviction::EvictionThresholds,
 }
 
 impl Config {
@@ -134,6 +138,7 @@ impl Config {
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             mount_namespaces: runtime::process::ProcessRuntime::can_use_mount_namespaces(),
+            eviction_hard: eviction::EvictionThresholds::default(),
         }
     }
 
@@ -371,7 +376,9 @@ pub async fn start(client: kube::Client, config: Config) -> Result<Kubelet, Kube
         .map(|n| {
             let ctx = NodeCtx::new(n.clone(), config.address);
             Arc::new(match config.runtime {
-                RuntimeKind::Process => ctx.with_pressure_checks(config.data_dir.clone()),
+                RuntimeKind::Process => {
+                    ctx.with_pressure_checks(config.data_dir.clone(), config.eviction_hard.clone())
+                }
                 RuntimeKind::Sim { .. } => ctx,
             })
         })

@@ -16,6 +16,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 
 use super::KubeletError;
+use super::eviction::{EvictionThresholds, Pressures};
 
 /// The kubelet version nodes report.
 pub const KUBELET_VERSION: &str = "v1.37.0-rk";
@@ -110,7 +111,7 @@ pub struct NodeCtx {
     pub config: NodeConfig,
     node: Mutex<Option<Node>>,
     ips: Mutex<HashMap<String, Ipv4Addr>>,
-    pressure_dir: Option<std::path::PathBuf>,
+    pressure: Option<(std::path::PathBuf, EvictionThresholds)>,
 }
 
 impl NodeCtx {
@@ -122,14 +123,19 @@ impl NodeCtx {
             config,
             node: Mutex::new(None),
             ips: Mutex::new(HashMap::new()),
-            pressure_dir: None,
+            pressure: None,
         }
     }
 
-    /// Report the host's memory, disk (of `dir`) and PID pressure in the
-    /// node's conditions (real nodes; sim nodes never feel pressure).
-    pub fn with_pressure_checks(mut self, dir: std::path::PathBuf) -> Self {
-        self.pressure_dir = Some(dir);
+    /// Report the host's memory, disk (of `dir`) and PID pressure against
+    /// `thresholds` in the node's conditions (real nodes; sim nodes never
+    /// feel pressure).
+    pub fn with_pressure_checks(
+        mut self,
+        dir: std::path::PathBuf,
+        thresholds: EvictionThresholds,
+    ) -> Self {
+        self.pressure = Some((dir, thresholds));
         self
     }
 
@@ -211,54 +217,6 @@ fn os_image() -> String {
         .unwrap_or_else(|| "Linux".to_owned())
 }
 
-/// Less than 100Mi available (upstream's default `memory.available` eviction
-/// threshold).
-fn memory_pressure() -> bool {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .is_some_and(|kib| kib < 100 * 1024)
-}
-
-/// Less than 10% of the data directory's filesystem free (upstream's default
-/// `nodefs.available`).
-fn disk_pressure(dir: &std::path::Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statvfs writes into the zeroed struct we own; the path is a
-    // valid NUL-terminated string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
-        return false;
-    }
-    (st.f_bavail as f64) < 0.10 * st.f_blocks as f64
-}
-
-/// Fewer than 5% of process IDs left.
-fn pid_pressure() -> bool {
-    let max: u64 = read_trim("/proc/sys/kernel/pid_max").parse().unwrap_or(0);
-    let running = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .bytes()
-                        .all(|b| b.is_ascii_digit())
-                })
-                .count() as u64
-        })
-        .unwrap_or(0);
-    max > 0 && running * 20 > max * 19
-}
-
 fn node_condition(
     type_: &str,
     status: &str,
@@ -285,9 +243,9 @@ pub fn build_status(
     previous: Option<&NodeStatus>,
 ) -> NodeStatus {
     let now = Time(jiff::Timestamp::now());
-    let (memory, disk, pids) = match &ctx.pressure_dir {
-        Some(dir) => (memory_pressure(), disk_pressure(dir), pid_pressure()),
-        None => (false, false, false),
+    let Pressures { memory, disk, pids } = match &ctx.pressure {
+        Some((dir, thresholds)) => thresholds.pressures(dir),
+        None => Pressures::default(),
     };
     let pressure = |type_: &str, on: bool, ok: (&str, &str), bad: (&str, &str)| {
         let (reason, message) = if on { bad } else { ok };
