@@ -284,6 +284,13 @@ impl Controller {
             Err(e) => return Err(e.into()),
         };
         let hash = history::revision_hash(&history.current);
+        // Expectations are read before the pod cache: once they are met,
+        // every pod this controller created or deleted is in the snapshot
+        // below. (Read after it, a pod event landing in between would meet
+        // them while the snapshot still lacked the pod: a second pod on
+        // its node.)
+        let del_key = deletions_key(key);
+        let settled = self.expectations.satisfied(key) && self.expectations.satisfied(&del_key);
         let pods = claim_pods(
             &self.client,
             &self.pods.state(),
@@ -306,8 +313,7 @@ impl Controller {
             .collect();
 
         let mut requeue: Option<Duration> = None;
-        let del_key = deletions_key(key);
-        if self.expectations.satisfied(key) && self.expectations.satisfied(&del_key) {
+        if settled {
             let (delete, create_on, backoff) = self.manage(&ds, &placements, &by_node, &hash);
             requeue = backoff;
             if !delete.is_empty() || !create_on.is_empty() {

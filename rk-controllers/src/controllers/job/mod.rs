@@ -379,6 +379,9 @@ impl Controller {
             // Another controller owns this Job's pods and status.
             return Ok(None);
         }
+        // Read before the pod cache, so met expectations mean the snapshot
+        // holds every pod created or deleted (see the DaemonSet controller).
+        let settled = self.expectations.satisfied(key);
         let pods = self.claim_pods(&job, &spec).await?;
         self.prune_finalized(key, &pods);
         if status::is_finished(&job) {
@@ -505,7 +508,7 @@ impl Controller {
                 now,
             );
             if !active.is_empty() {
-                self.delete_pods(key, &job, &active).await;
+                self.delete_pods(key, &job, &active, settled).await;
             }
             let idle = running.is_empty() && held_ok.is_empty() && held_failed.is_empty();
             if idle {
@@ -528,7 +531,7 @@ impl Controller {
             }
         } else if suspended {
             if !active.is_empty() {
-                self.delete_pods(key, &job, &active).await;
+                self.delete_pods(key, &job, &active, settled).await;
             }
             if status::set_condition(
                 &mut conditions,
@@ -569,6 +572,7 @@ impl Controller {
                     &completed,
                     &failed_indexes,
                     now,
+                    settled,
                 )
                 .await?;
             requeue = min_requeue(requeue, wait);
@@ -719,9 +723,10 @@ impl Controller {
         }
     }
 
-    /// Delete `victims` (recording expectations and events).
-    async fn delete_pods(&self, key: &str, job: &Job, victims: &[&Pod]) {
-        if !self.expectations.satisfied(key) {
+    /// Delete `victims` (recording expectations and events), if the
+    /// expectations were met when the sync read its pods (`settled`).
+    async fn delete_pods(&self, key: &str, job: &Job, victims: &[&Pod], settled: bool) {
+        if !settled || !self.expectations.satisfied(key) {
             return;
         }
         let victims: Vec<&&Pod> = victims.iter().take(BURST).collect();
@@ -772,8 +777,9 @@ impl Controller {
         completed: &BTreeSet<i32>,
         failed_indexes: &BTreeSet<i32>,
         now: Timestamp,
+        settled: bool,
     ) -> Result<Option<Duration>, SyncError> {
-        if !self.expectations.satisfied(key) {
+        if !settled || !self.expectations.satisfied(key) {
             return Ok(None);
         }
         let parallelism = spec.parallelism.unwrap_or(1).max(0);
@@ -798,7 +804,7 @@ impl Controller {
                     )
                 });
                 victims.truncate((have - want) as usize);
-                self.delete_pods(key, job, &victims).await;
+                self.delete_pods(key, job, &victims, settled).await;
                 return Ok(None);
             }
             let missing = (want - have - held).max(0) as usize;
@@ -853,7 +859,7 @@ impl Controller {
             }
         }
         if !victims.is_empty() {
-            self.delete_pods(key, job, &victims).await;
+            self.delete_pods(key, job, &victims, settled).await;
             return Ok(None);
         }
         let mut busy: BTreeSet<i32> = running.iter().copied().collect();

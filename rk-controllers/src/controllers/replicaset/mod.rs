@@ -126,6 +126,9 @@ impl<K: ReplicaWorkload> Controller<K> {
         let uid = rs.meta().uid.clone().unwrap_or_default();
         let selector = rs.selector().map_err(SyncError::Selector)?;
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        // Read before the pod cache, so met expectations mean the snapshot
+        // holds every pod created or deleted (see the DaemonSet controller).
+        let settled = self.expectations.satisfied(key);
         let all: Vec<Arc<Pod>> = self
             .pods
             .state()
@@ -180,7 +183,7 @@ impl<K: ReplicaWorkload> Controller<K> {
         let active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
         let want = rs.replicas() as usize;
         let mut failure: Option<String> = None;
-        if self.expectations.satisfied(key) && rs.meta().deletion_timestamp.is_none() {
+        if settled && rs.meta().deletion_timestamp.is_none() {
             if active.len() < want {
                 let missing = (want - active.len()).min(BURST_REPLICAS);
                 self.expectations.expect_creations(key, missing);
