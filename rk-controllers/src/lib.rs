@@ -24,3 +24,4 @@ pub mod owners;
 pub mod proxy;
 pub mod queue;
 pub mod scheduler;
+pub mod watch;

@@ -216,7 +216,7 @@ pub async fn run(client: kube::Client) {
     let watch_queue = queue.clone();
     let api: Api<Namespace> = Api::all(client.clone());
     let watch = tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default())
+        let mut stream = crate::watch::lean_watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
         while let Some(ev) = stream.next().await {

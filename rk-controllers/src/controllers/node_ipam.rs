@@ -109,7 +109,7 @@ pub async fn run(client: kube::Client, cidr: ClusterCidr) {
     let mut used: BTreeSet<u64> = BTreeSet::new();
     let mut pending: Vec<String> = Vec::new();
     let mut initial: Vec<Node> = Vec::new();
-    let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+    let mut events = crate::watch::lean_watcher(api.clone(), watcher::Config::default()).boxed();
     while let Some(ev) = events.next().await {
         let ev = match ev {
             Ok(ev) => ev,

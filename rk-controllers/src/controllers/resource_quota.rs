@@ -116,7 +116,7 @@ pub async fn sync_namespace(
 pub async fn run(client: kube::Client) {
     let quotas: Api<ResourceQuota> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let q_events = watcher(quotas, watcher::Config::default())
+    let q_events = crate::watch::lean_watcher(quotas, watcher::Config::default())
         .default_backoff()
         .filter_map(|e| async move {
             match e {
@@ -124,7 +124,7 @@ pub async fn run(client: kube::Client) {
                 _ => None,
             }
         });
-    let p_events = watcher(pods, watcher::Config::default())
+    let p_events = crate::watch::lean_watcher(pods, watcher::Config::default())
         .default_backoff()
         .filter_map(|e| async move {
             match e {

@@ -37,7 +37,7 @@ fn active(ns: &Namespace) -> bool {
 pub async fn run(client: kube::Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let accounts: Api<ServiceAccount> = Api::all(client.clone());
-    let ns_events = watcher(namespaces, watcher::Config::default())
+    let ns_events = crate::watch::lean_watcher(namespaces, watcher::Config::default())
         .default_backoff()
         .filter_map(|e| async move {
             match e {
@@ -47,7 +47,7 @@ pub async fn run(client: kube::Client) {
                 _ => None,
             }
         });
-    let sa_events = watcher(
+    let sa_events = crate::watch::lean_watcher(
         accounts,
         watcher::Config::default().fields("metadata.name=default"),
     )

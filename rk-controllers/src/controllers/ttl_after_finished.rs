@@ -97,7 +97,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let queue = WorkQueue::new();
     let ctrl = Arc::new(Controller::new(client.clone()));
     let q = queue.clone();
-    let events = watcher(Api::<Job>::all(client), watcher::Config::default())
+    let events = crate::watch::lean_watcher(Api::<Job>::all(client), watcher::Config::default())
         .default_backoff()
         .for_each(move |ev| {
             if let Ok(watcher::Event::Apply(j) | watcher::Event::InitApply(j)) = ev

@@ -226,7 +226,7 @@ pub async fn run(shared: Arc<Shared>, nodes: Vec<Arc<NodeCtx>>) {
         workers: HashMap::new(),
         rejected: HashSet::new(),
     };
-    let mut events = watcher(api, watcher::Config::default().fields(&selector))
+    let mut events = crate::watch::lean_watcher(api, watcher::Config::default().fields(&selector))
         .default_backoff()
         .boxed();
     let mut seen: Option<HashSet<String>> = None;

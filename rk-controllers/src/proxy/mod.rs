@@ -414,13 +414,13 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 }
 
 async fn run_sync(shared: Arc<Shared>, client: kube::Client) {
-    let services = watcher(
+    let services = crate::watch::lean_watcher(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .filter_map(|e| async move { e.ok().map(|e| Change::Service(Box::new(e))) });
-    let slices = watcher(
+    let slices = crate::watch::lean_watcher(
         Api::<EndpointSlice>::all(client),
         watcher::Config::default().labels(SERVICE_NAME_LABEL),
     )

@@ -479,7 +479,7 @@ impl Scheduler {
     /// Watches pods and feeds the cache and the queue.
     pub(crate) async fn watch_pods(self: Arc<Self>) {
         let api: Api<Pod> = Api::all(self.client.clone());
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let stream = crate::watch::lean_watcher(api, watcher::Config::default()).default_backoff();
         futures::pin_mut!(stream);
         let mut relist: Option<HashSet<String>> = None;
         let mut known: HashSet<String> = HashSet::new();
@@ -522,7 +522,7 @@ impl Scheduler {
     /// Watches nodes and feeds the cache.
     pub(crate) async fn watch_nodes(self: Arc<Self>) {
         let api: Api<Node> = Api::all(self.client.clone());
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let stream = crate::watch::lean_watcher(api, watcher::Config::default()).default_backoff();
         futures::pin_mut!(stream);
         let mut relist: Option<HashSet<String>> = None;
         let mut known: HashMap<String, Node> = HashMap::new();
@@ -567,7 +567,7 @@ impl Scheduler {
     pub(crate) async fn watch_pdbs(self: Arc<Self>) {
         use k8s_openapi::api::policy::v1::PodDisruptionBudget;
         let api: Api<PodDisruptionBudget> = Api::all(self.client.clone());
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let stream = crate::watch::lean_watcher(api, watcher::Config::default()).default_backoff();
         futures::pin_mut!(stream);
         let mut fresh: Option<HashMap<String, Arc<PodDisruptionBudget>>> = None;
         while let Some(event) = stream.next().await {

@@ -532,7 +532,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let queue = WorkQueue::new();
     let ctrl = Arc::new(Controller::new(client.clone()));
     let q = queue.clone();
-    let cronjob_events = watcher(
+    let cronjob_events = crate::watch::lean_watcher(
         Api::<CronJob>::all(client.clone()),
         watcher::Config::default(),
     )
@@ -546,7 +546,7 @@ pub async fn run(client: kube::Client, workers: usize) {
         futures::future::ready(())
     });
     let q = queue.clone();
-    let job_events = watcher(Api::<Job>::all(client), watcher::Config::default())
+    let job_events = crate::watch::lean_watcher(Api::<Job>::all(client), watcher::Config::default())
         .default_backoff()
         .for_each(move |ev| {
             if let Ok(

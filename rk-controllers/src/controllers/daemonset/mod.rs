@@ -649,7 +649,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let q = queue.clone();
     let ds_events = reflector::reflector(
         ds_writer,
-        watcher(
+        crate::watch::lean_watcher(
             Api::<DaemonSet>::all(client.clone()),
             watcher::Config::default(),
         ),
@@ -666,7 +666,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let c = ctrl.clone();
     let pod_events = reflector::reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |ev| {
@@ -692,7 +692,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let c = ctrl.clone();
     let node_events = reflector::reflector(
         node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |ev| {
@@ -718,7 +718,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let q = queue.clone();
     let rev_events = reflector::reflector(
         rev_writer,
-        watcher(
+        crate::watch::lean_watcher(
             Api::<ControllerRevision>::all(client.clone()),
             watcher::Config::default(),
         ),

@@ -727,7 +727,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let q = queue.clone();
     let d_events = reflector::reflector(
         d_writer,
-        watcher(
+        crate::watch::lean_watcher(
             Api::<Deployment>::all(client.clone()),
             watcher::Config::default(),
         ),
@@ -744,7 +744,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let (q, c) = (queue.clone(), ctrl.clone());
     let rs_events = reflector::reflector(
         rs_writer,
-        watcher(
+        crate::watch::lean_watcher(
             Api::<ReplicaSet>::all(client.clone()),
             watcher::Config::default(),
         ),
@@ -764,7 +764,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let (q, c) = (queue.clone(), ctrl.clone());
     let pod_events = reflector::reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |ev| {

@@ -100,7 +100,7 @@ pub fn watch(
     let q = queue.clone();
     let svc_events = reflector::reflector(
         svc_writer,
-        watcher(
+        crate::watch::lean_watcher(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
         ),
@@ -119,7 +119,7 @@ pub fn watch(
     let st = state.clone();
     let pod_events = reflector::reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |ev| {

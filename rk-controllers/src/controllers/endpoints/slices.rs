@@ -340,7 +340,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let q = queue.clone();
     let slice_events = reflector::reflector(
         slice_writer,
-        watcher(
+        crate::watch::lean_watcher(
             Api::<EndpointSlice>::all(client.clone()),
             watcher::Config::default().labels(&format!("{MANAGED_BY}={CONTROLLER_NAME}")),
         ),

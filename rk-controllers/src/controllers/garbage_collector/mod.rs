@@ -64,7 +64,7 @@ async fn watch_resource(
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &s.resource);
     // Back off on errors: a watch that fails at once (a kind going away, a
     // server restarting) must not spin and starve the runtime.
-    let mut stream = watcher(api, watcher::Config::default())
+    let mut stream = crate::watch::lean_watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     let mut fresh: Vec<Node> = Vec::new();

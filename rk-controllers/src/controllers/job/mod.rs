@@ -1018,7 +1018,7 @@ pub async fn run_with(client: kube::Client, workers: usize, config: Config) {
         config,
     });
     let q = queue.clone();
-    let job_events = watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
+    let job_events = crate::watch::lean_watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .for_each(move |ev| {
             if let Ok(
@@ -1033,7 +1033,7 @@ pub async fn run_with(client: kube::Client, workers: usize, config: Config) {
     let (q, c) = (queue.clone(), ctrl.clone());
     let pod_events = reflector::reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |ev| {

@@ -149,7 +149,7 @@ pub async fn run(client: kube::Client) {
     let n = changed.clone();
     let node_watch = reflector::reflector(
         node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |_| {
@@ -159,7 +159,7 @@ pub async fn run(client: kube::Client) {
     let p = changed.clone();
     let pod_watch = reflector::reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |ev| {

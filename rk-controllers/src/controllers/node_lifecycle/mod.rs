@@ -326,13 +326,13 @@ pub async fn run(client: kube::Client, options: Options) {
     let (leases, lease_writer) = reflector::store::<Lease>();
     let node_watch = reflector::reflector(
         node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(|_| futures::future::ready(()));
     let lease_watch = reflector::reflector(
         lease_writer,
-        watcher(
+        crate::watch::lean_watcher(
             Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
             watcher::Config::default(),
         ),

@@ -358,7 +358,7 @@ pub async fn run_for<K: ReplicaWorkload>(client: kube::Client, workers: usize) {
     let c = ctrl.clone();
     let pods = reflector::reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |ev| {
@@ -385,7 +385,7 @@ pub async fn run_for<K: ReplicaWorkload>(client: kube::Client, workers: usize) {
     let c = ctrl.clone();
     let sets = reflector::reflector(
         rs_writer,
-        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |ev| {

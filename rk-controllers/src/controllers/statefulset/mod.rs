@@ -533,7 +533,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let q = queue.clone();
     let set_events = reflector::reflector(
         set_writer,
-        watcher(
+        crate::watch::lean_watcher(
             Api::<StatefulSet>::all(client.clone()),
             watcher::Config::default(),
         ),
@@ -550,7 +550,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     let (q, c) = (queue.clone(), ctrl.clone());
     let pod_events = reflector::reflector(
         pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(move |ev| {
@@ -566,7 +566,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     });
     let claim_events = reflector::reflector(
         claim_writer,
-        watcher(
+        crate::watch::lean_watcher(
             Api::<PersistentVolumeClaim>::all(client.clone()),
             watcher::Config::default(),
         ),
@@ -575,7 +575,7 @@ pub async fn run(client: kube::Client, workers: usize) {
     .for_each(|_| futures::future::ready(()));
     let rev_events = reflector::reflector(
         rev_writer,
-        watcher(
+        crate::watch::lean_watcher(
             Api::<ControllerRevision>::all(client.clone()),
             watcher::Config::default(),
         ),
