@@ -26,9 +26,9 @@
 use std::fmt::Debug;
 
 use futures::Stream;
+use kube::Resource;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Resource;
 use serde::de::DeserializeOwned;
 
 /// Drop the parts of an object no rk component reads (managedFields).

@@ -515,7 +515,9 @@ async fn node_watch(shared: Arc<Shared>, nodes: Vec<Arc<NodeCtx>>, port: u16, la
         wc = wc.fields(&format!("metadata.name={}", only.name));
     }
     let version = shared.runtime.version();
-    let mut events = crate::watch::lean_watcher(api, wc).default_backoff().boxed();
+    let mut events = crate::watch::lean_watcher(api, wc)
+        .default_backoff()
+        .boxed();
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {

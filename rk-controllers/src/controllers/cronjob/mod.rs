@@ -546,20 +546,23 @@ pub async fn run(client: kube::Client, workers: usize) {
         futures::future::ready(())
     });
     let q = queue.clone();
-    let job_events = crate::watch::lean_watcher(Api::<Job>::all(client), watcher::Config::default())
-        .default_backoff()
-        .for_each(move |ev| {
-            if let Ok(
-                watcher::Event::Apply(j) | watcher::Event::InitApply(j) | watcher::Event::Delete(j),
-            ) = ev
-                && let Some(r) = rk_core::object::controller_of(&j.metadata)
-                && r.kind == "CronJob"
-                && let Some(ns) = &j.metadata.namespace
-            {
-                q.add(format!("{ns}/{}", r.name));
-            }
-            futures::future::ready(())
-        });
+    let job_events =
+        crate::watch::lean_watcher(Api::<Job>::all(client), watcher::Config::default())
+            .default_backoff()
+            .for_each(move |ev| {
+                if let Ok(
+                    watcher::Event::Apply(j)
+                    | watcher::Event::InitApply(j)
+                    | watcher::Event::Delete(j),
+                ) = ev
+                    && let Some(r) = rk_core::object::controller_of(&j.metadata)
+                    && r.kind == "CronJob"
+                    && let Some(ns) = &j.metadata.namespace
+                {
+                    q.add(format!("{ns}/{}", r.name));
+                }
+                futures::future::ready(())
+            });
     let work = queue::run_workers("cronjob", queue, workers, move |key| {
         let c = ctrl.clone();
         async move { c.sync(&key).await }

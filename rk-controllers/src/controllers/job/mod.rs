@@ -1018,18 +1018,21 @@ pub async fn run_with(client: kube::Client, workers: usize, config: Config) {
         config,
     });
     let q = queue.clone();
-    let job_events = crate::watch::lean_watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .for_each(move |ev| {
-            if let Ok(
-                watcher::Event::Apply(j) | watcher::Event::InitApply(j) | watcher::Event::Delete(j),
-            ) = ev
-                && let (Some(ns), Some(n)) = (&j.metadata.namespace, &j.metadata.name)
-            {
-                q.add(key_of(ns, n));
-            }
-            futures::future::ready(())
-        });
+    let job_events =
+        crate::watch::lean_watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .for_each(move |ev| {
+                if let Ok(
+                    watcher::Event::Apply(j)
+                    | watcher::Event::InitApply(j)
+                    | watcher::Event::Delete(j),
+                ) = ev
+                    && let (Some(ns), Some(n)) = (&j.metadata.namespace, &j.metadata.name)
+                {
+                    q.add(key_of(ns, n));
+                }
+                futures::future::ready(())
+            });
     let (q, c) = (queue.clone(), ctrl.clone());
     let pod_events = reflector::reflector(
         pod_writer,

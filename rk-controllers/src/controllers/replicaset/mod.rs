@@ -437,6 +437,11 @@ pub async fn run_for<K: ReplicaWorkload>(client: kube::Client, workers: usize) {
             let c = c.clone();
             let processing = processing.clone();
             tokio::spawn(async move {
+                // Nothing is synced before both caches hold a full list: a
+                // sync on a half-listed pod cache would miss pods it owns
+                // or could adopt, and create more.
+                let _ = c.pods.wait_until_ready().await;
+                let _ = c.sets.wait_until_ready().await;
                 let started = std::time::Instant::now();
                 let result = c.sync(&key).await;
                 let outcome = match &result {
