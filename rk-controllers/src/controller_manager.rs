@@ -101,14 +101,29 @@ pub async fn run(
 ) -> Result<(), ManagerError> {
     // A JoinSet: dropping the manager (leadership lost) stops every controller.
     let mut tasks = tokio::task::JoinSet::new();
+    // One watch and one cache of pods and of nodes for every controller.
+    let informers = crate::watch::Informers::new(&client);
     if selection.contains("daemonset") {
-        tasks.spawn(crate::controllers::daemonset::run(client.clone(), 2));
+        tasks.spawn(crate::controllers::daemonset::run_shared(
+            client.clone(),
+            2,
+            informers.clone(),
+        ));
     }
     if selection.contains("statefulset") {
-        tasks.spawn(crate::controllers::statefulset::run(client.clone(), 2));
+        tasks.spawn(crate::controllers::statefulset::run_shared(
+            client.clone(),
+            2,
+            informers.clone(),
+        ));
     }
     if selection.contains("job") {
-        tasks.spawn(crate::controllers::job::run(client.clone(), 5));
+        tasks.spawn(crate::controllers::job::run_shared(
+            client.clone(),
+            5,
+            crate::controllers::job::Config::default(),
+            informers.clone(),
+        ));
     }
     if selection.contains("cronjob") {
         tasks.spawn(crate::controllers::cronjob::run(client.clone(), 2));
@@ -120,18 +135,24 @@ pub async fn run(
         ));
     }
     if selection.contains("deployment") {
-        tasks.spawn(crate::controllers::deployment::run(client.clone(), 5));
-    }
-    if selection.contains("endpoint") {
-        tasks.spawn(crate::controllers::endpoints::legacy::run(
+        tasks.spawn(crate::controllers::deployment::run_shared(
             client.clone(),
             5,
+            informers.clone(),
+        ));
+    }
+    if selection.contains("endpoint") {
+        tasks.spawn(crate::controllers::endpoints::legacy::run_shared(
+            client.clone(),
+            5,
+            informers.clone(),
         ));
     }
     if selection.contains("endpointslice") {
-        tasks.spawn(crate::controllers::endpoints::slices::run(
+        tasks.spawn(crate::controllers::endpoints::slices::run_shared(
             client.clone(),
             5,
+            informers.clone(),
         ));
     }
     if selection.contains("garbage-collector") {
@@ -147,9 +168,10 @@ pub async fn run(
         ));
     }
     if selection.contains("nodelifecycle") {
-        tasks.spawn(crate::controllers::node_lifecycle::run(
+        tasks.spawn(crate::controllers::node_lifecycle::run_shared(
             client.clone(),
             options.node_lifecycle.clone(),
+            informers.clone(),
         ));
     }
     if selection.contains("podgc") {
@@ -159,18 +181,20 @@ pub async fn run(
         ));
     }
     if selection.contains("taint-eviction-controller") {
-        tasks.spawn(crate::controllers::node_lifecycle::eviction::run(
+        tasks.spawn(crate::controllers::node_lifecycle::eviction::run_shared(
             client.clone(),
+            informers.clone(),
         ));
     }
     if selection.contains("replicaset") {
-        tasks.spawn(crate::controllers::replicaset::run(client.clone(), 5));
+        tasks.spawn(crate::controllers::replicaset::run_shared::<
+            k8s_openapi::api::apps::v1::ReplicaSet,
+        >(client.clone(), 5, informers.clone()));
     }
     if selection.contains("replicationcontroller") {
-        tasks.spawn(crate::controllers::replicaset::run_replication_controllers(
-            client.clone(),
-            5,
-        ));
+        tasks.spawn(crate::controllers::replicaset::run_shared::<
+            k8s_openapi::api::core::v1::ReplicationController,
+        >(client.clone(), 5, informers.clone()));
     }
     if selection.contains("resourcequota") {
         tasks.spawn(crate::controllers::resource_quota::run(client.clone()));

@@ -7,6 +7,10 @@
 //! a dozen caches of every pod in `rk up`, dropping it as events arrive is
 //! most of their memory.
 //!
+//! [`SharedWatch`] goes further: one watch and one cache of a kind for every
+//! controller of a process (the controller manager's pods and nodes), each
+//! controller receiving the events as if it had its own watch.
+//!
 //! ```no_run
 //! # async fn demo(client: kube::Client) {
 //! use futures::StreamExt;
@@ -24,12 +28,17 @@
 //! ```
 
 use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Resource;
 use kube::api::Api;
+use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
 
 /// Drop the parts of an object no rk component reads (managedFields).
 pub fn trim<K: Resource>(obj: &mut K) {
@@ -46,4 +55,169 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     watcher(api, config).modify(trim::<K>)
+}
+
+type Item<K> = Result<watcher::Event<K>, watcher::Error>;
+
+/// The watch task's side of a [`SharedWatch`]: the cache's writer and the
+/// subscribers, behind one lock so a new subscriber's snapshot and the live
+/// events it receives afterwards never overlap or leave a gap.
+struct Hub<K: Resource + Clone + 'static>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    writer: Writer<K>,
+    /// Whether the cache holds a complete list (an `InitDone` was seen).
+    listed: bool,
+    subscribers: Vec<mpsc::UnboundedSender<Item<K>>>,
+    /// Subscribers waiting for the first complete list.
+    waiting: Vec<mpsc::UnboundedSender<Item<K>>>,
+}
+
+impl<K> Hub<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    /// Send the whole cache as a relist (`Init`, `InitApply`s, `InitDone`).
+    fn replay(store: &Store<K>, to: &mpsc::UnboundedSender<Item<K>>) -> bool {
+        let mut ok = to.send(Ok(watcher::Event::Init)).is_ok();
+        for obj in store.state() {
+            ok &= to
+                .send(Ok(watcher::Event::InitApply((*obj).clone())))
+                .is_ok();
+        }
+        ok && to.send(Ok(watcher::Event::InitDone)).is_ok()
+    }
+
+    fn dispatch(&mut self, store: &Store<K>, event: watcher::Event<K>) {
+        self.writer.apply_watcher_event(&event);
+        if matches!(event, watcher::Event::InitDone) && !self.listed {
+            self.listed = true;
+            for tx in std::mem::take(&mut self.waiting) {
+                if Self::replay(store, &tx) {
+                    self.subscribers.push(tx);
+                }
+            }
+            return;
+        }
+        self.subscribers
+            .retain(|tx| tx.send(Ok(event.clone())).is_ok());
+    }
+}
+
+/// One watch and one cache of a kind shared by many consumers.
+///
+/// [`store`](Self::store) is the cache; each [`subscribe`](Self::subscribe)
+/// is a stream of the watch's events, delivered after the cache has applied
+/// them, starting with a relist of the whole cache, exactly as a private
+/// `reflector(writer, watcher(..))` would. The watch starts with the first
+/// subscriber and stops when the `SharedWatch` and every subscription are
+/// gone.
+pub struct SharedWatch<K: Resource + Clone + 'static>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    api: Api<K>,
+    config: watcher::Config,
+    store: Store<K>,
+    hub: Arc<Mutex<Hub<K>>>,
+    task: OnceLock<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<K> SharedWatch<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Default + Send + Sync,
+{
+    /// A shared watch of `api` (not started until the first subscriber).
+    pub fn new(api: Api<K>, config: watcher::Config) -> Arc<Self> {
+        let (store, writer) = reflector::store::<K>();
+        Arc::new(Self {
+            api,
+            config,
+            store,
+            hub: Arc::new(Mutex::new(Hub {
+                writer,
+                listed: false,
+                subscribers: Vec::new(),
+                waiting: Vec::new(),
+            })),
+            task: OnceLock::new(),
+        })
+    }
+
+    /// The shared cache (ready once the first list is complete).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// The events, from a relist of the current cache on.
+    pub fn subscribe(self: &Arc<Self>) -> impl Stream<Item = Item<K>> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
+            if hub.listed {
+                if Hub::replay(&self.store, &tx) {
+                    hub.subscribers.push(tx);
+                }
+            } else {
+                hub.waiting.push(tx);
+            }
+        }
+        self.start();
+        let keep_alive = self.clone();
+        futures::stream::unfold((rx, keep_alive), |(mut rx, keep)| async move {
+            let item = rx.recv().await?;
+            Some((item, (rx, keep)))
+        })
+    }
+
+    fn start(&self) {
+        self.task.get_or_init(|| {
+            let hub = self.hub.clone();
+            let store = self.store.clone();
+            let events = lean_watcher(self.api.clone(), self.config.clone()).default_backoff();
+            AbortOnDrop(tokio::spawn(async move {
+                futures::pin_mut!(events);
+                while let Some(item) = events.next().await {
+                    match item {
+                        Ok(event) => hub
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .dispatch(&store, event),
+                        Err(e) => tracing::debug!(error = %e, "shared watch error; retrying"),
+                    }
+                }
+            }))
+        });
+    }
+}
+
+/// The shared watches of a controller manager: every pod and every node,
+/// watched once for all its controllers.
+#[derive(Clone)]
+pub struct Informers {
+    /// Every pod.
+    pub pods: Arc<SharedWatch<Pod>>,
+    /// Every node.
+    pub nodes: Arc<SharedWatch<Node>>,
+}
+
+impl Informers {
+    /// Shared watches over `client` (started by their first subscriber).
+    pub fn new(client: &kube::Client) -> Self {
+        Self {
+            pods: SharedWatch::new(Api::all(client.clone()), watcher::Config::default()),
+            nodes: SharedWatch::new(Api::all(client.clone()), watcher::Config::default()),
+        }
+    }
 }

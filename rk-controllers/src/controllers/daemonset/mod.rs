@@ -629,9 +629,15 @@ impl Controller {
 
 /// Run the DaemonSet controller with `workers` concurrent syncs.
 pub async fn run(client: kube::Client, workers: usize) {
+    let informers = crate::watch::Informers::new(&client);
+    run_shared(client, workers, informers).await
+}
+
+/// Run the DaemonSet controller on `informers`' shared pods and nodes.
+pub async fn run_shared(client: kube::Client, workers: usize, informers: crate::watch::Informers) {
     let (sets, ds_writer) = reflector::store::<DaemonSet>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (nodes, node_writer) = reflector::store::<Node>();
+    let pods = informers.pods.store();
+    let nodes = informers.nodes.store();
     let (revisions, rev_writer) = reflector::store::<ControllerRevision>();
     let queue = WorkQueue::new();
     let ctrl = Arc::new(Controller {
@@ -664,12 +670,7 @@ pub async fn run(client: kube::Client, workers: usize) {
         futures::future::ready(())
     });
     let c = ctrl.clone();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(move |ev| {
+    let pod_events = informers.pods.subscribe().for_each(move |ev| {
         let (pod, deleted) = match ev {
             Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),
             Ok(watcher::Event::Delete(p)) => (p, true),
@@ -690,12 +691,7 @@ pub async fn run(client: kube::Client, workers: usize) {
         futures::future::ready(())
     });
     let c = ctrl.clone();
-    let node_events = reflector::reflector(
-        node_writer,
-        crate::watch::lean_watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(move |ev| {
+    let node_events = informers.nodes.subscribe().for_each(move |ev| {
         let changed = {
             let mut prints = c.node_prints.lock().unwrap_or_else(|p| p.into_inner());
             match ev {

@@ -713,9 +713,15 @@ impl Controller {
 
 /// Run the Deployment controller with `workers` concurrent syncs.
 pub async fn run(client: kube::Client, workers: usize) {
+    let informers = crate::watch::Informers::new(&client);
+    run_shared(client, workers, informers).await
+}
+
+/// Run the Deployment controller on `informers`' shared pods.
+pub async fn run_shared(client: kube::Client, workers: usize, informers: crate::watch::Informers) {
     let (deployments, d_writer) = reflector::store::<Deployment>();
     let (sets, rs_writer) = reflector::store::<ReplicaSet>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
+    let pods = informers.pods.store();
     let queue = WorkQueue::new();
     let ctrl = Arc::new(Controller {
         client: client.clone(),
@@ -762,12 +768,7 @@ pub async fn run(client: kube::Client, workers: usize) {
         futures::future::ready(())
     });
     let (q, c) = (queue.clone(), ctrl.clone());
-    let pod_events = reflector::reflector(
-        pod_writer,
-        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(move |ev| {
+    let pod_events = informers.pods.subscribe().for_each(move |ev| {
         // Only Recreate waits on pods: a pod of an old set going away.
         if let Ok(watcher::Event::Delete(p)) = ev
             && let Some(r) = controller_ref(&p.metadata)

@@ -193,8 +193,14 @@ impl Controller {
 
 /// Run the Endpoints controller with `workers` concurrent syncs.
 pub async fn run(client: kube::Client, workers: usize) {
+    let informers = crate::watch::Informers::new(&client);
+    run_shared(client, workers, informers).await
+}
+
+/// Run the Endpoints controller on `informers`' shared pods.
+pub async fn run_shared(client: kube::Client, workers: usize, informers: crate::watch::Informers) {
     let queue = WorkQueue::new();
-    let (state, driver) = super::watch(client.clone(), queue.clone());
+    let (state, driver) = super::watch(client.clone(), queue.clone(), &informers);
     let ctrl = Arc::new(Controller { client, state });
     let work = queue::run_workers("endpoints", queue, workers, move |key| {
         let ctrl = ctrl.clone();

@@ -89,9 +89,10 @@ impl ServicePods {
 pub fn watch(
     client: kube::Client,
     queue: WorkQueue,
+    informers: &crate::watch::Informers,
 ) -> (ServicePods, impl std::future::Future<Output = ()> + Send) {
     let (services, svc_writer) = reflector::store::<Service>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
+    let pods = informers.pods.store();
     let state = ServicePods {
         services,
         pods,
@@ -117,12 +118,7 @@ pub fn watch(
         futures::future::ready(())
     });
     let st = state.clone();
-    let pod_events = reflector::reflector(
-        pod_writer,
-        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(move |ev| {
+    let pod_events = informers.pods.subscribe().for_each(move |ev| {
         if let Ok(
             watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p),
         ) = ev

@@ -334,8 +334,14 @@ fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
 
 /// Run the EndpointSlice controller with `workers` concurrent syncs.
 pub async fn run(client: kube::Client, workers: usize) {
+    let informers = crate::watch::Informers::new(&client);
+    run_shared(client, workers, informers).await
+}
+
+/// Run the EndpointSlice controller on `informers`' shared pods.
+pub async fn run_shared(client: kube::Client, workers: usize, informers: crate::watch::Informers) {
     let queue = WorkQueue::new();
-    let (state, services_and_pods) = super::watch(client.clone(), queue.clone());
+    let (state, services_and_pods) = super::watch(client.clone(), queue.clone(), &informers);
     let (slices, slice_writer) = reflector::store::<EndpointSlice>();
     let q = queue.clone();
     let slice_events = reflector::reflector(

@@ -30,7 +30,7 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus, UncountedTerminatedPo
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
@@ -1006,7 +1006,18 @@ pub async fn run(client: kube::Client, workers: usize) {
 
 /// Run the Job controller with `workers` concurrent syncs and `config`.
 pub async fn run_with(client: kube::Client, workers: usize, config: Config) {
-    let (pods, pod_writer) = reflector::store::<Pod>();
+    let informers = crate::watch::Informers::new(&client);
+    run_shared(client, workers, config, informers).await
+}
+
+/// Run the Job controller on `informers`' shared pods.
+pub async fn run_shared(
+    client: kube::Client,
+    workers: usize,
+    config: Config,
+    informers: crate::watch::Informers,
+) {
+    let pods = informers.pods.store();
     let queue = WorkQueue::new();
     let ctrl = Arc::new(Controller {
         client: client.clone(),
@@ -1034,12 +1045,7 @@ pub async fn run_with(client: kube::Client, workers: usize, config: Config) {
                 futures::future::ready(())
             });
     let (q, c) = (queue.clone(), ctrl.clone());
-    let pod_events = reflector::reflector(
-        pod_writer,
-        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(move |ev| {
+    let pod_events = informers.pods.subscribe().for_each(move |ev| {
         let (pod, deleted) = match ev {
             Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),
             Ok(watcher::Event::Delete(p)) => (p, true),

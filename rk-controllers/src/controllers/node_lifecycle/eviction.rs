@@ -6,14 +6,15 @@
 //! pods get the `DisruptionTarget` condition (`DeletionByTaintManager`)
 //! before they are deleted, and an Event.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use serde_json::json;
 
 use crate::events::Recorder;
@@ -63,26 +64,40 @@ impl Controller {
     pub async fn pass(&self) -> Option<Duration> {
         let now = jiff::Timestamp::now();
         let mut next: Option<Duration> = None;
+        // Only pods on nodes with NoExecute taints can be due: index those
+        // nodes once, and skip the pods entirely when there are none.
         let nodes = self.nodes.state();
+        let tainted: HashMap<&str, Vec<Taint>> = nodes
+            .iter()
+            .filter_map(|n| {
+                let taints: Vec<Taint> = n
+                    .spec
+                    .as_ref()?
+                    .taints
+                    .iter()
+                    .flatten()
+                    .filter(|t| t.effect == "NoExecute")
+                    .cloned()
+                    .collect();
+                (!taints.is_empty()).then_some((n.metadata.name.as_deref()?, taints))
+            })
+            .collect();
+        if tainted.is_empty() {
+            return None;
+        }
         for pod in self.pods.state() {
             if pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
-                continue;
-            };
-            let Some(node) = nodes
-                .iter()
-                .find(|n| n.metadata.name.as_deref() == Some(node_name))
+            let Some(taints) = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .and_then(|node| tainted.get(node))
             else {
                 continue;
             };
-            let taints = node
-                .spec
-                .as_ref()
-                .and_then(|s| s.taints.clone())
-                .unwrap_or_default();
-            let Some(at) = eviction_time(&pod, &taints, now) else {
+            let Some(at) = eviction_time(&pod, taints, now) else {
                 continue;
             };
             if at <= now {
@@ -143,26 +158,22 @@ impl Controller {
 /// Run the taint eviction controller: a pass whenever a node or pod changes,
 /// and when the next toleration runs out.
 pub async fn run(client: kube::Client) {
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
+    let informers = crate::watch::Informers::new(&client);
+    run_shared(client, informers).await
+}
+
+/// Run the taint eviction controller on `informers`' shared pods and nodes.
+pub async fn run_shared(client: kube::Client, informers: crate::watch::Informers) {
+    let nodes = informers.nodes.store();
+    let pods = informers.pods.store();
     let changed = Arc::new(tokio::sync::Notify::new());
     let n = changed.clone();
-    let node_watch = reflector::reflector(
-        node_writer,
-        crate::watch::lean_watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(move |_| {
+    let node_watch = informers.nodes.subscribe().for_each(move |_| {
         n.notify_one();
         futures::future::ready(())
     });
     let p = changed.clone();
-    let pod_watch = reflector::reflector(
-        pod_writer,
-        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(move |ev| {
+    let pod_watch = informers.pods.subscribe().for_each(move |ev| {
         // Only a pod newly bound to a node can be affected.
         if let Ok(watcher::Event::Apply(pod)) = ev
             && pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())

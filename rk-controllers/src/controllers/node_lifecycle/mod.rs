@@ -322,14 +322,22 @@ fn unknown_conditions(node: &Node) -> Vec<Value> {
 
 /// Run the node lifecycle controller.
 pub async fn run(client: kube::Client, options: Options) {
-    let (nodes, node_writer) = reflector::store::<Node>();
+    let informers = crate::watch::Informers::new(&client);
+    run_shared(client, options, informers).await
+}
+
+/// Run the node lifecycle controller on `informers`' shared nodes.
+pub async fn run_shared(
+    client: kube::Client,
+    options: Options,
+    informers: crate::watch::Informers,
+) {
+    let nodes = informers.nodes.store();
     let (leases, lease_writer) = reflector::store::<Lease>();
-    let node_watch = reflector::reflector(
-        node_writer,
-        crate::watch::lean_watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(|_| futures::future::ready(()));
+    let node_watch = informers
+        .nodes
+        .subscribe()
+        .for_each(|_| futures::future::ready(()));
     let lease_watch = reflector::reflector(
         lease_writer,
         crate::watch::lean_watcher(

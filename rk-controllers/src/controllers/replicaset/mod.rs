@@ -345,7 +345,17 @@ pub async fn run_replication_controllers(client: kube::Client, workers: usize) {
 
 /// Run the replica controller for kind `K` with `workers` concurrent syncs.
 pub async fn run_for<K: ReplicaWorkload>(client: kube::Client, workers: usize) {
-    let (pod_store, pod_writer) = reflector::store::<Pod>();
+    let informers = crate::watch::Informers::new(&client);
+    run_shared::<K>(client, workers, informers).await
+}
+
+/// Run the replica controller for kind `K` on `informers`' shared pods.
+pub async fn run_shared<K: ReplicaWorkload>(
+    client: kube::Client,
+    workers: usize,
+    informers: crate::watch::Informers,
+) {
+    let pod_store = informers.pods.store();
     let (rs_store, rs_writer) = reflector::store::<K>();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let ctrl = Arc::new(Controller {
@@ -356,12 +366,7 @@ pub async fn run_for<K: ReplicaWorkload>(client: kube::Client, workers: usize) {
         queue: Mutex::new((HashSet::new(), Some(tx))),
     });
     let c = ctrl.clone();
-    let pods = reflector::reflector(
-        pod_writer,
-        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(move |ev| {
+    let pods = informers.pods.subscribe().for_each(move |ev| {
         let c = c.clone();
         async move {
             let Ok(ev) = ev else { return };

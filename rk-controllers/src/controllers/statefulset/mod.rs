@@ -517,8 +517,14 @@ impl Controller {
 
 /// Run the StatefulSet controller with `workers` concurrent syncs.
 pub async fn run(client: kube::Client, workers: usize) {
+    let informers = crate::watch::Informers::new(&client);
+    run_shared(client, workers, informers).await
+}
+
+/// Run the StatefulSet controller on `informers`' shared pods.
+pub async fn run_shared(client: kube::Client, workers: usize, informers: crate::watch::Informers) {
     let (sets, set_writer) = reflector::store::<StatefulSet>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
+    let pods = informers.pods.store();
     let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
     let (revisions, rev_writer) = reflector::store::<ControllerRevision>();
     let queue = WorkQueue::new();
@@ -548,12 +554,7 @@ pub async fn run(client: kube::Client, workers: usize) {
         futures::future::ready(())
     });
     let (q, c) = (queue.clone(), ctrl.clone());
-    let pod_events = reflector::reflector(
-        pod_writer,
-        crate::watch::lean_watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(move |ev| {
+    let pod_events = informers.pods.subscribe().for_each(move |ev| {
         if let Ok(
             watcher::Event::Apply(p) | watcher::Event::InitApply(p) | watcher::Event::Delete(p),
         ) = ev
