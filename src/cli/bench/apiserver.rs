@@ -260,6 +260,11 @@ async fn watch_fanout(
         .unwrap_or("0")
         .to_string();
     let epoch = Instant::now();
+    // 16 writers send `per` events each: watchers wait for exactly that many
+    // (`events` rounded down to a multiple of 16).
+    let writers = 16;
+    let per = events / writers;
+    let expected = per * writers;
     let mut handles = Vec::new();
     for _ in 0..watchers {
         let mut conn = Conn::connect(addr).await?;
@@ -270,9 +275,9 @@ async fn watch_fanout(
             .await?;
         handles.push(tokio::spawn(async move {
             let _keep = conn;
-            let mut delays = Vec::with_capacity(events);
+            let mut delays = Vec::with_capacity(expected);
             let mut buf: Vec<u8> = Vec::new();
-            while delays.len() < events {
+            while delays.len() < expected {
                 let Some(frame) = body.frame().await else {
                     break;
                 };
@@ -292,8 +297,6 @@ async fn watch_fanout(
             delays
         }));
     }
-    let writers = 16;
-    let per = events / writers;
     let mut tasks = Vec::new();
     for w in 0..writers {
         tasks.push(tokio::spawn(async move {
@@ -318,7 +321,7 @@ async fn watch_fanout(
         .await;
     for r in results {
         if let Ok(Ok(d)) = r {
-            if d.len() >= per * writers {
+            if d.len() >= expected {
                 complete += 1;
             }
             all.extend(d);
