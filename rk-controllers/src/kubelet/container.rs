@@ -161,7 +161,7 @@ impl Supervisor {
             if stop.borrow().is_some() {
                 return Outcome::Stopped;
             }
-            let (spec, env) = match self.spec(restart_count).await {
+            let (spec, env) = match Box::pin(self.spec(restart_count)).await {
                 Ok(s) => s,
                 Err(message) => {
                     tracing::info!(pod = %self.pod.key(), container = %self.container.name, %message, "container config error");
@@ -365,7 +365,7 @@ impl Supervisor {
                 .lifecycle
                 .as_ref()
                 .and_then(|l| l.post_start.clone())
-            && let Err(e) = self.hook(&hook, &target).await
+            && let Err(e) = Box::pin(self.hook(&hook, &target)).await
         {
             tracing::info!(pod = %self.pod.key(), container = %self.container.name, error = %e, "postStart hook failed");
             container.control.signal(Signal::Kill);

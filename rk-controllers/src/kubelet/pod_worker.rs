@@ -182,7 +182,9 @@ pub async fn sync_status(shared: &Shared, state: &PodState) {
 async fn status_loop(shared: Arc<Shared>, state: Arc<PodState>) {
     let mut rx = state.dirty.subscribe();
     loop {
-        sync_status(&shared, &state).await;
+        // Boxed: the API call's future is large and would otherwise sit in
+        // every idle pod's task (tens of KB per pod on sim nodes).
+        Box::pin(sync_status(&shared, &state)).await;
         if rx.changed().await.is_err() {
             return;
         }
@@ -298,7 +300,7 @@ pub async fn run(
     let mut prepared = None;
     while prepared.is_none() && !stopping(&stop) {
         let mut sources = Sources::new(shared.client.clone(), &namespace);
-        match volumes::prepare(&state.dir, &pod, &net, &mut sources).await {
+        match Box::pin(volumes::prepare(&state.dir, &pod, &net, &mut sources)).await {
             Ok(v) => prepared = Some(v),
             Err(message) => {
                 tracing::info!(pod = %format!("{namespace}/{name}"), %message, "volume setup failed");
@@ -495,7 +497,7 @@ pub async fn run(
             c.ready = false;
         }
     });
-    sync_status(&shared, &state).await;
+    Box::pin(sync_status(&shared, &state)).await;
     node.release_ip(&state.uid);
 
     // A pod being deleted is removed once everything stopped.
@@ -509,7 +511,7 @@ pub async fn run(
             }),
             ..DeleteParams::default()
         };
-        match api.delete(&name, &params).await {
+        match Box::pin(api.delete(&name, &params)).await {
             Ok(_) => tracing::debug!(pod = %format!("{namespace}/{name}"), "pod removed"),
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => {
