@@ -1,6 +1,9 @@
 //! The Endpoints and EndpointSlice controllers on a `TestServer`: pods are
 //! given IPs and readiness through the status subresource by the test.
 
+mod support;
+use support::eventually;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -8,21 +11,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use rk_apiserver::TestServer;
 use serde_json::json;
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 async fn make_pod(pods: &Api<Pod>, name: &str, ip: &str, ready: bool) {
     let pod: Pod = serde_json::from_value(json!({

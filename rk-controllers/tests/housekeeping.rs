@@ -1,26 +1,12 @@
 //! The garbage collector and the namespace controller on a `TestServer`.
 
-use std::time::Duration;
+mod support;
+use support::eventually;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
 use rk_apiserver::TestServer;
 use serde_json::json;
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 async fn owner_and_child(client: &kube::Client, ns: &str) -> (Api<ConfigMap>, Api<Secret>) {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);

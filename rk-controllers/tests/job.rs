@@ -2,6 +2,9 @@
 //! kubelet: pods stay Pending until a test marks them Running, Succeeded or
 //! Failed through the status subresource.
 
+mod support;
+use support::eventually;
+
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -13,21 +16,6 @@ use serde_json::{Value, json};
 
 const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 const INDEX: &str = "batch.kubernetes.io/job-completion-index";
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 struct Env {
     _server: TestServer,

@@ -1,6 +1,9 @@
 //! Two controller managers side by side under one Lease: only the leader
 //! acts, and stopping it hands over without duplicate pods.
 
+mod support;
+use support::eventually;
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -11,21 +14,6 @@ use rk_apiserver::TestServer;
 use rk_controllers::controller_manager::{self, LeaderElection, Options, Selection};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 fn manager(client: &kube::Client, id: &str) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let mut election = LeaderElection::new(id);

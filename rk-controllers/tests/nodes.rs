@@ -2,6 +2,9 @@
 //! with short timings. Kubelets are played by the test: it renews Leases
 //! and binds pods itself.
 
+mod support;
+use support::eventually;
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -11,21 +14,6 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use rk_apiserver::TestServer;
 use rk_controllers::controllers::{node_ipam, node_lifecycle, pod_gc};
 use serde_json::json;
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 fn now() -> String {
     jiff::Timestamp::now()

@@ -1,28 +1,14 @@
 //! The ReplicaSet controller on a `TestServer` (no kubelet: pods stay
 //! Pending unless a test marks them ready through the status subresource).
 
-use std::time::Duration;
+mod support;
+use support::eventually;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use rk_apiserver::TestServer;
 use serde_json::json;
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 fn replicaset(name: &str, replicas: i32) -> ReplicaSet {
     serde_json::from_value(json!({

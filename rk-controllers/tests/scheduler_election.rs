@@ -1,6 +1,9 @@
 //! Two schedulers under one Lease: only the leader binds, and a stopped
 //! leader hands over.
 
+mod support;
+use support::eventually;
+
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -10,21 +13,6 @@ use rk_apiserver::TestServer;
 use rk_controllers::election::{self, LeaderElection};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 fn scheduler(client: &kube::Client, id: &str) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let mut lease = LeaderElection::for_lease(id, "kube-scheduler");
