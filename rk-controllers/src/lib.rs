@@ -24,4 +24,5 @@ pub mod owners;
 pub mod proxy;
 pub mod queue;
 pub mod scheduler;
+mod task;
 pub mod watch;

@@ -40,6 +40,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+use crate::task::AbortOnDrop;
+
 /// Drop the parts of an object no rk component reads (managedFields).
 pub fn trim<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
@@ -123,14 +125,6 @@ where
     store: Store<K>,
     hub: Arc<Mutex<Hub<K>>>,
     task: OnceLock<AbortOnDrop>,
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl<K> SharedWatch<K>

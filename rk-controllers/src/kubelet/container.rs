@@ -584,14 +584,7 @@ async fn wait_or_stop(stop: &mut watch::Receiver<Option<Option<Duration>>>, d: D
     }
 }
 
-/// Aborts a task when dropped.
-pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub(crate) use crate::task::AbortOnDrop;
 
 #[cfg(test)]
 mod tests {

@@ -92,14 +92,7 @@ impl Default for Config {
     }
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+use crate::task::AbortOnDrop;
 
 struct Served {
     port: Arc<ServicePort>,
