@@ -221,7 +221,10 @@ pub async fn reconcile(state: &ApiState, crd: &Value) {
             }
             let r = store::raw_update(state, &target, false, |cur| {
                 let mut cur = cur.clone();
-                if let Some(list) = cur["metadata"]["finalizers"].as_array_mut() {
+                if let Some(list) = cur
+                    .pointer_mut("/metadata/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
                     list.retain(|f| f != CLEANUP_FINALIZER);
                 }
                 Ok(cur)

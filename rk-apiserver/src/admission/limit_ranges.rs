@@ -45,7 +45,10 @@ pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError
             .filter(|l| l["type"] == "Container")
         {
             for list in ["containers", "initContainers"] {
-                let Some(containers) = pod["spec"][list].as_array_mut() else {
+                let Some(containers) = pod
+                    .pointer_mut(&format!("/spec/{list}"))
+                    .and_then(Value::as_array_mut)
+                else {
                     continue;
                 };
                 for c in containers.iter_mut() {

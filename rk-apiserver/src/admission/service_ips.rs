@@ -183,7 +183,7 @@ async fn allocate_service(
             .iter()
             .filter_map(|p| p["nodePort"].as_i64())
             .collect();
-        if let Some(ports) = svc["spec"]["ports"].as_array_mut() {
+        if let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
             for (i, p) in ports.iter_mut().enumerate() {
                 match p["nodePort"].as_i64() {
                     Some(np) if np != 0 => {

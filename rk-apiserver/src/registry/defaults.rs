@@ -13,6 +13,16 @@ fn set_default(obj: &mut Value, key: &str, value: Value) {
     }
 }
 
+/// The elements of the array at `obj[key]`, if there is one. (Indexing a
+/// `Value` mutably would insert a `null` for a missing key, which would then
+/// be stored.)
+fn items<'a>(obj: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Value> {
+    obj.get_mut(key)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+}
+
 fn object<'a>(obj: &'a mut Value, key: &str) -> &'a mut Value {
     if !obj[key].is_object() {
         obj[key] = Value::Object(Map::new());
@@ -57,7 +67,7 @@ fn container(c: &mut Value) {
     set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(c, "terminationMessagePolicy", json!("File"));
     set_default(c, "resources", json!({}));
-    for port in c["ports"].as_array_mut().into_iter().flatten() {
+    for port in items(c, "ports") {
         set_default(port, "protocol", json!("TCP"));
     }
     for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
@@ -70,7 +80,7 @@ fn container(c: &mut Value) {
             }
         }
     }
-    for env in c["env"].as_array_mut().into_iter().flatten() {
+    for env in items(c, "env") {
         if env["valueFrom"]["fieldRef"].is_object() {
             set_default(&mut env["valueFrom"]["fieldRef"], "apiVersion", json!("v1"));
         }
@@ -89,11 +99,11 @@ pub fn pod_spec(spec: &mut Value) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "enableServiceLinks", json!(true));
     for key in ["containers", "initContainers", "ephemeralContainers"] {
-        for c in spec[key].as_array_mut().into_iter().flatten() {
+        for c in items(spec, key) {
             container(c);
         }
     }
-    for v in spec["volumes"].as_array_mut().into_iter().flatten() {
+    for v in items(spec, "volumes") {
         for source in ["secret", "configMap", "downwardAPI", "projected"] {
             if v[source].is_object() {
                 set_default(&mut v[source], "defaultMode", json!(420));
@@ -213,11 +223,7 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
                 "persistentVolumeClaimRetentionPolicy",
                 json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
             );
-            for pvc in spec["volumeClaimTemplates"]
-                .as_array_mut()
-                .into_iter()
-                .flatten()
-            {
+            for pvc in items(spec, "volumeClaimTemplates") {
                 set_default(object(pvc, "spec"), "volumeMode", json!("Filesystem"));
             }
             template(obj, &["spec", "template"]);
@@ -251,7 +257,7 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
             ) {
                 set_default(spec, "externalTrafficPolicy", json!("Cluster"));
             }
-            for p in spec["ports"].as_array_mut().into_iter().flatten() {
+            for p in items(spec, "ports") {
                 set_default(p, "protocol", json!("TCP"));
                 if p["targetPort"].is_null() {
                     p["targetPort"] = p["port"].clone();
@@ -288,13 +294,13 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
             set_default(obj, "preemptionPolicy", json!("PreemptLowerPriority"))
         }
         ("discovery.k8s.io", "EndpointSlice") => {
-            for p in obj["ports"].as_array_mut().into_iter().flatten() {
+            for p in items(obj, "ports") {
                 set_default(p, "protocol", json!("TCP"));
             }
         }
         ("", "Endpoints") => {
-            for s in obj["subsets"].as_array_mut().into_iter().flatten() {
-                for p in s["ports"].as_array_mut().into_iter().flatten() {
+            for s in items(obj, "subsets") {
+                for p in items(s, "ports") {
                     set_default(p, "protocol", json!("TCP"));
                 }
             }
@@ -445,5 +451,23 @@ mod tests {
                            "spec": {"manualSelector": true, "template": {"spec": {"containers": []}}}});
         apply_defaults(&info("batch", "jobs"), &mut m);
         assert!(m["spec"]["selector"].is_null());
+    }
+
+    /// Defaulting adds values, never `null`s for the lists it walks
+    /// (upstream stores no `env: null` on a pod that had no env).
+    #[test]
+    fn defaulting_a_bare_pod_adds_no_nulls() {
+        let mut p = json!({"spec": {"containers": [{"name": "c", "image": "x"}]}});
+        apply_defaults(&info("", "pods"), &mut p);
+        fn has_null(v: &Value) -> bool {
+            match v {
+                Value::Null => true,
+                Value::Array(a) => a.iter().any(has_null),
+                Value::Object(m) => m.values().any(has_null),
+                _ => false,
+            }
+        }
+        assert!(!has_null(&p), "{p:#}");
+        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
     }
 }

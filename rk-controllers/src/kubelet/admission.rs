@@ -9,6 +9,8 @@
 //! describe a kubelet that stopped reporting, so a kubelet that starts again
 //! must not reject its pods because of them.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rk_core::predicates::{
     HostPortSet, find_untolerated_taint, fits, node_allocatable,
@@ -39,7 +41,7 @@ fn predicate(name: &str, desc: &str) -> Rejection {
 
 /// Whether `pod` may run on `node` beside `admitted` (pods already running
 /// there, not including `pod`).
-pub fn admit(pod: &Pod, node: &Node, admitted: &[Pod]) -> Result<(), Rejection> {
+pub fn admit(pod: &Pod, node: &Node, admitted: &[Arc<Pod>]) -> Result<(), Rejection> {
     let spec = pod.spec.clone().unwrap_or_default();
     if let Some(wanted) = spec.node_name.as_deref().filter(|n| !n.is_empty())
         && node.metadata.name.as_deref() != Some(wanted)
@@ -73,7 +75,7 @@ pub fn admit(pod: &Pod, node: &Node, admitted: &[Pod]) -> Result<(), Rejection> 
             ),
         ));
     }
-    if !HostPortSet::from_pods(admitted).fits_pod(pod) {
+    if !HostPortSet::from_pods(admitted.iter().map(|p| &**p)).fits_pod(pod) {
         return Err(predicate(
             "NodePorts",
             rk_core::predicates::REASON_NODE_PORTS,
@@ -83,7 +85,7 @@ pub fn admit(pod: &Pod, node: &Node, admitted: &[Pod]) -> Result<(), Rejection> 
         Ok((
             wanted,
             node_allocatable(node)?,
-            requested_by_pods(admitted)?,
+            requested_by_pods(admitted.iter().map(|p| &**p))?,
         ))
     });
     let (wanted, allocatable, requested) = computed.map_err(|e| Rejection {
@@ -125,14 +127,19 @@ mod tests {
 
     #[test]
     fn too_much_cpu_is_out_of_cpu() {
-        let r = admit(&pod("800m", None), &node(), &[pod("500m", None)]).unwrap_err();
+        let r = admit(&pod("800m", None), &node(), &[Arc::new(pod("500m", None))]).unwrap_err();
         assert_eq!(r.reason, "OutOfcpu");
         assert!(r.message.contains("requested: 800"), "{}", r.message);
     }
 
     #[test]
     fn taken_host_port_is_node_ports() {
-        let r = admit(&pod("1m", Some(8080)), &node(), &[pod("1m", Some(8080))]).unwrap_err();
+        let r = admit(
+            &pod("1m", Some(8080)),
+            &node(),
+            &[Arc::new(pod("1m", Some(8080)))],
+        )
+        .unwrap_err();
         assert_eq!(r.reason, "NodePorts");
     }
 
@@ -141,7 +148,7 @@ mod tests {
         let r = admit(
             &pod("1m", None),
             &node(),
-            &[pod("1m", None), pod("1m", None)],
+            &[Arc::new(pod("1m", None)), Arc::new(pod("1m", None))],
         )
         .unwrap_err();
         assert_eq!(r.reason, "OutOfpods");

@@ -3,10 +3,10 @@
 //! doubling to 5 min, reset after it runs cleanly for twice the maximum),
 //! and stop it gracefully (preStop hook, SIGTERM, grace period, SIGKILL).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::env::{self, Sources};
@@ -84,7 +84,9 @@ pub struct Supervisor {
     pub(crate) pod: Arc<PodCtx>,
     pub(crate) role: Role,
     pub(crate) index: usize,
-    pub(crate) container: Container,
+    /// The pod object the container comes from (shared, not copied: a
+    /// supervisor lives as long as its container).
+    pub(crate) source: Arc<Pod>,
 }
 
 enum Ended {
@@ -97,6 +99,17 @@ fn grace_of(pod: &PodCtx, requested: Option<Duration>) -> Duration {
 }
 
 impl Supervisor {
+    /// The container's spec: `index` in the pod's init or app containers.
+    fn container(&self) -> &Container {
+        static NONE: LazyLock<Container> = LazyLock::new(Container::default);
+        let spec = self.source.spec.as_ref();
+        let list = match self.role {
+            Role::App => spec.map(|s| &s.containers),
+            Role::Init | Role::Sidecar => spec.and_then(|s| s.init_containers.as_ref()),
+        };
+        list.and_then(|l| l.get(self.index)).unwrap_or(&NONE)
+    }
+
     fn set_state(&self, f: impl FnOnce(&mut super::status::ContainerRecord)) {
         self.pod.state.update(|r| {
             if let Some(c) = r.container_mut(self.role != Role::App, self.index) {
@@ -112,26 +125,26 @@ impl Supervisor {
         let pod = self.pod.pod();
         let mut sources = Sources::new(self.pod.shared.client.clone(), &self.pod.namespace);
         let mut env =
-            env::container_env(&pod, &self.container, &self.pod.net, &mut sources).await?;
-        env.extend(volumes::mount_env(&self.container, &self.pod.volumes)?);
-        let argv = env::argv(&self.container, &env);
-        let mounts = volumes::mounts(&self.container, &self.pod.volumes)?;
+            env::container_env(&pod, self.container(), &self.pod.net, &mut sources).await?;
+        env.extend(volumes::mount_env(self.container(), &self.pod.volumes)?);
+        let argv = env::argv(self.container(), &env);
+        let mounts = volumes::mounts(self.container(), &self.pod.volumes)?;
         let sim = self.pod.sim_behaviour();
         let spec = ContainerSpec {
-            id: format!("{}-{}-{restart_count}", self.pod.uid, self.container.name),
+            id: format!("{}-{}-{restart_count}", self.pod.uid, self.container().name),
             namespace: self.pod.namespace.clone(),
             pod: self.pod.name.clone(),
-            container: self.container.name.clone(),
+            container: self.container().name.clone(),
             argv,
             env: env.clone(),
             working_dir: self
-                .container
+                .container()
                 .working_dir
                 .as_ref()
                 .filter(|d| !d.is_empty())
                 .map(Into::into)
                 .or_else(|| Some(self.pod.dir.clone())),
-            log_path: log_path(&self.pod.dir, &self.container.name, restart_count),
+            log_path: log_path(&self.pod.dir, &self.container().name, restart_count),
             mounts,
             sim,
         };
@@ -164,7 +177,7 @@ impl Supervisor {
             let (spec, env) = match Box::pin(self.spec(restart_count)).await {
                 Ok(s) => s,
                 Err(message) => {
-                    tracing::info!(pod = %self.pod.key(), container = %self.container.name, %message, "container config error");
+                    tracing::info!(pod = %self.pod.key(), container = %self.container().name, %message, "container config error");
                     self.set_state(|c| {
                         c.state = CState::waiting("CreateContainerConfigError", Some(message))
                     });
@@ -208,7 +221,7 @@ impl Supervisor {
                         &self.pod.pod(),
                         "Normal",
                         "Started",
-                        format!("Started container {}", self.container.name),
+                        format!("Started container {}", self.container().name),
                     );
                     self.running(container, env, &spec, &mut stop, &mut started)
                         .await
@@ -293,7 +306,7 @@ impl Supervisor {
                 let message = format!(
                     "back-off {}s restarting failed container={} pod={}_{}({})",
                     delay.as_secs(),
-                    self.container.name,
+                    self.container().name,
                     self.pod.name,
                     self.pod.namespace,
                     self.pod.uid
@@ -304,7 +317,10 @@ impl Supervisor {
                     "BackOff",
                     format!(
                         "Back-off restarting failed container {} in pod {}_{}({})",
-                        self.container.name, self.pod.name, self.pod.namespace, self.pod.uid
+                        self.container().name,
+                        self.pod.name,
+                        self.pod.namespace,
+                        self.pod.uid
                     ),
                 );
                 self.set_state(|c| {
@@ -341,8 +357,8 @@ impl Supervisor {
     ) -> Ended {
         let shared = &self.pod.shared;
         let probes_on = shared.runtime.runs_probes();
-        let has_readiness = probes_on && self.container.readiness_probe.is_some();
-        let has_startup = probes_on && self.container.startup_probe.is_some();
+        let has_readiness = probes_on && self.container().readiness_probe.is_some();
+        let has_startup = probes_on && self.container().startup_probe.is_some();
         let started_at = container.started_at;
         let id = container.id.clone();
         self.set_state(|c| {
@@ -356,18 +372,18 @@ impl Supervisor {
             pod_ip: self.pod.net.pod_ip.clone(),
             env: env.clone(),
             working_dir: spec.working_dir.clone(),
-            ports: self.container.ports.clone().unwrap_or_default(),
+            ports: self.container().ports.clone().unwrap_or_default(),
         };
         // postStart runs before the container counts as started.
         if probes_on
             && let Some(hook) = self
-                .container
+                .container()
                 .lifecycle
                 .as_ref()
                 .and_then(|l| l.post_start.clone())
             && let Err(e) = Box::pin(self.hook(&hook, &target)).await
         {
-            tracing::info!(pod = %self.pod.key(), container = %self.container.name, error = %e, "postStart hook failed");
+            tracing::info!(pod = %self.pod.key(), container = %self.container().name, error = %e, "postStart hook failed");
             container.control.signal(Signal::Kill);
             let exit = container.wait().await;
             return Ended::Exited(exit, Some(format!("PostStartHookError: {e}")));
@@ -387,18 +403,18 @@ impl Supervisor {
         if has_startup {
             spawn_probe(
                 ProbeKind::Startup,
-                &self.container.startup_probe,
+                &self.container().startup_probe,
                 &mut probe_tasks,
             );
         } else {
             spawn_probe(
                 ProbeKind::Liveness,
-                &self.container.liveness_probe,
+                &self.container().liveness_probe,
                 &mut probe_tasks,
             );
             spawn_probe(
                 ProbeKind::Readiness,
-                &self.container.readiness_probe,
+                &self.container().readiness_probe,
                 &mut probe_tasks,
             );
             if let Some(s) = started.take() {
@@ -418,7 +434,7 @@ impl Supervisor {
                     };
                     let grace = grace_of(&self.pod, requested);
                     drop(probe_tasks);
-                    self.stop_gracefully(&mut container, &target, grace).await;
+                    Box::pin(self.stop_gracefully(&mut container, &target, grace)).await;
                     let exit = container.wait().await;
                     let reason = if exit.code == 0 { "Completed" } else { "Error" };
                     let started_at = Some(started_at);
@@ -444,14 +460,14 @@ impl Supervisor {
                                 c.started = true;
                                 c.ready = !has_readiness;
                             });
-                            spawn_probe(ProbeKind::Liveness, &self.container.liveness_probe, &mut probe_tasks);
-                            spawn_probe(ProbeKind::Readiness, &self.container.readiness_probe, &mut probe_tasks);
+                            spawn_probe(ProbeKind::Liveness, &self.container().liveness_probe, &mut probe_tasks);
+                            spawn_probe(ProbeKind::Readiness, &self.container().readiness_probe, &mut probe_tasks);
                             if let Some(s) = started.take() {
                                 let _ = s.send(());
                             }
                         }
                         (ProbeKind::Readiness, healthy) => {
-                            tracing::debug!(pod = %self.pod.key(), container = %self.container.name, healthy, "readiness changed");
+                            tracing::debug!(pod = %self.pod.key(), container = %self.container().name, healthy, "readiness changed");
                             if !healthy {
                                 shared.pod_event(
                                     &self.pod.pod(),
@@ -467,7 +483,7 @@ impl Supervisor {
                             shared.metrics.probe_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let message = format!(
                                 "Container {} failed {} probe, will be restarted: {}",
-                                self.container.name,
+                                self.container().name,
                                 kind.name().to_lowercase(),
                                 event.message
                             );
@@ -480,15 +496,15 @@ impl Supervisor {
                             );
                             shared.pod_event(&self.pod.pod(), "Normal", "Killing", message.clone());
                             let probe = match kind {
-                                ProbeKind::Startup => self.container.startup_probe.as_ref(),
-                                _ => self.container.liveness_probe.as_ref(),
+                                ProbeKind::Startup => self.container().startup_probe.as_ref(),
+                                _ => self.container().liveness_probe.as_ref(),
                             };
                             let grace = probe
                                 .and_then(|p| p.termination_grace_period_seconds)
                                 .map(|s| Duration::from_secs(s.max(0) as u64))
                                 .unwrap_or_else(|| self.pod.termination_grace());
                             drop(probe_tasks);
-                            self.stop_gracefully(&mut container, &target, grace).await;
+                            Box::pin(self.stop_gracefully(&mut container, &target, grace)).await;
                             let exit = container.wait().await;
                             return Ended::Exited(exit, Some(message));
                         }
@@ -530,7 +546,7 @@ impl Supervisor {
         let deadline = tokio::time::Instant::now() + grace;
         if self.pod.shared.runtime.runs_probes()
             && let Some(hook) = self
-                .container
+                .container()
                 .lifecycle
                 .as_ref()
                 .and_then(|l| l.pre_stop.clone())
@@ -539,7 +555,7 @@ impl Supervisor {
             tokio::select! {
                 r = self.hook(&hook, target) => {
                     if let Err(e) = r {
-                        tracing::info!(pod = %self.pod.key(), container = %self.container.name, error = %e, "preStop hook failed");
+                        tracing::info!(pod = %self.pod.key(), container = %self.container().name, error = %e, "preStop hook failed");
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {}
@@ -551,7 +567,7 @@ impl Supervisor {
                 &self.pod.pod(),
                 "Normal",
                 "Killing",
-                format!("Stopping container {}", self.container.name),
+                format!("Stopping container {}", self.container().name),
             );
         }
         container.control.signal(Signal::Term);
@@ -559,7 +575,7 @@ impl Supervisor {
             .await
             .is_err()
         {
-            tracing::debug!(pod = %self.pod.key(), container = %self.container.name, "grace period over, killing");
+            tracing::debug!(pod = %self.pod.key(), container = %self.container().name, "grace period over, killing");
             container.control.signal(Signal::Kill);
         }
     }

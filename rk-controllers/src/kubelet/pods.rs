@@ -89,7 +89,7 @@ impl Manager {
         let uid = uid_of(&pod);
         let deleting = pod.metadata.deletion_timestamp.is_some();
         if let Some(w) = self.workers.get(&uid) {
-            w.state.set_pod(pod.clone());
+            w.state.set_pod(Arc::new(pod.clone()));
             if deleting {
                 if w.task.is_finished() {
                     self.finalize_deletion(&pod);
@@ -117,7 +117,7 @@ impl Manager {
             }
             return;
         }
-        let admitted: Vec<Pod> = self
+        let admitted: Vec<Arc<Pod>> = self
             .workers
             .values()
             .filter(|w| w.node == node_name && !w.state.is_terminal())
@@ -242,7 +242,7 @@ pub async fn run(shared: Arc<Shared>, nodes: Vec<Arc<NodeCtx>>) {
             Ok(watcher::Event::InitDone) => {
                 // Pods that disappeared while the watch was down.
                 let seen = seen.take().unwrap_or_default();
-                let gone: Vec<Pod> = manager
+                let gone: Vec<Arc<Pod>> = manager
                     .workers
                     .iter()
                     .filter(|(uid, _)| !seen.contains(*uid))

@@ -145,7 +145,7 @@ fn pods(shared: &Shared) -> Response<Body> {
     let items: Vec<serde_json::Value> = shared
         .pod_states()
         .iter()
-        .filter_map(|s| serde_json::to_value(s.pod()).ok())
+        .filter_map(|s| serde_json::to_value(&*s.pod()).ok())
         .collect();
     json(&serde_json::json!({
         "kind": "PodList",

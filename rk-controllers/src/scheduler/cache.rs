@@ -211,7 +211,24 @@ impl Cache {
                 && existing.info.pod.metadata.deletion_timestamp
                     == pod.pod.metadata.deletion_timestamp;
             if same && !existing.assumed {
-                // Nothing that the scheduler accounts for changed.
+                // Nothing that the scheduler accounts for changed. Keep the
+                // cached pod (the node holds the same `Arc`: replacing it
+                // here alone would keep two copies) unless its phase or
+                // start time moved, which preemption reads.
+                let status = |p: &PodInfo| {
+                    p.pod
+                        .status
+                        .as_ref()
+                        .map(|s| (s.phase.clone(), s.start_time.clone()))
+                };
+                if status(&existing.info) == status(&pod) {
+                    return;
+                }
+                let node = self.node_mut(node);
+                if let Some(slot) = node.pods.iter_mut().find(|p| p.key == pod.key) {
+                    *slot = pod.clone();
+                    node.generation += 1;
+                }
                 if let Some(p) = self.pods.get_mut(&pod.key) {
                     p.info = pod;
                 }

@@ -19,6 +19,39 @@ pub fn pod_key(pod: &Pod) -> String {
     )
 }
 
+/// The part of a pod bound to a node that the scheduler keeps: everything
+/// but what only the kubelet uses — the containers' commands, environment,
+/// mounts, probes and hooks, and the status beyond `phase` and
+/// `startTime`. The scheduler caches every pod of the cluster, so this is
+/// most of its memory (a pod's status alone is larger than its spec).
+pub fn slim_assigned(mut pod: Pod) -> Pod {
+    fn slim(c: &mut k8s_openapi::api::core::v1::Container) {
+        *c = k8s_openapi::api::core::v1::Container {
+            name: std::mem::take(&mut c.name),
+            image: c.image.take(),
+            ports: c.ports.take(),
+            resources: c.resources.take(),
+            resize_policy: c.resize_policy.take(),
+            restart_policy: c.restart_policy.take(),
+            ..Default::default()
+        };
+    }
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.containers.iter_mut().for_each(slim);
+        spec.init_containers.iter_mut().flatten().for_each(slim);
+        spec.ephemeral_containers = None;
+    }
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: status.phase,
+            start_time: status.start_time,
+            nominated_node_name: status.nominated_node_name,
+            ..Default::default()
+        });
+    }
+    pod
+}
+
 /// A pod with everything the plugins compute from it parsed once.
 #[derive(Debug, Clone)]
 pub struct PodInfo {
