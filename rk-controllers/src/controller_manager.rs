@@ -175,9 +175,10 @@ pub async fn run(
         ));
     }
     if selection.contains("podgc") {
-        tasks.spawn(crate::controllers::pod_gc::run(
+        tasks.spawn(crate::controllers::pod_gc::run_shared(
             client.clone(),
             options.pod_gc.clone(),
+            informers.clone(),
         ));
     }
     if selection.contains("taint-eviction-controller") {
@@ -197,7 +198,10 @@ pub async fn run(
         >(client.clone(), 5, informers.clone()));
     }
     if selection.contains("resourcequota") {
-        tasks.spawn(crate::controllers::resource_quota::run(client.clone()));
+        tasks.spawn(crate::controllers::resource_quota::run_shared(
+            client.clone(),
+            informers.clone(),
+        ));
     }
     if selection.contains("serviceaccount") {
         tasks.spawn(crate::controllers::service_account::run(client.clone()));

@@ -59,7 +59,11 @@ where
     watcher(api, config).modify(trim::<K>)
 }
 
-type Item<K> = Result<watcher::Event<K>, watcher::Error>;
+/// What a [`SharedWatch`] subscriber receives: the watch's events with the
+/// cached object itself (`Arc`), not a copy per subscriber.
+pub type SharedEvent<K> = watcher::Event<Arc<K>>;
+
+type Item<K> = Result<SharedEvent<K>, watcher::Error>;
 
 /// The watch task's side of a [`SharedWatch`]: the cache's writer and the
 /// subscribers, behind one lock so a new subscriber's snapshot and the live
@@ -79,15 +83,13 @@ where
 impl<K> Hub<K>
 where
     K: Resource + Clone + 'static,
-    K::DynamicType: Eq + Hash + Clone,
+    K::DynamicType: Eq + Hash + Clone + Default,
 {
     /// Send the whole cache as a relist (`Init`, `InitApply`s, `InitDone`).
     fn replay(store: &Store<K>, to: &mpsc::UnboundedSender<Item<K>>) -> bool {
         let mut ok = to.send(Ok(watcher::Event::Init)).is_ok();
         for obj in store.state() {
-            ok &= to
-                .send(Ok(watcher::Event::InitApply((*obj).clone())))
-                .is_ok();
+            ok &= to.send(Ok(watcher::Event::InitApply(obj))).is_ok();
         }
         ok && to.send(Ok(watcher::Event::InitDone)).is_ok()
     }
@@ -103,8 +105,25 @@ where
             }
             return;
         }
+        if self.subscribers.is_empty() {
+            return;
+        }
+        // The cached object itself (applied above), shared by every
+        // subscriber; a deleted object is wrapped once.
+        let cached = |obj: K| {
+            store
+                .get(&reflector::ObjectRef::from_obj(&obj))
+                .unwrap_or_else(|| Arc::new(obj))
+        };
+        let shared = match event {
+            watcher::Event::Apply(obj) => watcher::Event::Apply(cached(obj)),
+            watcher::Event::InitApply(obj) => watcher::Event::InitApply(cached(obj)),
+            watcher::Event::Delete(obj) => watcher::Event::Delete(Arc::new(obj)),
+            watcher::Event::Init => watcher::Event::Init,
+            watcher::Event::InitDone => watcher::Event::InitDone,
+        };
         self.subscribers
-            .retain(|tx| tx.send(Ok(event.clone())).is_ok());
+            .retain(|tx| tx.send(Ok(shared.clone())).is_ok());
     }
 }
 
@@ -152,6 +171,14 @@ where
     /// The shared cache (ready once the first list is complete).
     pub fn store(&self) -> Store<K> {
         self.store.clone()
+    }
+
+    /// Start the watch (if no subscriber has) and wait until the cache
+    /// holds a complete list: for readers of the cache that need no events.
+    /// `false` if the watch is gone.
+    pub async fn ready(&self) -> bool {
+        self.start();
+        self.store.wait_until_ready().await.is_ok()
     }
 
     /// The events, from a relist of the current cache on.

@@ -2,6 +2,7 @@
 //! what a private watch would show (a relist of the cache, then live events
 //! applied to the cache before they arrive), late subscribers included.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -22,9 +23,9 @@ fn config_map(name: &str) -> ConfigMap {
 }
 
 /// The next event, skipping nothing; fails after 10 s.
-async fn next<S>(events: &mut S) -> Result<Event<ConfigMap>, Error>
+async fn next<S>(events: &mut S) -> Result<Event<Arc<ConfigMap>>, Error>
 where
-    S: Stream<Item = Result<Event<ConfigMap>, watcher::Error>> + Unpin,
+    S: Stream<Item = Result<Event<Arc<ConfigMap>>, watcher::Error>> + Unpin,
 {
     match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
         Ok(Some(Ok(ev))) => Ok(ev),
@@ -37,13 +38,13 @@ where
 /// The names a relist carries, reading up to its `InitDone`.
 async fn relist<S>(events: &mut S) -> Result<Vec<String>, Error>
 where
-    S: Stream<Item = Result<Event<ConfigMap>, watcher::Error>> + Unpin,
+    S: Stream<Item = Result<Event<Arc<ConfigMap>>, watcher::Error>> + Unpin,
 {
     let mut names = Vec::new();
     loop {
         match next(events).await? {
             Event::Init => names.clear(),
-            Event::InitApply(cm) => names.push(cm.metadata.name.unwrap_or_default()),
+            Event::InitApply(cm) => names.push(cm.metadata.name.clone().unwrap_or_default()),
             Event::InitDone => {
                 names.sort();
                 return Ok(names);
@@ -53,7 +54,7 @@ where
     }
 }
 
-fn name_of(ev: &Event<ConfigMap>) -> Option<&str> {
+fn name_of(ev: &Event<Arc<ConfigMap>>) -> Option<&str> {
     match ev {
         Event::Apply(cm) | Event::Delete(cm) => cm.metadata.name.as_deref(),
         _ => None,

@@ -6,8 +6,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
+
+use crate::watch::Informers;
 
 /// Settings of the collector.
 #[derive(Clone, Debug)]
@@ -54,10 +56,15 @@ fn id(p: &Pod) -> (String, String) {
 }
 
 /// Decide what to delete among `pods` given the existing `nodes`.
-pub fn plan(pods: &[Pod], nodes: &HashSet<String>, threshold: usize) -> Plan {
+pub fn plan<'a>(
+    pods: impl IntoIterator<Item = &'a Pod> + Clone,
+    nodes: &HashSet<String>,
+    threshold: usize,
+) -> Plan {
     let mut out = Plan::default();
     let mut done: Vec<&Pod> = pods
-        .iter()
+        .clone()
+        .into_iter()
         .filter(|p| terminated(p) && p.metadata.deletion_timestamp.is_none())
         .collect();
     if done.len() > threshold {
@@ -77,19 +84,25 @@ pub fn plan(pods: &[Pod], nodes: &HashSet<String>, threshold: usize) -> Plan {
     out
 }
 
-async fn pass(client: &kube::Client, options: &Options) -> Result<(), kube::Error> {
-    let nodes: HashSet<String> = Api::<Node>::all(client.clone())
-        .list_metadata(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|n| n.metadata.name)
+/// One pass over the shared caches (as upstream reads its listers): no
+/// list of every pod from the API every period.
+async fn pass(client: &kube::Client, options: &Options, informers: &Informers) {
+    if !informers.pods.ready().await || !informers.nodes.ready().await {
+        return;
+    }
+    let nodes: HashSet<String> = informers
+        .nodes
+        .store()
+        .state()
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
         .collect();
-    let pods = Api::<Pod>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let plan = plan(&pods, &nodes, options.terminated_threshold);
+    let pods = informers.pods.store().state();
+    let plan = plan(
+        pods.iter().map(|p| &**p),
+        &nodes,
+        options.terminated_threshold,
+    );
     let force = DeleteParams {
         grace_period_seconds: Some(0),
         ..DeleteParams::default()
@@ -123,17 +136,21 @@ async fn pass(client: &kube::Client, options: &Options) -> Result<(), kube::Erro
             Err(e) => tracing::warn!(pod = %name, error = %e, "deleting pod failed"),
         }
     }
-    Ok(())
 }
 
-/// Run the collector: a pass every `options.period`.
+/// Run the collector with its own caches of pods and nodes: a pass every
+/// `options.period`.
 pub async fn run(client: kube::Client, options: Options) {
+    let informers = Informers::new(&client);
+    run_shared(client, options, informers).await
+}
+
+/// Run the collector over a controller manager's shared caches.
+pub async fn run_shared(client: kube::Client, options: Options, informers: Informers) {
     let mut tick = tokio::time::interval(options.period);
     loop {
         tick.tick().await;
-        if let Err(e) = pass(&client, &options).await {
-            tracing::warn!(error = %e, "pod GC pass failed");
-        }
+        pass(&client, &options, &informers).await;
     }
 }
 

@@ -2,19 +2,21 @@
 //! `status.hard` and `status.used` current, so `kubectl describe quota`
 //! shows real usage. (Enforcement happens at admission in the API server.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use rk_core::quantity::{Format, ParsedQuantity};
 use rk_core::quota::{self, Usage};
 use serde_json::json;
 
 use crate::discovery::{self, Served};
+use crate::watch::Informers;
 
 /// Full resync period.
 pub const RESYNC: Duration = Duration::from_secs(30);
@@ -38,10 +40,14 @@ async fn usage(
     served: &[Served],
     ns: &str,
     hard: &Usage,
+    pods: &Store<Pod>,
 ) -> Result<Usage, QuotaSyncError> {
     let mut used = Usage::new();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    for pod in pods.list(&ListParams::default()).await?.items {
+    let in_namespace = pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns));
+    for pod in in_namespace {
         if quota::pod_is_terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
@@ -78,11 +84,13 @@ async fn usage(
         .collect())
 }
 
-/// Recompute the status of every quota in `ns`.
+/// Recompute the status of every quota in `ns` (pods counted from `pods`,
+/// a complete cache).
 pub async fn sync_namespace(
     client: &kube::Client,
     served: &[Served],
     ns: &str,
+    pods: &Store<Pod>,
 ) -> Result<(), QuotaSyncError> {
     let api: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
     for q in api.list(&ListParams::default()).await?.items {
@@ -93,7 +101,7 @@ pub async fn sync_namespace(
             .and_then(|s| s.hard.clone())
             .unwrap_or_default();
         let hard = quota::parse_usage(&hard_raw)?;
-        let used = usage(client, served, ns, &hard).await?;
+        let used = usage(client, served, ns, &hard, pods).await?;
         let used: BTreeMap<String, Quantity> = used
             .into_iter()
             .map(|(k, v)| (k, Quantity::from(v)))
@@ -111,58 +119,83 @@ pub async fn sync_namespace(
     Ok(())
 }
 
-/// Run the controller: resync a namespace whenever its quotas or pods
-/// change, and everything every [`RESYNC`].
+/// Run the controller with its own cache of pods: resync a namespace
+/// whenever its quotas or pods change, and everything every [`RESYNC`].
 pub async fn run(client: kube::Client) {
+    let informers = Informers::new(&client);
+    run_shared(client, informers).await
+}
+
+/// Run the controller over a controller manager's shared pod cache.
+pub async fn run_shared(client: kube::Client, informers: Informers) {
     let quotas: Api<ResourceQuota> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let q_events = crate::watch::lean_watcher(quotas, watcher::Config::default())
-        .default_backoff()
-        .filter_map(|e| async move {
-            match e {
-                Ok(watcher::Event::Apply(q) | watcher::Event::InitApply(q)) => q.metadata.namespace,
-                _ => None,
+    let pod_store = informers.pods.store();
+    let (quota_store, writer) = reflector::store::<ResourceQuota>();
+    let q_events = reflector(
+        writer,
+        crate::watch::lean_watcher(quotas, watcher::Config::default()),
+    )
+    .default_backoff()
+    .filter_map(|e| async move {
+        match e {
+            Ok(watcher::Event::Apply(q) | watcher::Event::InitApply(q)) => q.metadata.namespace,
+            _ => None,
+        }
+    });
+    let p_events = informers.pods.subscribe().filter_map(|e| async move {
+        match e {
+            Ok(watcher::Event::Apply(p) | watcher::Event::Delete(p)) => {
+                p.metadata.namespace.clone()
             }
-        });
-    let p_events = crate::watch::lean_watcher(pods, watcher::Config::default())
-        .default_backoff()
-        .filter_map(|e| async move {
-            match e {
-                Ok(watcher::Event::Apply(p) | watcher::Event::Delete(p)) => p.metadata.namespace,
-                _ => None,
-            }
-        });
+            _ => None,
+        }
+    });
     let mut events = futures::stream::select(q_events.boxed(), p_events.boxed());
     let mut served: Vec<Served> = Vec::new();
     let mut last_discovery = tokio::time::Instant::now() - RESYNC;
     let mut resync = tokio::time::interval(RESYNC);
     loop {
-        let ns = tokio::select! {
-            ns = events.next() => match ns { Some(ns) => Some(ns), None => return },
-            _ = resync.tick() => None,
+        let mut changed = BTreeSet::new();
+        tokio::select! {
+            ns = events.next() => match ns {
+                Some(ns) => {
+                    changed.insert(ns);
+                    // Everything already queued is one sync per namespace.
+                    while changed.len() < 10_000
+                        && let Some(Some(ns)) = events.next().now_or_never()
+                    {
+                        changed.insert(ns);
+                    }
+                }
+                None => return,
+            },
+            _ = resync.tick() => {}
         };
+        // Only namespaces with quotas (all of them on a resync).
+        let with_quotas: BTreeSet<String> = quota_store
+            .state()
+            .iter()
+            .filter_map(|q| q.metadata.namespace.clone())
+            .collect();
+        let namespaces: Vec<String> = if changed.is_empty() {
+            with_quotas.into_iter().collect()
+        } else {
+            changed.intersection(&with_quotas).cloned().collect()
+        };
+        if namespaces.is_empty() {
+            continue;
+        }
         if (last_discovery.elapsed() >= Duration::from_secs(10) || served.is_empty())
             && let Ok(s) = discovery::served(&client).await
         {
             served = s;
             last_discovery = tokio::time::Instant::now();
         }
-        let namespaces: Vec<String> = match ns {
-            Some(ns) => vec![ns],
-            None => {
-                let all: Api<ResourceQuota> = Api::all(client.clone());
-                match all.list(&ListParams::default()).await {
-                    Ok(l) => l
-                        .items
-                        .into_iter()
-                        .filter_map(|q| q.metadata.namespace)
-                        .collect(),
-                    Err(_) => Vec::new(),
-                }
-            }
-        };
+        if !informers.pods.ready().await {
+            return;
+        }
         for ns in namespaces {
-            if let Err(e) = sync_namespace(&client, &served, &ns).await {
+            if let Err(e) = sync_namespace(&client, &served, &ns, &pod_store).await {
                 tracing::debug!(namespace = %ns, error = %e, "quota status sync failed");
             }
         }

@@ -188,7 +188,10 @@ impl Supervisor {
                 }
             };
             let run_started = Instant::now();
-            let ended = match shared.runtime.start(spec.clone()).await {
+            // The runtime takes the spec; the supervisor keeps what it needs.
+            let id = spec.id.clone();
+            let working_dir = spec.working_dir.clone();
+            let ended = match shared.runtime.start(spec).await {
                 Err(RuntimeError::Config(message)) => {
                     shared.pod_event(
                         &self.pod.pod(),
@@ -223,7 +226,7 @@ impl Supervisor {
                         "Started",
                         format!("Started container {}", self.container().name),
                     );
-                    self.running(container, env, &spec, &mut stop, &mut started)
+                    self.running(container, env, &id, working_dir, &mut stop, &mut started)
                         .await
                 }
             };
@@ -246,7 +249,7 @@ impl Supervisor {
                 message,
                 started_at: None,
                 finished_at: exit.finished_at,
-                id: Some(spec.id.clone()),
+                id: Some(id.clone()),
             };
             let started_at = self.pod.state.read(|r| {
                 let list = if self.role == Role::App {
@@ -351,7 +354,8 @@ impl Supervisor {
         &self,
         mut container: Started,
         env: Vec<(String, String)>,
-        spec: &ContainerSpec,
+        id: &str,
+        working_dir: Option<std::path::PathBuf>,
         stop: &mut watch::Receiver<Option<Option<Duration>>>,
         started: &mut Option<oneshot::Sender<()>>,
     ) -> Ended {
@@ -360,18 +364,18 @@ impl Supervisor {
         let has_readiness = probes_on && self.container().readiness_probe.is_some();
         let has_startup = probes_on && self.container().startup_probe.is_some();
         let started_at = container.started_at;
-        let id = container.id.clone();
+        let runtime_id = container.id.clone();
         self.set_state(|c| {
             c.state = CState::Running { started_at };
-            c.id = Some(id);
+            c.id = Some(runtime_id);
             c.started = !has_startup;
             c.ready = !has_readiness && !has_startup;
         });
         let target = Target {
             runtime: shared.runtime.clone(),
             pod_ip: self.pod.net.pod_ip.clone(),
-            env: env.clone(),
-            working_dir: spec.working_dir.clone(),
+            env,
+            working_dir,
             ports: self.container().ports.clone().unwrap_or_default(),
         };
         // postStart runs before the container counts as started.
@@ -445,7 +449,7 @@ impl Supervisor {
                         message: None,
                         started_at,
                         finished_at: exit.finished_at,
-                        id: Some(spec.id.clone()),
+                        id: Some(id.to_owned()),
                     };
                     self.set_state(|c| {
                         c.state = finished;

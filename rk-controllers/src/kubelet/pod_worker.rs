@@ -22,9 +22,22 @@ use super::volumes::{self, Prepared};
 
 /// A pod's shared state: the record its containers update, the latest API
 /// object, and a counter that wakes the status writer.
+///
+/// The API object is kept without its status: the kubelet writes the
+/// status from its record, and each of its own writes comes back through
+/// the watch. Only what [`status::build`] carries over from the API's status
+/// (conditions, `nominatedNodeName`) is kept, apart from the pod, so a
+/// status change does not copy the pod, and the worker, its container
+/// supervisors and this state share one `Arc` for the pod's life unless its
+/// metadata or spec change.
 pub struct PodState {
     record: Mutex<PodRecord>,
     pod: Mutex<Arc<Pod>>,
+    /// The API status's parts the kubelet carries over.
+    carried: Mutex<PodStatus>,
+    /// The API status when the pod was admitted (restart counts to continue),
+    /// taken by the worker when it starts.
+    admitted: Mutex<Option<PodStatus>>,
     dirty: watch::Sender<u64>,
     /// Held while writing; the fingerprint of the status last written.
     write_lock: tokio::sync::Mutex<Option<u64>>,
@@ -36,10 +49,13 @@ pub struct PodState {
 
 impl PodState {
     /// State for a pod that starts now.
-    pub fn new(pod: Pod, dir: PathBuf) -> Self {
+    pub fn new(mut pod: Pod, dir: PathBuf) -> Self {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let admitted = pod.status.take();
         Self {
             record: Mutex::new(PodRecord::default()),
+            carried: Mutex::new(carried_status(admitted.as_ref())),
+            admitted: Mutex::new(admitted),
             pod: Mutex::new(Arc::new(pod)),
             dirty: watch::channel(0).0,
             write_lock: tokio::sync::Mutex::new(None),
@@ -63,15 +79,43 @@ impl PodState {
         f(&r)
     }
 
-    /// The latest pod object (shared: the worker, its containers and the
-    /// status writer read the same copy).
+    /// The latest pod object, without its status (shared: the worker, its
+    /// containers and the status writer read the same copy).
     pub fn pod(&self) -> Arc<Pod> {
         self.pod.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Record a newer pod object from the API.
-    pub fn set_pod(&self, pod: Arc<Pod>) {
-        *self.pod.lock().unwrap_or_else(|p| p.into_inner()) = pod;
+    /// The parts of the API's latest status the kubelet carries over.
+    pub fn carried_status(&self) -> PodStatus {
+        self.carried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The API status the pod had when it was admitted (once).
+    pub fn take_admitted_status(&self) -> Option<PodStatus> {
+        self.admitted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Record a newer pod object from the API. The shared pod is replaced
+    /// only when its metadata (beyond `resourceVersion`) or spec changed.
+    pub fn set_pod(&self, mut pod: Pod) {
+        let status = pod.status.take();
+        *self.carried.lock().unwrap_or_else(|p| p.into_inner()) = carried_status(status.as_ref());
+        let mut current = self.pod.lock().unwrap_or_else(|p| p.into_inner());
+        let version = std::mem::replace(
+            &mut pod.metadata.resource_version,
+            current.metadata.resource_version.clone(),
+        );
+        let unchanged = pod.metadata == current.metadata && pod.spec == current.spec;
+        if !unchanged {
+            pod.metadata.resource_version = version;
+            *current = Arc::new(pod);
+        }
     }
 
     /// The restart count and whether the container currently runs
@@ -89,6 +133,15 @@ impl PodState {
     /// Whether the pod's containers all finished for good.
     pub fn is_terminal(&self) -> bool {
         self.read(|r| r.terminal.is_some())
+    }
+}
+
+/// What `status::build` carries over from the API's status.
+fn carried_status(status: Option<&PodStatus>) -> PodStatus {
+    PodStatus {
+        conditions: status.and_then(|s| s.conditions.clone()),
+        nominated_node_name: status.and_then(|s| s.nominated_node_name.clone()),
+        ..PodStatus::default()
     }
 }
 
@@ -164,7 +217,8 @@ pub async fn sync_status(shared: &Shared, state: &PodState) {
     }
     let mut last = state.write_lock.lock().await;
     let pod = state.pod();
-    let status = state.read(|r| status::build(&pod, r));
+    let carried = state.carried_status();
+    let status = state.read(|r| status::build(&pod, &carried, r));
     let fingerprint = status_fingerprint(&status);
     if *last == Some(fingerprint) {
         return;
@@ -242,8 +296,9 @@ pub async fn run(
             .find(|s| s.name == n)
             .map_or(0, |s| s.restart_count)
     };
+    let admitted = state.take_admitted_status();
     state.update(|r| {
-        let prev = pod.status.as_ref();
+        let prev = admitted.as_ref();
         r.start_time = prev
             .and_then(|p| p.start_time.as_ref())
             .map(|t| t.0)

@@ -89,7 +89,7 @@ impl Manager {
         let uid = uid_of(&pod);
         let deleting = pod.metadata.deletion_timestamp.is_some();
         if let Some(w) = self.workers.get(&uid) {
-            w.state.set_pod(Arc::new(pod.clone()));
+            w.state.set_pod(pod.clone());
             if deleting {
                 if w.task.is_finished() {
                     self.finalize_deletion(&pod);
@@ -161,19 +161,11 @@ impl Manager {
         let (stop, stop_rx) = watch::channel(None);
         self.shared.active_workers.fetch_add(1, Ordering::Relaxed);
         let guard = ActiveGuard(self.shared.clone());
-        let task = tokio::spawn(pod_worker::run(
-            self.shared.clone(),
-            node,
-            state.clone(),
-            stop_rx,
-        ));
+        // One task per pod (the guard goes with it, also if it panics).
+        let worker = pod_worker::run(self.shared.clone(), node, state.clone(), stop_rx);
         let task = tokio::spawn(async move {
             let _guard = guard;
-            if let Err(e) = task.await
-                && e.is_panic()
-            {
-                tracing::error!("a pod worker panicked");
-            }
+            worker.await
         });
         self.workers.insert(
             uid,

@@ -145,7 +145,12 @@ fn pods(shared: &Shared) -> Response<Body> {
     let items: Vec<serde_json::Value> = shared
         .pod_states()
         .iter()
-        .filter_map(|s| serde_json::to_value(&*s.pod()).ok())
+        .filter_map(|s| {
+            let mut pod = (*s.pod()).clone();
+            let carried = s.carried_status();
+            pod.status = Some(s.read(|r| super::status::build(&pod, &carried, r)));
+            serde_json::to_value(&pod).ok()
+        })
         .collect();
     json(&serde_json::json!({
         "kind": "PodList",

@@ -260,8 +260,9 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 
 /// Build the pod's status from the record, keeping transition times of
 /// conditions that did not change and conditions the kubelet does not own.
-pub fn build(pod: &Pod, record: &PodRecord) -> PodStatus {
-    let previous = pod.status.clone().unwrap_or_default();
+/// `previous` is the API's status (only its conditions and
+/// `nominatedNodeName` are read).
+pub fn build(pod: &Pod, previous: &PodStatus, record: &PodRecord) -> PodStatus {
     let phase = record.phase();
     let terminal = record.terminal.is_some();
     let containers_ready = !terminal
@@ -348,7 +349,7 @@ pub fn build(pod: &Pod, record: &PodRecord) -> PodStatus {
         qos_class: Some(qos_class(pod).to_owned()),
         reason: record.reason.clone(),
         message: record.message.clone(),
-        nominated_node_name: previous.nominated_node_name,
+        nominated_node_name: previous.nominated_node_name.clone(),
         observed_generation: pod.metadata.generation,
         ..PodStatus::default()
     }

@@ -6,7 +6,8 @@
 //! - pod startup latency (create to Running, seen by a watch; p50/p99) for
 //!   100 pods created at 20/s on the process runtime;
 //! - the same for 10,000 pods on 1,000 sim nodes (`rk up --runtime sim`),
-//!   and that process's RSS;
+//!   created at a steady 200/s and then as a burst (64 concurrent
+//!   creates), and that process's RSS with 30,000 pods;
 //! - proxy throughput and added latency: a TCP echo/sink server behind a
 //!   ClusterIP Service vs the same server connected to directly.
 
@@ -33,9 +34,16 @@ pub struct Args {
     /// Sim nodes.
     #[arg(long, default_value_t = 1_000)]
     pub sim_nodes: usize,
-    /// Pods on the sim nodes.
+    /// Pods on the sim nodes, for each of the paced and the burst runs.
     #[arg(long, default_value_t = 10_000)]
     pub sim_pods: usize,
+    /// Creates per second of the paced sim run.
+    #[arg(long, default_value_t = 200.0)]
+    pub sim_rate: f64,
+    /// Pods on the sim nodes when their RSS is read (more are created
+    /// after the two runs to reach it).
+    #[arg(long, default_value_t = 30_000)]
+    pub sim_total: usize,
     /// Bytes pushed through the proxy (and directly) for throughput.
     #[arg(long, default_value_t = 1 << 30)]
     pub proxy_bytes: u64,
@@ -226,6 +234,16 @@ async fn pod_startup(
     Ok(lat)
 }
 
+/// Create namespace `name`.
+async fn create_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+    api.create(&PostParams::default(), &ns)
+        .await
+        .with_context(|| format!("creating namespace {name}"))?;
+    Ok(())
+}
+
 /// An echo server on 127.0.0.1: every byte read is written back.
 async fn echo_server() -> anyhow::Result<(u16, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -395,21 +413,41 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &sim.client,
             "default",
             args.sim_pods,
-            0.0,
+            args.sim_rate,
             &["sleep", "3600"],
         )
         .await?;
         println!(
-            "| pod startup, {} pods on {} sim nodes (64 concurrent creates): p50 / p99 | {:.0} ms / {:.0} ms ({} Running) |",
+            "| pod startup, {} pods on {} sim nodes at {}/s: p50 / p99 | {:.0} ms / {:.0} ms ({} Running) |",
+            args.sim_pods,
+            args.sim_nodes,
+            args.sim_rate,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat.len()
+        );
+        create_namespace(&sim.client, "burst").await?;
+        let lat = pod_startup(&sim.client, "burst", args.sim_pods, 0.0, &["sleep", "3600"]).await?;
+        println!(
+            "| pod startup, {} more pods on {} sim nodes as a burst (64 concurrent creates): p50 / p99 | {:.0} ms / {:.0} ms ({} Running) |",
             args.sim_pods,
             args.sim_nodes,
             percentile(&lat, 0.5),
             percentile(&lat, 0.99),
             lat.len()
         );
+        let mut total = 2 * args.sim_pods;
+        if args.sim_total > total {
+            create_namespace(&sim.client, "fill").await?;
+            let more = args.sim_total - total;
+            total += pod_startup(&sim.client, "fill", more, 0.0, &["sleep", "3600"])
+                .await?
+                .len();
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
         println!(
-            "| RSS of that `rk up` with {} pods | {:.0} MiB |",
-            args.sim_pods,
+            "| RSS of that `rk up` with {total} pods Running on {} sim nodes | {:.0} MiB |",
+            args.sim_nodes,
             sim.rss_mib()
         );
         sim.stop().await;
