@@ -55,15 +55,28 @@ fn start_up_with(dir: &Path, port: u16, extra: &[&str]) -> Up {
 }
 
 fn kubectl(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(common::kubectl_path())
+    let (code, out, err) = kubectl_with_input(dir, args, b"");
+    (code == Some(0), out, err)
+}
+
+/// kubectl with `input` on its stdin; its exit code, stdout and stderr.
+fn kubectl_with_input(dir: &Path, args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(common::kubectl_path())
         .args(args)
         .env("KUBECONFIG", dir.join("data/kubeconfig"))
         .env("KUBECACHEDIR", dir.join("kube-cache"))
         .env("HOME", dir)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("kubectl runs (set RK_KUBECTL or run scripts/test)");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    let out = child.wait_with_output().expect("kubectl finishes");
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
@@ -229,6 +242,34 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
         })
         .collect();
     assert!(logs.contains("\"GET / HTTP/1.0\" 200"), "{logs}");
+
+    // kubectl exec: the command runs in the pod's context (its POD_IP),
+    // both output streams come back, stdin goes in and its end closes it,
+    // and the command's exit code is kubectl's.
+    let first = &pods_json(dir, "app=web")[0];
+    let pod = first["metadata"]["name"].as_str().unwrap_or_default();
+    let pod_ip = first["status"]["podIP"].as_str().unwrap_or_default();
+    let (code, out, err) = kubectl_with_input(
+        dir,
+        &[
+            "exec",
+            pod,
+            "--",
+            "sh",
+            "-c",
+            "echo ip=$POD_IP; echo oops >&2",
+        ],
+        b"",
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(out.trim(), format!("ip={pod_ip}"));
+    assert!(err.contains("oops"), "{err}");
+    let (code, out, _) =
+        kubectl_with_input(dir, &["exec", "-i", pod, "--", "wc", "-l"], b"one\ntwo\n");
+    assert_eq!((code, out.trim()), (Some(0), "2"));
+    let (code, _, err) = kubectl_with_input(dir, &["exec", pod, "--", "sh", "-c", "exit 3"], b"");
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("command terminated with exit code 3"), "{err}");
 
     // Scale to 6 and back.
     ok(dir, &["scale", "deployment", "web", "--replicas=6"]);

@@ -261,6 +261,7 @@ const BUILTINS: &[Spec] = &[
             "binding",
             "eviction",
             "log",
+            "exec",
             "ephemeralcontainers",
         ],
     )),

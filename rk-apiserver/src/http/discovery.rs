@@ -110,6 +110,12 @@ fn subresource_kind(info: &ResourceInfo, sub: &str) -> (String, String, String, 
             vec!["create"],
         ),
         "log" => (String::new(), "v1".into(), "Pod".into(), vec!["get"]),
+        "exec" => (
+            String::new(),
+            "v1".into(),
+            "PodExecOptions".into(),
+            vec!["create", "get"],
+        ),
         "finalize" => (own.0, own.1, own.2, vec!["update"]),
         "token" => (
             "authentication.k8s.io".into(),

@@ -2,7 +2,7 @@
 //! `daemonEndpoints.kubeletEndpoint.Port` on its InternalIP.
 
 use futures::StreamExt;
-use http::{Request, Response};
+use http::Response;
 use http_body_util::{BodyExt, Empty};
 use serde_json::Value;
 
@@ -15,49 +15,14 @@ use crate::registry::store::{self, Target};
 pub async fn pod_logs(call: &Call, target: &Target) -> Result<Response<Body>, ApiError> {
     let (pod, _) = store::get(&call.state, target).await?;
     let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
-    let containers: Vec<String> = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect();
-    let container = match call.query.get("container") {
-        Some(c) => c.to_string(),
-        None if containers.len() == 1 => containers[0].clone(),
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {}, choose one of: [{}]",
-                target.name,
-                containers.join(" ")
-            )));
-        }
-    };
+    let container = super::kubelet::container_of(&pod, &target.name, call.query.get("container"))?;
     if node_name.is_empty() {
         return Err(ApiError::bad_request(format!(
             "container \"{container}\" in pod \"{}\" is waiting to start: pod is not scheduled",
             target.name
         )));
     }
-    let node_target = Target {
-        info: call
-            .state
-            .resource("", "v1", "nodes")
-            .ok_or_else(ApiError::no_route)?,
-        namespace: None,
-        name: node_name.clone(),
-    };
-    let (node, _) = store::get(&call.state, &node_target).await?;
-    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_i64()
-        .unwrap_or(10250);
-    let addr = node["status"]["addresses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["type"] == "InternalIP")
-        .and_then(|a| a["address"].as_str())
-        .unwrap_or("127.0.0.1")
-        .to_string();
+    let (addr, port) = super::kubelet::endpoint(&call.state, &node_name).await?;
     let mut query = Vec::new();
     for k in [
         "follow",
@@ -81,29 +46,19 @@ pub async fn pod_logs(call: &Call, target: &Target) -> Result<Response<Body>, Ap
         target.name,
         query.join("&")
     );
-    let unavailable = |e: String| {
+    let mut sender = super::kubelet::connect(&addr, port, &node_name).await?;
+    let req = super::kubelet::request(
+        http::Method::GET,
+        &uri,
+        &addr,
+        port,
+        Empty::<bytes::Bytes>::new(),
+    )?;
+    let resp = sender.send_request(req).await.map_err(|e| {
         ApiError::unavailable(format!(
             "the kubelet on node {node_name} is unreachable: {e}"
         ))
-    };
-    let stream = tokio::net::TcpStream::connect((addr.as_str(), port as u16))
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = Request::get(uri)
-        .header("host", format!("{addr}:{port}"))
-        .body(Empty::<bytes::Bytes>::new())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+    })?;
     let (parts, body) = resp.into_parts();
     if !parts.status.is_success() {
         let bytes = body

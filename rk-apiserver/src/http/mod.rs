@@ -3,6 +3,8 @@
 
 pub mod convert;
 pub mod discovery;
+pub mod exec;
+pub mod kubelet;
 pub mod list;
 pub mod logs;
 pub mod resource;
@@ -58,7 +60,7 @@ pub async fn serve(
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -172,6 +174,22 @@ async fn route(
     rp: Option<crate::request::ResourcePath>,
     query: Query,
 ) -> Result<Response<Body>, ApiError> {
+    // `pods/exec` keeps the request whole: it is upgraded, not read.
+    if let Some(p) = &rp
+        && p.group.is_empty()
+        && p.resource == "pods"
+        && p.subresource.as_deref() == Some("exec")
+        && let (Some(ns), Some(name)) = (&p.namespace, &p.name)
+    {
+        let target = crate::registry::store::Target {
+            info: state
+                .resource("", "v1", "pods")
+                .ok_or_else(ApiError::no_route)?,
+            namespace: Some(ns.clone()),
+            name: name.clone(),
+        };
+        return exec::pod_exec(&state, req, &target, query.get("container")).await;
+    }
     let (parts, body) = req.into_parts();
     let accept = parts
         .headers

@@ -13,7 +13,7 @@ use super::env::{self, Sources};
 use super::logs::log_path;
 use super::pod_worker::PodCtx;
 use super::probes::{self, ProbeEvent, ProbeKind, Target};
-use super::runtime::{ContainerSpec, ExecSpec, Exit, RuntimeError, Signal, Started};
+use super::runtime::{ContainerSpec, ExecSpec, ExecTarget, Exit, RuntimeError, Signal, Started};
 use super::status::CState;
 use super::volumes;
 
@@ -365,9 +365,18 @@ impl Supervisor {
         let has_startup = probes_on && self.container().startup_probe.is_some();
         let started_at = container.started_at;
         let runtime_id = container.id.clone();
+        let exec = probes_on.then(|| {
+            Arc::new(ExecTarget {
+                argv: Vec::new(),
+                env: env.clone(),
+                working_dir: working_dir.clone(),
+                pid: container.pid,
+            })
+        });
         self.set_state(|c| {
             c.state = CState::Running { started_at };
             c.id = Some(runtime_id);
+            c.exec = exec;
             c.started = !has_startup;
             c.ready = !has_readiness && !has_startup;
         });

@@ -25,6 +25,7 @@ pub mod admission;
 mod container;
 pub mod env;
 pub mod eviction;
+pub mod exec;
 pub mod lease;
 pub mod logs;
 pub mod node_status;

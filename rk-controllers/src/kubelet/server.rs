@@ -2,7 +2,8 @@
 //! PodList), `/metrics` (Prometheus text) and
 //! `/containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous` and
-//! `limitBytes`, which the API server's `pods/log` proxies to.
+//! `limitBytes`, which the API server's `pods/log` proxies to, and
+//! `/exec/{namespace}/{pod}/{container}` for `pods/exec` (see [`super::exec`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -108,6 +109,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             let io = hyper_util::rt::TokioIo::new(stream);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, service)
+                .with_upgrades()
                 .await
             {
                 tracing::debug!(error = %e, "kubelet connection ended");
@@ -117,6 +119,18 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Body> {
+    if let Some(rest) = req.uri().path().strip_prefix("/exec/") {
+        let parts: Vec<String> = rest.split('/').map(str::to_owned).collect();
+        return match (req.method(), parts.as_slice()) {
+            (&http::Method::GET | &http::Method::POST, [ns, pod, container]) => {
+                super::exec::handle(req, shared, ns, pod, container).await
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "expected GET or POST /exec/{namespace}/{pod}/{container}\n",
+            ),
+        };
+    }
     if req.method() != http::Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
     }

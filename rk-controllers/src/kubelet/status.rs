@@ -3,6 +3,7 @@
 //! time) and written through the `pods/status` subresource.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
@@ -12,6 +13,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+
+use super::runtime::ExecTarget;
 
 /// A container's state as the kubelet records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +117,10 @@ pub struct ContainerRecord {
     pub started: bool,
     /// The current instance's runtime id.
     pub id: Option<String>,
+    /// Where `kubectl exec` runs while the instance runs (the container's
+    /// environment, working directory and process; not kept on sim nodes,
+    /// where nothing runs).
+    pub exec: Option<Arc<ExecTarget>>,
 }
 
 impl ContainerRecord {
@@ -128,6 +135,7 @@ impl ContainerRecord {
             ready: false,
             started: false,
             id: None,
+            exec: None,
         }
     }
 

@@ -12,9 +12,13 @@
 pub mod process;
 pub mod sim;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use tokio::sync::watch;
 
@@ -98,6 +102,34 @@ pub struct ExecSpec {
     pub timeout: Duration,
 }
 
+/// A command started in a running container (`kubectl exec`), with its
+/// standard streams.
+pub struct ExecSession {
+    /// Its standard input.
+    pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Its standard output.
+    pub stdout: Pin<Box<dyn AsyncRead + Send>>,
+    /// Its standard error.
+    pub stderr: Pin<Box<dyn AsyncRead + Send>>,
+    /// Resolves to its exit code once it ended.
+    pub exit: Pin<Box<dyn Future<Output = i32> + Send>>,
+    /// Kills it (when the client goes away).
+    pub kill: Box<dyn Fn() + Send + Sync>,
+}
+
+/// Where a streaming exec runs.
+#[derive(Debug, Clone, Default)]
+pub struct ExecTarget {
+    /// The command line.
+    pub argv: Vec<String>,
+    /// The container's environment.
+    pub env: Vec<(String, String)>,
+    /// The container's working directory.
+    pub working_dir: Option<PathBuf>,
+    /// The container's main process, whose mount namespace to enter.
+    pub pid: Option<u32>,
+}
+
 /// How a container instance ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
@@ -134,6 +166,9 @@ pub struct Started {
     pub exit: watch::Receiver<Option<Exit>>,
     /// Signals it.
     pub control: Arc<dyn ContainerControl>,
+    /// Its main process, where there is one (`kubectl exec` enters its mount
+    /// namespace).
+    pub pid: Option<u32>,
 }
 
 impl Started {
@@ -169,6 +204,9 @@ pub trait Runtime: Send + Sync + 'static {
     /// Run a command in a container's context; returns its exit code and
     /// (truncated) output.
     async fn exec(&self, spec: ExecSpec) -> Result<(i32, String), RuntimeError>;
+    /// Start a command in a container's context with its standard streams
+    /// piped (`kubectl exec`).
+    async fn exec_stream(&self, target: ExecTarget) -> Result<ExecSession, RuntimeError>;
     /// Stop everything this runtime started (SIGTERM, then SIGKILL after
     /// a short wait) and refuse to start more.
     async fn shutdown(&self);

@@ -29,7 +29,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 use super::{
-    ContainerControl, ContainerSpec, ExecSpec, Exit, Runtime, RuntimeError, Signal, Started,
+    ContainerControl, ContainerSpec, ExecSession, ExecSpec, ExecTarget, Exit, Runtime,
+    RuntimeError, Signal, Started,
 };
 use crate::kubelet::logs::{DEFAULT_MAX_LOG_BYTES, LogWriter, Stream};
 
@@ -362,6 +363,7 @@ impl Runtime for ProcessRuntime {
             started_at,
             exit: rx,
             control: Arc::new(GroupControl { pgid }),
+            pid: u32::try_from(pgid).ok().filter(|p| *p > 1),
         })
     }
 
@@ -392,6 +394,53 @@ impl Runtime for ProcessRuntime {
                 Err(RuntimeError::Timeout(spec.timeout))
             }
         }
+    }
+
+    async fn exec_stream(&self, target: ExecTarget) -> Result<ExecSession, RuntimeError> {
+        if target.argv.is_empty() {
+            return Err(RuntimeError::Config("no command given".to_owned()));
+        }
+        // A container with volumes runs in its own mount namespace: the
+        // command joins it, so it sees the volumes where the container does.
+        let argv = match target.pid.filter(|_| self.mount_namespaces) {
+            Some(pid) => ["nsenter", "--target", &pid.to_string(), "--mount", "--"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(target.argv.iter().cloned())
+                .collect(),
+            None => target.argv.clone(),
+        };
+        let mut cmd = command(&argv, &target.env, target.working_dir.as_deref())?;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = self
+            .spawn(cmd)
+            .await
+            .map_err(|e| RuntimeError::Start(format!("starting {:?}: {e}", target.argv)))?;
+        let pgid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or_default();
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(RuntimeError::Start(
+                "the command's pipes are missing".to_owned(),
+            ));
+        };
+        Ok(ExecSession {
+            stdin: Box::pin(stdin),
+            stdout: Box::pin(stdout),
+            stderr: Box::pin(stderr),
+            exit: Box::pin(async move {
+                let code = exit_of(child.wait().await).code;
+                signal_group(pgid, libc::SIGKILL);
+                code
+            }),
+            kill: Box::new(move || signal_group(pgid, libc::SIGKILL)),
+        })
     }
 
     fn kill_all_now(&self) {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{
-    ContainerControl, ContainerSpec, ExecSpec, Exit, Runtime, RuntimeError, Signal, Started,
+    ContainerControl, ContainerSpec, ExecSession, ExecSpec, ExecTarget, Exit, Runtime,
+    RuntimeError, Signal, Started,
 };
 
 /// Pretends to run containers.
@@ -88,11 +89,23 @@ impl Runtime for SimRuntime {
             started_at: jiff::Timestamp::now(),
             exit: rx,
             control,
+            pid: None,
         })
     }
 
     async fn exec(&self, _spec: ExecSpec) -> Result<(i32, String), RuntimeError> {
         Ok((0, String::new()))
+    }
+
+    /// Nothing runs, so nothing is printed: the command "exits" 0.
+    async fn exec_stream(&self, _target: ExecTarget) -> Result<ExecSession, RuntimeError> {
+        Ok(ExecSession {
+            stdin: Box::pin(tokio::io::sink()),
+            stdout: Box::pin(tokio::io::empty()),
+            stderr: Box::pin(tokio::io::empty()),
+            exit: Box::pin(async { 0 }),
+            kill: Box::new(|| {}),
+        })
     }
 
     async fn shutdown(&self) {}
