@@ -510,3 +510,39 @@ async fn get_watch_streams_changes() {
         "{seen:?}"
     );
 }
+
+/// `kubectl exec` reaches the API server's `pods/exec`, which checks the pod
+/// before it looks for a kubelet: no node yet, a container the pod does not
+/// have, or a finished pod are clear errors (a running pod's exec is tested
+/// with a kubelet in `rk_up.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_is_refused_with_upstreams_reasons_before_a_kubelet_is_needed() {
+    let c = Cluster::start().await;
+    c.kubectl(&["run", "idle", "--image=busybox", "--", "sleep", "3600"])
+        .await;
+    let err = c.kubectl_fails(&["exec", "idle", "--", "true"]).await;
+    assert!(
+        err.contains("pod idle does not have a host assigned"),
+        "{err}"
+    );
+    let err = c
+        .kubectl_fails(&["exec", "idle", "-c", "other", "--", "true"])
+        .await;
+    assert!(err.contains("container other is not valid"), "{err}");
+    let patch = r#"{"status":{"phase":"Succeeded"}}"#;
+    c.kubectl(&[
+        "patch",
+        "pod",
+        "idle",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    ])
+    .await;
+    let err = c.kubectl_fails(&["exec", "idle", "--", "true"]).await;
+    assert!(
+        err.contains("cannot exec into a container in a completed pod; current phase is Succeeded"),
+        "{err}"
+    );
+}
