@@ -21,7 +21,7 @@ use super::cache::{Cache, Snapshot};
 use super::framework::{CycleState, Framework, Handle, PostFilterResult};
 use super::metrics::{self, Metrics};
 use super::queue::{ClusterEvent, QueuedPodInfo, SchedulingQueue};
-use super::types::{PodInfo, pod_key, slim_assigned};
+use super::types::{PodInfo, pod_key, slim_assigned, slim_pending};
 
 /// How often backoff and unschedulable pods are flushed and assumed pods expired.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
@@ -149,7 +149,7 @@ impl Scheduler {
             lock(&self.queue).delete(&key);
             return;
         }
-        let info = Arc::new(PodInfo::new(Arc::new(pod)));
+        let info = Arc::new(PodInfo::new(Arc::new(slim_pending(pod))));
         let Some(fw) = self.profile_for(&info) else {
             return;
         };

@@ -19,12 +19,10 @@ pub fn pod_key(pod: &Pod) -> String {
     )
 }
 
-/// The part of a pod bound to a node that the scheduler keeps: everything
-/// but what only the kubelet uses — the containers' commands, environment,
-/// mounts, probes and hooks, and the status beyond `phase` and
-/// `startTime`. The scheduler caches every pod of the cluster, so this is
-/// most of its memory (a pod's status alone is larger than its spec).
-pub fn slim_assigned(mut pod: Pod) -> Pod {
+/// Drop what no scheduling decision reads from a pod's containers: commands,
+/// environment, mounts, probes, hooks (kept: name, image, ports, resources,
+/// resize and restart policies).
+fn slim_containers(pod: &mut Pod) {
     fn slim(c: &mut k8s_openapi::api::core::v1::Container) {
         *c = k8s_openapi::api::core::v1::Container {
             name: std::mem::take(&mut c.name),
@@ -41,11 +39,38 @@ pub fn slim_assigned(mut pod: Pod) -> Pod {
         spec.init_containers.iter_mut().flatten().for_each(slim);
         spec.ephemeral_containers = None;
     }
+}
+
+/// The part of a pod bound to a node that the scheduler keeps: everything
+/// but what only the kubelet uses — the containers' commands, environment,
+/// mounts, probes and hooks, and the status beyond `phase` and
+/// `startTime`. The scheduler caches every pod of the cluster, so this is
+/// most of its memory (a pod's status alone is larger than its spec).
+pub fn slim_assigned(mut pod: Pod) -> Pod {
+    slim_containers(&mut pod);
     if let Some(status) = pod.status.take() {
         pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
             phase: status.phase,
             start_time: status.start_time,
             nominated_node_name: status.nominated_node_name,
+            ..Default::default()
+        });
+    }
+    pod
+}
+
+/// The part of a pod waiting to be scheduled that the scheduler keeps: as
+/// [`slim_assigned`], but with the status's conditions (the scheduler
+/// reads its own `PodScheduled` condition back). A burst of pending pods
+/// sits in the queue, so they are kept small too.
+pub fn slim_pending(mut pod: Pod) -> Pod {
+    slim_containers(&mut pod);
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: status.phase,
+            start_time: status.start_time,
+            nominated_node_name: status.nominated_node_name,
+            conditions: status.conditions,
             ..Default::default()
         });
     }
