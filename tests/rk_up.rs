@@ -271,6 +271,28 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("command terminated with exit code 3"), "{err}");
 
+    // kubectl attach, as `kubectl run --rm -i` uses it: the command's
+    // output as it runs, its exit code as kubectl's, the pod removed after.
+    let (code, out, err) = kubectl_with_input(
+        dir,
+        &[
+            "run",
+            "once",
+            "--rm",
+            "-i",
+            "--restart=Never",
+            "--image=busybox",
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1; echo from-attach; exit 3",
+        ],
+        b"",
+    );
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert!(out.contains("from-attach"), "{out}\n{err}");
+
     // Scale to 6 and back.
     ok(dir, &["scale", "deployment", "web", "--replicas=6"]);
     ok(

@@ -262,6 +262,7 @@ const BUILTINS: &[Spec] = &[
             "eviction",
             "log",
             "exec",
+            "attach",
             "ephemeralcontainers",
         ],
     )),

@@ -116,6 +116,12 @@ fn subresource_kind(info: &ResourceInfo, sub: &str) -> (String, String, String, 
             "PodExecOptions".into(),
             vec!["create", "get"],
         ),
+        "attach" => (
+            String::new(),
+            "v1".into(),
+            "PodAttachOptions".into(),
+            vec!["create", "get"],
+        ),
         "finalize" => (own.0, own.1, own.2, vec!["update"]),
         "token" => (
             "authentication.k8s.io".into(),

@@ -1,4 +1,4 @@
-//! `pods/exec`: the request (a WebSocket upgrade speaking Kubernetes'
+//! `pods/exec` and `pods/attach`: the request (a WebSocket upgrade speaking Kubernetes'
 //! channel protocol, as kubectl sends it) is checked against the pod, then
 //! forwarded to the kubelet of the pod's node; once the kubelet switches
 //! protocols, the two connections are spliced and the API server only
@@ -22,11 +22,13 @@ const HOP: [&str; 4] = [
     "transfer-encoding",
 ];
 
-/// Run a command in a pod's container through its kubelet.
-pub async fn pod_exec(
+/// Run a command in a pod's container (`kind` `exec`), or attach to the
+/// container (`attach`), through the kubelet of the pod's node.
+pub async fn pod_stream(
     state: &ApiState,
     mut req: Request<Incoming>,
     target: &Target,
+    kind: &str,
     container: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     if !matches!(*req.method(), Method::GET | Method::POST) {
@@ -38,8 +40,13 @@ pub async fn pod_exec(
     let name = &target.name;
     let phase = pod["status"]["phase"].as_str().unwrap_or_default();
     if matches!(phase, "Succeeded" | "Failed") {
+        let verb = if kind == "exec" {
+            "exec into"
+        } else {
+            "attach to"
+        };
         return Err(ApiError::bad_request(format!(
-            "cannot exec into a container in a completed pod; current phase is {phase}"
+            "cannot {verb} a container in a completed pod; current phase is {phase}"
         )));
     }
     let container = kubelet::container_of(&pod, name, container)?;
@@ -52,7 +59,7 @@ pub async fn pod_exec(
     let (addr, port) = kubelet::endpoint(state, node).await?;
     let ns = target.namespace.clone().unwrap_or_default();
     let uri = format!(
-        "/exec/{ns}/{name}/{container}?{}",
+        "/{kind}/{ns}/{name}/{container}?{}",
         req.uri().query().unwrap_or_default()
     );
     let client_upgrade = hyper::upgrade::on(&mut req);
@@ -92,7 +99,7 @@ pub async fn pod_exec(
         let (client, kubelet) = match tokio::try_join!(client_upgrade, kubelet_upgrade) {
             Ok(both) => both,
             Err(e) => {
-                tracing::debug!(error = %e, "exec upgrade failed");
+                tracing::debug!(error = %e, "upgrade failed");
                 return;
             }
         };

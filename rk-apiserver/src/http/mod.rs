@@ -174,11 +174,12 @@ async fn route(
     rp: Option<crate::request::ResourcePath>,
     query: Query,
 ) -> Result<Response<Body>, ApiError> {
-    // `pods/exec` keeps the request whole: it is upgraded, not read.
+    // `pods/exec` and `pods/attach` keep the request whole: it is
+    // upgraded, not read.
     if let Some(p) = &rp
         && p.group.is_empty()
         && p.resource == "pods"
-        && p.subresource.as_deref() == Some("exec")
+        && let Some(kind @ ("exec" | "attach")) = p.subresource.as_deref()
         && let (Some(ns), Some(name)) = (&p.namespace, &p.name)
     {
         let target = crate::registry::store::Target {
@@ -188,7 +189,7 @@ async fn route(
             namespace: Some(ns.clone()),
             name: name.clone(),
         };
-        return exec::pod_exec(&state, req, &target, query.get("container")).await;
+        return exec::pod_stream(&state, req, &target, kind, query.get("container")).await;
     }
     let (parts, body) = req.into_parts();
     let accept = parts

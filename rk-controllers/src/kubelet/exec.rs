@@ -37,9 +37,9 @@ use super::status::CState;
 pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
 const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const STATUS: u8 = 3;
+pub(crate) const STDOUT: u8 = 1;
+pub(crate) const STDERR: u8 = 2;
+pub(crate) const STATUS: u8 = 3;
 const CLOSE: u8 = 255;
 
 /// What the client asked for in the query.
@@ -119,13 +119,146 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+/// The kubelet server's response body.
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
-fn plain(status: StatusCode, message: String) -> Response<Body> {
+/// A plain-text response.
+pub(crate) fn plain(status: StatusCode, message: String) -> Response<Body> {
     use http_body_util::BodyExt;
     let mut r = Response::new(http_body_util::Full::new(Bytes::from(message)).boxed());
     *r.status_mut() = status;
     r
+}
+
+/// A checked WebSocket upgrade request: its key and the subprotocol chosen.
+pub(crate) struct Handshake {
+    key: String,
+    /// The chosen subprotocol (one of [`PROTOCOLS`]).
+    pub protocol: &'static str,
+}
+
+impl Handshake {
+    /// Check that `req` asks for a WebSocket with one of [`PROTOCOLS`];
+    /// the error is the message of the 400 to send.
+    pub fn check(req: &Request<Incoming>, what: &str) -> Result<Self, String> {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let key = header("sec-websocket-key");
+        if !header("upgrade").eq_ignore_ascii_case("websocket") || key.is_empty() {
+            return Err(format!(
+                "{what} needs a WebSocket upgrade speaking {}",
+                PROTOCOLS[0]
+            ));
+        }
+        let offered = header("sec-websocket-protocol");
+        let Some(protocol) = PROTOCOLS
+            .iter()
+            .find(|p| offered.split(',').any(|o| o.trim() == **p))
+        else {
+            return Err(format!(
+                "none of the offered subprotocols ({offered}) is supported; use one of {}",
+                PROTOCOLS.join(", ")
+            ));
+        };
+        Ok(Self { key, protocol })
+    }
+
+    /// The `101 Switching Protocols` answer.
+    pub fn accept(&self) -> Response<Body> {
+        let mut r = plain(StatusCode::SWITCHING_PROTOCOLS, String::new());
+        let headers = r.headers_mut();
+        headers.insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("websocket"),
+        );
+        headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("Upgrade"),
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&derive_accept_key(self.key.as_bytes())) {
+            headers.insert("sec-websocket-accept", v);
+        }
+        headers.insert(
+            "sec-websocket-protocol",
+            http::HeaderValue::from_static(self.protocol),
+        );
+        r
+    }
+}
+
+/// The server side of an upgraded request's WebSocket.
+pub(crate) async fn upgraded(
+    req: Request<Incoming>,
+) -> Option<WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>> {
+    match hyper::upgrade::on(req).await {
+        Ok(u) => Some(
+            WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(u), Role::Server, None)
+                .await,
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, "WebSocket upgrade failed");
+            None
+        }
+    }
+}
+
+/// A container that runs now, as exec and attach find it.
+pub(crate) struct RunningContainer {
+    /// Its pod's state.
+    pub state: Arc<super::pod_worker::PodState>,
+    /// Its instance (the restart count).
+    pub instance: i32,
+    /// Where exec runs in it.
+    pub exec: Option<Arc<super::runtime::ExecTarget>>,
+}
+
+/// Find `container` of `namespace/pod` running on this kubelet; the error is
+/// the status and message to answer with.
+pub(crate) fn running_container(
+    shared: &Shared,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Result<RunningContainer, (StatusCode, String)> {
+    let Some(state) = shared.pod_state(namespace, pod) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not running on this node"),
+        ));
+    };
+    let found = state.read(|r| {
+        r.init
+            .iter()
+            .chain(r.app.iter())
+            .find(|c| c.name == container)
+            .map(|c| {
+                (
+                    matches!(c.state, CState::Running { .. }),
+                    c.restart_count,
+                    c.exec.clone(),
+                )
+            })
+    });
+    match found {
+        None => Err((
+            StatusCode::NOT_FOUND,
+            format!("container {container} is not valid for pod {pod}"),
+        )),
+        Some((false, ..)) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("container {container} in pod {pod} is not running"),
+        )),
+        Some((true, instance, exec)) => Ok(RunningContainer {
+            state,
+            instance,
+            exec,
+        }),
+    }
 }
 
 /// Answer an exec request: upgrade it and run the command.
@@ -136,32 +269,9 @@ pub(crate) async fn handle(
     pod: &str,
     container: &str,
 ) -> Response<Body> {
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let key = header("sec-websocket-key");
-    if !header("upgrade").eq_ignore_ascii_case("websocket") || key.is_empty() {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            format!("exec needs a WebSocket upgrade speaking {}", PROTOCOLS[0]),
-        );
-    }
-    let offered = header("sec-websocket-protocol");
-    let Some(protocol) = PROTOCOLS
-        .iter()
-        .find(|p| offered.split(',').any(|o| o.trim() == **p))
-    else {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "none of the offered subprotocols ({offered}) is supported; use one of {}",
-                PROTOCOLS.join(", ")
-            ),
-        );
+    let handshake = match Handshake::check(&req, "exec") {
+        Ok(h) => h,
+        Err(message) => return plain(StatusCode::BAD_REQUEST, message),
     };
     let options = ExecOptions::parse(req.uri().query().unwrap_or_default());
     if options.command.is_empty() {
@@ -170,75 +280,25 @@ pub(crate) async fn handle(
             "you must specify at least one command for the container".to_owned(),
         );
     }
-    let Some(state) = shared.pod_state(namespace, pod) else {
-        return plain(
-            StatusCode::NOT_FOUND,
-            format!("pod {namespace}/{pod} is not running on this node"),
-        );
+    let running = match running_container(shared, namespace, pod, container) {
+        Ok(r) => r,
+        Err((status, message)) => return plain(status, message),
     };
-    let found = state.read(|r| {
-        r.init
-            .iter()
-            .chain(r.app.iter())
-            .find(|c| c.name == container)
-            .map(|c| (matches!(c.state, CState::Running { .. }), c.exec.clone()))
-    });
-    let context = match found {
-        None => {
-            return plain(
-                StatusCode::NOT_FOUND,
-                format!("container {container} is not valid for pod {pod}"),
-            );
-        }
-        Some((false, _)) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                format!("container {container} in pod {pod} is not running"),
-            );
-        }
-        Some((true, context)) => context,
-    };
+    let context = running.exec;
     let mut target = context.map(|c| (*c).clone()).unwrap_or_default();
     target.argv = options.command.clone();
-    let protocol = *protocol;
+    let v5 = handshake.protocol == PROTOCOLS[0];
     let runtime = shared.runtime.clone();
     let pod_key = format!("{namespace}/{pod}/{container}");
     tokio::spawn(async move {
-        let upgraded = match hyper::upgrade::on(req).await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(error = %e, "exec upgrade failed");
-                return;
-            }
+        let Some(ws) = upgraded(req).await else {
+            return;
         };
-        let ws = WebSocketStream::from_raw_socket(
-            hyper_util::rt::TokioIo::new(upgraded),
-            Role::Server,
-            None,
-        )
-        .await;
         tracing::debug!(container = %pod_key, command = ?target.argv, "exec");
         let session = runtime.exec_stream(target).await;
-        run(ws, session, options, protocol == PROTOCOLS[0]).await;
+        run(ws, session, options, v5).await;
     });
-    let mut r = plain(StatusCode::SWITCHING_PROTOCOLS, String::new());
-    let headers = r.headers_mut();
-    headers.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("websocket"),
-    );
-    headers.insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("Upgrade"),
-    );
-    if let Ok(v) = http::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        headers.insert("sec-websocket-accept", v);
-    }
-    headers.insert(
-        "sec-websocket-protocol",
-        http::HeaderValue::from_static(protocol),
-    );
-    r
+    handshake.accept()
 }
 
 /// The `Status` sent on channel 3 when the command ended with `code`.
@@ -255,7 +315,7 @@ pub fn exit_status(code: i32) -> serde_json::Value {
     })
 }
 
-fn framed(channel: u8, data: &[u8]) -> Message {
+pub(crate) fn framed(channel: u8, data: &[u8]) -> Message {
     let mut v = Vec::with_capacity(data.len() + 1);
     v.push(channel);
     v.extend_from_slice(data);
@@ -264,7 +324,7 @@ fn framed(channel: u8, data: &[u8]) -> Message {
 
 /// A close frame with code 1000: clients treat anything else (even an
 /// empty close) as an error.
-fn normal_close() -> Message {
+pub(crate) fn normal_close() -> Message {
     Message::Close(Some(CloseFrame {
         code: CloseCode::Normal,
         reason: "".into(),

@@ -22,6 +22,7 @@
 //! [`env`](mod@env), [`eviction`] thresholds, [`volumes`], [`logs`], the HTTP server, and the [`runtime`]s.
 
 pub mod admission;
+mod attach;
 mod container;
 pub mod env;
 pub mod eviction;

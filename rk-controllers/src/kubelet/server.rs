@@ -3,7 +3,8 @@
 //! `/containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous` and
 //! `limitBytes`, which the API server's `pods/log` proxies to, and
-//! `/exec/{namespace}/{pod}/{container}` for `pods/exec` (see [`super::exec`]).
+//! `/exec/{namespace}/{pod}/{container}` and `/attach/...` for `pods/exec`
+//! and `pods/attach` (see [`super::exec`] and [`super::attach`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -119,15 +120,22 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Body> {
-    if let Some(rest) = req.uri().path().strip_prefix("/exec/") {
+    for kind in ["exec", "attach"] {
+        let Some(rest) = req.uri().path().strip_prefix(&format!("/{kind}/")) else {
+            continue;
+        };
         let parts: Vec<String> = rest.split('/').map(str::to_owned).collect();
         return match (req.method(), parts.as_slice()) {
             (&http::Method::GET | &http::Method::POST, [ns, pod, container]) => {
-                super::exec::handle(req, shared, ns, pod, container).await
+                if kind == "exec" {
+                    super::exec::handle(req, shared, ns, pod, container).await
+                } else {
+                    super::attach::handle(req, shared, ns, pod, container).await
+                }
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "expected GET or POST /exec/{namespace}/{pod}/{container}\n",
+                format!("expected GET or POST /{kind}/{{namespace}}/{{pod}}/{{container}}\n"),
             ),
         };
     }

@@ -1,0 +1,142 @@
+//! `kubectl attach`: `/attach/{namespace}/{pod}/{container}`, which the API
+//! server's `pods/attach` proxies to. Same WebSocket channel protocol as
+//! [`super::exec`]; what the container writes from now on is sent as it
+//! reaches the container's log (stdout on channel 1, stderr on channel 2,
+//! both on 1 with a terminal), until the container stops, when a `Success`
+//! status ends the session. The container's stdin is not connected (the
+//! process runtime gives containers none), so input is read and dropped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::Shared;
+use super::exec::{self, Body, ExecOptions, Handshake, STATUS, STDERR, STDOUT, plain};
+use super::logs;
+use super::pod_worker::PodState;
+
+/// How often the log is checked for new output.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Answer an attach request: upgrade it and stream the container's output.
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Response<Body> {
+    let handshake = match Handshake::check(&req, "attach") {
+        Ok(h) => h,
+        Err(message) => return plain(StatusCode::BAD_REQUEST, message),
+    };
+    let options = ExecOptions::parse(req.uri().query().unwrap_or_default());
+    let (state, instance) = match exec::running_container(shared, namespace, pod, container) {
+        Ok(r) => (r.state, r.instance),
+        Err((status, message)) => return plain(status, message),
+    };
+    let path = logs::log_path(&state.dir, container, instance);
+    let container = container.to_owned();
+    tokio::spawn(async move {
+        let Some(ws) = exec::upgraded(req).await else {
+            return;
+        };
+        stream(ws, state, container, instance, path, options).await;
+    });
+    handshake.accept()
+}
+
+/// The channel a CRI log line goes to, and its text.
+fn route_line<'a>(raw: &'a str, options: &ExecOptions) -> Option<(u8, &'a str)> {
+    let mut parts = raw.splitn(4, ' ');
+    let (_, stream, _, text) = (parts.next(), parts.next()?, parts.next(), parts.next()?);
+    let to_stderr = stream == "stderr" && !options.tty;
+    match to_stderr {
+        true if options.stderr => Some((STDERR, text)),
+        false if options.stdout || (options.tty && options.stderr) => Some((STDOUT, text)),
+        _ => None,
+    }
+}
+
+async fn stream<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    state: Arc<PodState>,
+    container: String,
+    instance: i32,
+    path: PathBuf,
+    options: ExecOptions,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut source) = ws.split();
+    // From now on: what is in the log already is `kubectl logs`' business.
+    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    loop {
+        let running = state.container_log_state(&container) == Some((instance, true));
+        let mut lines = Vec::new();
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() < offset) {
+            offset = 0; // rotated
+        }
+        offset = logs::read_lines(&path, offset, &mut lines).unwrap_or(offset);
+        for raw in &lines {
+            if let Some((channel, text)) = route_line(raw, &options) {
+                let mut data = text.as_bytes().to_vec();
+                data.push(b'\n');
+                if sink.send(exec::framed(channel, &data)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if !running {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            msg = source.next() => match msg {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                // Input has nowhere to go.
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let status = serde_json::json!({"metadata": {}, "status": "Success"});
+    let _ = sink
+        .send(exec::framed(STATUS, status.to_string().as_bytes()))
+        .await;
+    let _ = sink.send(exec::normal_close()).await;
+    let _ = sink.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_go_to_the_channel_of_their_stream() {
+        let both = ExecOptions {
+            stdout: true,
+            stderr: true,
+            ..ExecOptions::default()
+        };
+        let line = "2026-01-01T00:00:00Z stderr F oops";
+        assert_eq!(route_line(line, &both), Some((STDERR, "oops")));
+        let out = "2026-01-01T00:00:00Z stdout F hello world";
+        assert_eq!(route_line(out, &both), Some((STDOUT, "hello world")));
+        let tty = ExecOptions {
+            stdout: true,
+            tty: true,
+            ..ExecOptions::default()
+        };
+        assert_eq!(route_line(line, &tty), Some((STDOUT, "oops")));
+        let only_out = ExecOptions {
+            stdout: true,
+            ..ExecOptions::default()
+        };
+        assert_eq!(route_line(line, &only_out), None);
+    }
+}
