@@ -286,12 +286,14 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
             "--",
             "sh",
             "-c",
-            "sleep 1; echo from-attach; exit 3",
+            "sleep 2; echo from-attach; exit 3",
         ],
         b"",
     );
     assert_eq!(code, Some(3), "{out}\n{err}");
     assert!(out.contains("from-attach"), "{out}\n{err}");
+    // kubectl falls back to the pod's logs when it cannot attach.
+    assert!(!err.contains("falling back"), "{err}");
 
     // Scale to 6 and back.
     ok(dir, &["scale", "deployment", "web", "--replicas=6"]);
