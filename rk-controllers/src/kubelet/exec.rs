@@ -61,10 +61,10 @@ impl ExecOptions {
     /// Parse a query string (`command` may repeat).
     pub fn parse(query: &str) -> Self {
         let mut out = Self::default();
-        for (k, v) in form_pairs(query) {
-            let on = matches!(v.as_str(), "true" | "1" | "");
-            match k.as_str() {
-                "command" => out.command.push(v),
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let on = matches!(v.as_ref(), "true" | "1" | "");
+            match k.as_ref() {
+                "command" => out.command.push(v.into_owned()),
                 "stdin" | "input" => out.stdin = on,
                 "stdout" | "output" => out.stdout = on,
                 "stderr" | "error" => out.stderr = on,
@@ -74,49 +74,6 @@ impl ExecOptions {
         }
         out
     }
-}
-
-fn form_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (unescape(k), unescape(v))
-        })
-        .collect()
-}
-
-fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => match s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(b) => {
-                    out.push(b);
-                    i += 3;
-                }
-                None => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The kubelet server's response body.

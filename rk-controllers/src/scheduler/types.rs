@@ -46,31 +46,28 @@ fn slim_containers(pod: &mut Pod) {
 /// mounts, probes and hooks, and the status beyond `phase` and
 /// `startTime`. The scheduler caches every pod of the cluster, so this is
 /// most of its memory (a pod's status alone is larger than its spec).
-pub fn slim_assigned(mut pod: Pod) -> Pod {
-    slim_containers(&mut pod);
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
-            phase: status.phase,
-            start_time: status.start_time,
-            nominated_node_name: status.nominated_node_name,
-            ..Default::default()
-        });
-    }
-    pod
+pub fn slim_assigned(pod: Pod) -> Pod {
+    slim(pod, false)
 }
 
 /// The part of a pod waiting to be scheduled that the scheduler keeps: as
 /// [`slim_assigned`], but with the status's conditions (the scheduler
 /// reads its own `PodScheduled` condition back). A burst of pending pods
 /// sits in the queue, so they are kept small too.
-pub fn slim_pending(mut pod: Pod) -> Pod {
+pub fn slim_pending(pod: Pod) -> Pod {
+    slim(pod, true)
+}
+
+/// The pod with slim containers and, of its status, the phase, start time,
+/// nominated node and (if `conditions`) its conditions.
+fn slim(mut pod: Pod, conditions: bool) -> Pod {
     slim_containers(&mut pod);
     if let Some(status) = pod.status.take() {
         pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
             phase: status.phase,
             start_time: status.start_time,
             nominated_node_name: status.nominated_node_name,
-            conditions: status.conditions,
+            conditions: status.conditions.filter(|_| conditions),
             ..Default::default()
         });
     }
