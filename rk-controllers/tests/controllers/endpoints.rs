@@ -1,8 +1,7 @@
 //! The Endpoints and EndpointSlice controllers on a `TestServer`: pods are
 //! given IPs and readiness through the status subresource by the test.
 
-mod support;
-use support::eventually;
+use crate::support::eventually;
 
 use std::time::Duration;
 

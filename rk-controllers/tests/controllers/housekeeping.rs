@@ -1,7 +1,6 @@
 //! The garbage collector and the namespace controller on a `TestServer`.
 
-mod support;
-use support::eventually;
+use crate::support::eventually;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, PostParams};

@@ -1,8 +1,7 @@
 //! Two schedulers under one Lease: only the leader binds, and a stopped
 //! leader hands over.
 
-mod support;
-use support::eventually;
+use crate::support::eventually;
 
 use std::time::Duration;
 

@@ -1,13 +1,11 @@
 //! Leader election: at most one leader at any instant, handover on graceful
 //! stop and after a killed leader's lease expires.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::eventually;
+use crate::common::eventually;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};

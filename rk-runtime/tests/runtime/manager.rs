@@ -1,14 +1,12 @@
 //! A manager runs controllers under leader election and serves health,
 //! readiness and metrics on one port.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{create_config_map, eventually};
+use crate::common::{create_config_map, eventually};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use rk_apiserver::TestServer;
 use rk_runtime::cache::ObjectKey;

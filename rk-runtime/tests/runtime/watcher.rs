@@ -1,11 +1,9 @@
 //! The watcher and informer recover from network failures and from 410 Gone.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Proxy, create_config_map, eventually};
+use crate::common::{Proxy, create_config_map, eventually};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
@@ -250,7 +248,7 @@ async fn metadata_informer_caches_only_metadata() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let client = server.client();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let mut cm = common::config_map("meta", "x");
+    let mut cm = crate::common::config_map("meta", "x");
     cm.data = Some([("big".to_owned(), "x".repeat(10_000))].into());
     api.create(&PostParams::default(), &cm).await?;
 

@@ -1,8 +1,7 @@
 //! Two controller managers side by side under one Lease: only the leader
 //! acts, and stopping it hands over without duplicate pods.
 
-mod support;
-use support::eventually;
+use crate::support::eventually;
 
 use std::time::Duration;
 

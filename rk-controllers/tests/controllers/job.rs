@@ -2,8 +2,7 @@
 //! kubelet: pods stay Pending until a test marks them Running, Succeeded or
 //! Failed through the status subresource.
 
-mod support;
-use support::eventually;
+use crate::support::eventually;
 
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! `TestServer`. There is no kubelet: a task of the test marks every new
 //! pod Running and Ready through the status subresource.
 
-mod support;
-use support::eventually;
+use crate::support::eventually;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,12 +1,10 @@
 //! Events are published and repeats aggregated; finalizers guard cleanup.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::create_config_map;
+use crate::common::create_config_map;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;

@@ -3,8 +3,7 @@
 //! task of the test marks them Running and Ready through the status
 //! subresource.
 
-mod support;
-use support::eventually;
+use crate::support::eventually;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

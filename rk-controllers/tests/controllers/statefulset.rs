@@ -2,8 +2,7 @@
 //! tests mark pods Running and Ready through the status subresource, either
 //! one by one or with a task that readies every pod.
 
-mod support;
-use support::eventually;
+use crate::support::eventually;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,13 +1,11 @@
 //! Indexes agree with the cached objects, even while updates race.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{config_map, create_config_map, eventually};
+use crate::common::{config_map, create_config_map, eventually};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};

@@ -1,8 +1,7 @@
 //! The ReplicaSet controller on a `TestServer` (no kubelet: pods stay
 //! Pending unless a test marks them ready through the status subresource).
 
-mod support;
-use support::eventually;
+use crate::support::eventually;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;

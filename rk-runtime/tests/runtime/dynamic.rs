@@ -1,10 +1,8 @@
 //! Informers for kinds known only at run time (CRDs) through the factory.
 
-mod common;
-
 use std::time::Duration;
 
-use common::eventually;
+use crate::common::eventually;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};

@@ -2,8 +2,7 @@
 //! with short timings. Kubelets are played by the test: it renews Leases
 //! and binds pods itself.
 
-mod support;
-use support::eventually;
+use crate::support::eventually;
 
 use std::time::Duration;
 
