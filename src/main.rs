@@ -8,6 +8,7 @@ mod cli;
 /// jemalloc: allocation is a large share of the API server's request path,
 /// and jemalloc is both faster than the system allocator there and frugal
 /// with memory when idle.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

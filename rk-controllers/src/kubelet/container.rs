@@ -94,6 +94,29 @@ enum Ended {
     Stopped,
 }
 
+/// What starting a container came to.
+enum Launch {
+    /// Its config is wrong: try again after the delay.
+    ConfigError(Duration),
+    /// The runtime could not start it.
+    Failed(Ended, String),
+    /// It runs.
+    Started {
+        container: Started,
+        env: Vec<(String, String)>,
+        id: String,
+        working_dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// The next probe result; never, for a container without probes.
+async fn next_probe_event(events: &mut Option<mpsc::Receiver<ProbeEvent>>) -> Option<ProbeEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn grace_of(pod: &PodCtx, requested: Option<Duration>) -> Duration {
     requested.unwrap_or_else(|| pod.termination_grace())
 }
@@ -174,60 +197,28 @@ impl Supervisor {
             if stop.borrow().is_some() {
                 return Outcome::Stopped;
             }
-            let (spec, env) = match Box::pin(self.spec(restart_count)).await {
-                Ok(s) => s,
-                Err(message) => {
-                    tracing::info!(pod = %self.pod.key(), container = %self.container().name, %message, "container config error");
-                    self.set_state(|c| {
-                        c.state = CState::waiting("CreateContainerConfigError", Some(message))
-                    });
-                    if wait_or_stop(&mut stop, Duration::from_secs(2)).await {
-                        return Outcome::Stopped;
-                    }
-                    continue;
-                }
-            };
             let run_started = Instant::now();
-            // The runtime takes the spec; the supervisor keeps what it needs.
-            let id = spec.id.clone();
-            let working_dir = spec.working_dir.clone();
-            let ended = match shared.runtime.start(spec).await {
-                Err(RuntimeError::Config(message)) => {
-                    shared.pod_event(
-                        &self.pod.pod(),
-                        "Warning",
-                        "Failed",
-                        format!("Error: {message}"),
-                    );
-                    self.set_state(|c| {
-                        c.state = CState::waiting("CreateContainerConfigError", Some(message))
-                    });
-                    if wait_or_stop(&mut stop, Duration::from_secs(5)).await {
+            // Boxed: the spec and the runtime's start are done with once the
+            // container runs, and would otherwise take room in the task for
+            // the container's whole life.
+            let (ended, id) = match Box::pin(self.launch(restart_count)).await {
+                Launch::ConfigError(delay) => {
+                    if wait_or_stop(&mut stop, delay).await {
                         return Outcome::Stopped;
                     }
                     continue;
                 }
-                Err(e) => Ended::Exited(
-                    Exit {
-                        code: 128,
-                        signal: None,
-                        finished_at: jiff::Timestamp::now(),
-                    },
-                    Some(format!("RunContainerError: {e}")),
-                ),
-                Ok(container) => {
-                    shared
-                        .metrics
-                        .containers_started
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    shared.pod_event(
-                        &self.pod.pod(),
-                        "Normal",
-                        "Started",
-                        format!("Started container {}", self.container().name),
-                    );
-                    self.running(container, env, &id, working_dir, &mut stop, &mut started)
-                        .await
+                Launch::Failed(ended, id) => (ended, id),
+                Launch::Started {
+                    container,
+                    env,
+                    id,
+                    working_dir,
+                } => {
+                    let ended = self
+                        .running(container, env, &id, working_dir, &mut stop, &mut started)
+                        .await;
+                    (ended, id)
                 }
             };
             let (exit, message) = match ended {
@@ -349,6 +340,80 @@ impl Supervisor {
         }
     }
 
+    /// Build the container's spec and start it.
+    async fn launch(&self, restart_count: i32) -> Launch {
+        let shared = &self.pod.shared;
+        let (spec, env) = match self.spec(restart_count).await {
+            Ok(s) => s,
+            Err(message) => {
+                tracing::info!(pod = %self.pod.key(), container = %self.container().name, %message, "container config error");
+                self.set_state(|c| {
+                    c.state = CState::waiting("CreateContainerConfigError", Some(message))
+                });
+                return Launch::ConfigError(Duration::from_secs(2));
+            }
+        };
+        // The runtime takes the spec; the supervisor keeps what it needs.
+        let id = spec.id.clone();
+        let working_dir = spec.working_dir.clone();
+        match shared.runtime.start(spec).await {
+            Err(RuntimeError::Config(message)) => {
+                shared.pod_event(
+                    &self.pod.pod(),
+                    "Warning",
+                    "Failed",
+                    format!("Error: {message}"),
+                );
+                self.set_state(|c| {
+                    c.state = CState::waiting("CreateContainerConfigError", Some(message))
+                });
+                Launch::ConfigError(Duration::from_secs(5))
+            }
+            Err(e) => Launch::Failed(
+                Ended::Exited(
+                    Exit {
+                        code: 128,
+                        signal: None,
+                        finished_at: jiff::Timestamp::now(),
+                    },
+                    Some(format!("RunContainerError: {e}")),
+                ),
+                id,
+            ),
+            Ok(container) => {
+                shared
+                    .metrics
+                    .containers_started
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.pod_event(
+                    &self.pod.pod(),
+                    "Normal",
+                    "Started",
+                    format!("Started container {}", self.container().name),
+                );
+                Launch::Started {
+                    container,
+                    env,
+                    id,
+                    working_dir,
+                }
+            }
+        }
+    }
+
+    /// The container's postStart hook, if it has one.
+    async fn post_start(&self, target: &Target) -> Result<(), String> {
+        match self
+            .container()
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.as_ref())
+        {
+            Some(hook) => self.hook(hook, target).await,
+            None => Ok(()),
+        }
+    }
+
     /// A started container until it exits (or is stopped).
     async fn running(
         &self,
@@ -388,23 +453,30 @@ impl Supervisor {
             ports: self.container().ports.clone().unwrap_or_default(),
         };
         // postStart runs before the container counts as started.
-        if probes_on
-            && let Some(hook) = self
-                .container()
-                .lifecycle
-                .as_ref()
-                .and_then(|l| l.post_start.clone())
-            && let Err(e) = Box::pin(self.hook(&hook, &target)).await
-        {
+        if probes_on && let Err(e) = Box::pin(self.post_start(&target)).await {
             tracing::info!(pod = %self.pod.key(), container = %self.container().name, error = %e, "postStart hook failed");
             container.control.signal(Signal::Kill);
             let exit = container.wait().await;
             return Ended::Exited(exit, Some(format!("PostStartHookError: {e}")));
         }
-        let (tx, mut events) = mpsc::channel::<ProbeEvent>(8);
+        // A channel for probe results only where there are probes (most
+        // containers on sim nodes have none; a channel is ~1.5 KB).
+        let has_probes = {
+            let c = self.container();
+            c.liveness_probe.is_some() || c.readiness_probe.is_some() || c.startup_probe.is_some()
+        };
+        let (tx, mut events) = match probes_on && has_probes {
+            true => {
+                let (tx, rx) = mpsc::channel::<ProbeEvent>(8);
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let mut probe_tasks: Vec<AbortOnDrop> = Vec::new();
         let spawn_probe = |kind: ProbeKind, probe: &Option<Probe>, tasks: &mut Vec<AbortOnDrop>| {
-            if let Some(p) = probe.clone().filter(|_| probes_on) {
+            if let Some(p) = probe.clone().filter(|_| probes_on)
+                && let Some(tx) = &tx
+            {
                 tasks.push(AbortOnDrop(tokio::spawn(probes::run(
                     kind,
                     p,
@@ -466,7 +538,7 @@ impl Supervisor {
                     });
                     return Ended::Stopped;
                 }
-                Some(event) = events.recv() => {
+                Some(event) = next_probe_event(&mut events) => {
                     match (event.kind, event.healthy) {
                         (ProbeKind::Startup, true) => {
                             self.set_state(|c| {

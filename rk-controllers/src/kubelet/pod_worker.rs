@@ -34,10 +34,10 @@ pub struct PodState {
     record: Mutex<PodRecord>,
     pod: Mutex<Arc<Pod>>,
     /// The API status's parts the kubelet carries over.
-    carried: Mutex<PodStatus>,
+    carried: Mutex<Carried>,
     /// The API status when the pod was admitted (restart counts to continue),
-    /// taken by the worker when it starts.
-    admitted: Mutex<Option<PodStatus>>,
+    /// taken by the worker when it starts (boxed: gone once taken).
+    admitted: Mutex<Option<Box<PodStatus>>>,
     dirty: watch::Sender<u64>,
     /// Held while writing; the fingerprint of the status last written.
     write_lock: tokio::sync::Mutex<Option<u64>>,
@@ -54,8 +54,8 @@ impl PodState {
         let admitted = pod.status.take();
         Self {
             record: Mutex::new(PodRecord::default()),
-            carried: Mutex::new(carried_status(admitted.as_ref())),
-            admitted: Mutex::new(admitted),
+            carried: Mutex::new(Carried::from(admitted.as_ref())),
+            admitted: Mutex::new(admitted.map(Box::new)),
             pod: Mutex::new(Arc::new(pod)),
             dirty: watch::channel(0).0,
             write_lock: tokio::sync::Mutex::new(None),
@@ -87,14 +87,16 @@ impl PodState {
 
     /// The parts of the API's latest status the kubelet carries over.
     pub fn carried_status(&self) -> PodStatus {
-        self.carried
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let carried = self.carried.lock().unwrap_or_else(|p| p.into_inner());
+        PodStatus {
+            conditions: carried.conditions.clone(),
+            nominated_node_name: carried.nominated_node_name.clone(),
+            ..PodStatus::default()
+        }
     }
 
     /// The API status the pod had when it was admitted (once).
-    pub fn take_admitted_status(&self) -> Option<PodStatus> {
+    pub fn take_admitted_status(&self) -> Option<Box<PodStatus>> {
         self.admitted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -105,7 +107,7 @@ impl PodState {
     /// only when its metadata (beyond `resourceVersion`) or spec changed.
     pub fn set_pod(&self, mut pod: Pod) {
         let status = pod.status.take();
-        *self.carried.lock().unwrap_or_else(|p| p.into_inner()) = carried_status(status.as_ref());
+        *self.carried.lock().unwrap_or_else(|p| p.into_inner()) = Carried::from(status.as_ref());
         let mut current = self.pod.lock().unwrap_or_else(|p| p.into_inner());
         let version = std::mem::replace(
             &mut pod.metadata.resource_version,
@@ -136,12 +138,19 @@ impl PodState {
     }
 }
 
-/// What `status::build` carries over from the API's status.
-fn carried_status(status: Option<&PodStatus>) -> PodStatus {
-    PodStatus {
-        conditions: status.and_then(|s| s.conditions.clone()),
-        nominated_node_name: status.and_then(|s| s.nominated_node_name.clone()),
-        ..PodStatus::default()
+/// What `status::build` carries over from the API's status (kept apart
+/// from a whole `PodStatus`, which is 616 bytes before any field is set).
+struct Carried {
+    conditions: Option<Vec<k8s_openapi::api::core::v1::PodCondition>>,
+    nominated_node_name: Option<String>,
+}
+
+impl From<Option<&PodStatus>> for Carried {
+    fn from(status: Option<&PodStatus>) -> Self {
+        Self {
+            conditions: status.and_then(|s| s.conditions.clone()),
+            nominated_node_name: status.and_then(|s| s.nominated_node_name.clone()),
+        }
     }
 }
 
@@ -296,48 +305,57 @@ pub async fn run(
             .find(|s| s.name == n)
             .map_or(0, |s| s.restart_count)
     };
-    let admitted = state.take_admitted_status();
-    state.update(|r| {
-        let prev = admitted.as_ref();
-        r.start_time = prev
-            .and_then(|p| p.start_time.as_ref())
-            .map(|t| t.0)
-            .or(Some(jiff::Timestamp::now()));
-        r.host_ip = host_ip.clone();
-        r.init = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .map(|c| {
-                let mut rec = ContainerRecord::new(
-                    &c.name,
-                    c.image.as_deref().unwrap_or_default(),
-                    "PodInitializing",
-                );
-                rec.restart_count = previous_restarts(
-                    prev.and_then(|p| p.init_container_statuses.as_ref()),
-                    &c.name,
-                );
-                rec
-            })
-            .collect();
-        let first = if r.init.is_empty() {
-            "ContainerCreating"
-        } else {
-            "PodInitializing"
-        };
-        r.app = spec
-            .containers
-            .iter()
-            .map(|c| {
-                let mut rec =
-                    ContainerRecord::new(&c.name, c.image.as_deref().unwrap_or_default(), first);
-                rec.restart_count =
-                    previous_restarts(prev.and_then(|p| p.container_statuses.as_ref()), &c.name);
-                rec
-            })
-            .collect();
-    });
+    // The admitted status is only read here (in a block of its own, it is
+    // not kept in the task for the pod's life).
+    {
+        let admitted = state.take_admitted_status();
+        state.update(|r| {
+            let prev = admitted.as_deref();
+            r.start_time = prev
+                .and_then(|p| p.start_time.as_ref())
+                .map(|t| t.0)
+                .or(Some(jiff::Timestamp::now()));
+            r.host_ip = host_ip.clone();
+            r.init = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .map(|c| {
+                    let mut rec = ContainerRecord::new(
+                        &c.name,
+                        c.image.as_deref().unwrap_or_default(),
+                        "PodInitializing",
+                    );
+                    rec.restart_count = previous_restarts(
+                        prev.and_then(|p| p.init_container_statuses.as_ref()),
+                        &c.name,
+                    );
+                    rec
+                })
+                .collect();
+            let first = if r.init.is_empty() {
+                "ContainerCreating"
+            } else {
+                "PodInitializing"
+            };
+            r.app = spec
+                .containers
+                .iter()
+                .map(|c| {
+                    let mut rec = ContainerRecord::new(
+                        &c.name,
+                        c.image.as_deref().unwrap_or_default(),
+                        first,
+                    );
+                    rec.restart_count = previous_restarts(
+                        prev.and_then(|p| p.container_statuses.as_ref()),
+                        &c.name,
+                    );
+                    rec
+                })
+                .collect();
+        });
+    }
     let _writer = AbortOnDrop(tokio::spawn(status_loop(shared.clone(), state.clone())));
 
     // An address.
@@ -570,21 +588,26 @@ pub async fn run(
 
     // A pod being deleted is removed once everything stopped.
     if state.pod().metadata.deletion_timestamp.is_some() {
-        let api: Api<Pod> = Api::namespaced(shared.client.clone(), &namespace);
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(state.uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match Box::pin(api.delete(&name, &params)).await {
-            Ok(_) => tracing::debug!(pod = %format!("{namespace}/{name}"), "pod removed"),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => {
-                tracing::warn!(pod = %format!("{namespace}/{name}"), error = %e, "removing the pod failed")
-            }
+        Box::pin(remove_from_api(&shared, &namespace, &name, &state.uid)).await;
+    }
+}
+
+/// Delete the stopped pod from the API (grace period 0, only this uid).
+async fn remove_from_api(shared: &Shared, namespace: &str, name: &str, uid: &str) {
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), namespace);
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => tracing::debug!(pod = %format!("{namespace}/{name}"), "pod removed"),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => {
+            tracing::warn!(pod = %format!("{namespace}/{name}"), error = %e, "removing the pod failed")
         }
     }
 }

@@ -161,11 +161,14 @@ impl Manager {
         let (stop, stop_rx) = watch::channel(None);
         self.shared.active_workers.fetch_add(1, Ordering::Relaxed);
         let guard = ActiveGuard(self.shared.clone());
-        // One task per pod (the guard goes with it, also if it panics).
-        let worker = pod_worker::run(self.shared.clone(), node, state.clone(), stop_rx);
+        // One task per pod (the guard goes with it, also if it panics). The
+        // worker's future is made inside the task: made outside and moved
+        // in, it would take room twice in every pod's task.
+        let shared = self.shared.clone();
+        let worker_state = state.clone();
         let task = tokio::spawn(async move {
             let _guard = guard;
-            worker.await
+            pod_worker::run(shared, node, worker_state, stop_rx).await
         });
         self.workers.insert(
             uid,
