@@ -419,8 +419,14 @@ pub async fn run(
             .unwrap_or_else(|| "Always".to_owned()),
     });
 
-    let (app_stop_tx, app_stop) = watch::channel::<Option<Option<Duration>>>(None);
-    let (side_stop_tx, side_stop) = watch::channel::<Option<Option<Duration>>>(None);
+    // Sidecars get a stop signal of their own (they stop after the app
+    // containers); a pod without sidecars needs none.
+    let (side_stop_tx, side_stop) = if spec.init_containers.iter().flatten().any(sidecar) {
+        let (tx, rx) = watch::channel::<Option<Option<Duration>>>(None);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let mut sidecars = Vec::new();
     let mut failed = false;
     // `spec.activeDeadlineSeconds`, counted from the pod's start.
@@ -435,45 +441,23 @@ pub async fn run(
             + Duration::from_secs(secs.max(0) as u64).saturating_sub(elapsed)
     });
     let deadline_exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let forward_stop = {
-        let mut stop = stop.clone();
-        let app_stop_tx = app_stop_tx.clone();
-        let exceeded = deadline_exceeded.clone();
-        let state = state.clone();
-        AbortOnDrop(tokio::spawn(async move {
-            let expired = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::pin!(expired);
-            loop {
-                let requested = *stop.borrow_and_update();
-                if let Some(g) = requested {
-                    let _ = app_stop_tx.send(Some(g));
-                    return;
-                }
-                tokio::select! {
-                    changed = stop.changed() => if changed.is_err() {
-                        let _ = app_stop_tx.send(Some(Some(Duration::ZERO)));
-                        return;
-                    },
-                    () = &mut expired => {
-                        exceeded.store(true, std::sync::atomic::Ordering::Relaxed);
-                        state.update(|r| {
-                            r.reason = Some("DeadlineExceeded".to_owned());
-                            r.message = Some(
-                                "Pod was active on the node longer than the specified deadline"
-                                    .to_owned(),
-                            );
-                        });
-                        let _ = app_stop_tx.send(Some(None));
-                        return;
-                    }
-                }
-            }
-        }))
+    // The init and app containers stop when the pod does. With an active
+    // deadline they also stop when it passes: a task forwards whichever
+    // comes first. Without one they follow the pod's own signal, and an
+    // idle pod has no task and no channel for it.
+    let (app_stop_tx, app_stop, forward_stop) = match deadline {
+        None => (None, stop.clone(), None),
+        Some(deadline) => {
+            let (app_stop_tx, app_stop) = watch::channel::<Option<Option<Duration>>>(None);
+            let task = forward_stop_or_deadline(
+                stop.clone(),
+                app_stop_tx.clone(),
+                deadline,
+                deadline_exceeded.clone(),
+                state.clone(),
+            );
+            (Some(app_stop_tx), app_stop, Some(task))
+        }
     };
 
     // Init containers, in order.
@@ -492,7 +476,7 @@ pub async fn run(
             index,
             source: pod.clone(),
         };
-        if sidecar(container) {
+        if let (true, Some(side_stop)) = (sidecar(container), &side_stop) {
             let (tx, rx) = oneshot::channel();
             sidecars.push(tokio::spawn(supervisor.run(side_stop.clone(), Some(tx))));
             let mut app_stop = app_stop.clone();
@@ -544,13 +528,17 @@ pub async fn run(
         }
     } else {
         // Containers that never ran stay waiting; the pod does not start.
-        let _ = app_stop_tx.send(Some(Some(Duration::ZERO)));
+        if let Some(tx) = &app_stop_tx {
+            let _ = tx.send(Some(Some(Duration::ZERO)));
+        }
     }
     drop(forward_stop);
 
     // Sidecars go last.
     let requested = (*stop.borrow()).flatten();
-    let _ = side_stop_tx.send(Some(requested));
+    if let Some(tx) = &side_stop_tx {
+        let _ = tx.send(Some(requested));
+    }
     for s in sidecars {
         let _ = s.await;
     }
@@ -590,6 +578,46 @@ pub async fn run(
     if state.pod().metadata.deletion_timestamp.is_some() {
         Box::pin(remove_from_api(&shared, &namespace, &name, &state.uid)).await;
     }
+}
+
+/// Forward the pod's stop signal to its containers' (`app_stop`), or stop
+/// them when the active deadline passes, whichever comes first.
+fn forward_stop_or_deadline(
+    mut stop: watch::Receiver<Option<Option<Duration>>>,
+    app_stop: watch::Sender<Option<Option<Duration>>>,
+    deadline: tokio::time::Instant,
+    exceeded: Arc<std::sync::atomic::AtomicBool>,
+    state: Arc<PodState>,
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let expired = tokio::time::sleep_until(deadline);
+        tokio::pin!(expired);
+        loop {
+            let requested = *stop.borrow_and_update();
+            if let Some(g) = requested {
+                let _ = app_stop.send(Some(g));
+                return;
+            }
+            tokio::select! {
+                changed = stop.changed() => if changed.is_err() {
+                    let _ = app_stop.send(Some(Some(Duration::ZERO)));
+                    return;
+                },
+                () = &mut expired => {
+                    exceeded.store(true, std::sync::atomic::Ordering::Relaxed);
+                    state.update(|r| {
+                        r.reason = Some("DeadlineExceeded".to_owned());
+                        r.message = Some(
+                            "Pod was active on the node longer than the specified deadline"
+                                .to_owned(),
+                        );
+                    });
+                    let _ = app_stop.send(Some(None));
+                    return;
+                }
+            }
+        }
+    }))
 }
 
 /// Delete the stopped pod from the API (grace period 0, only this uid).
