@@ -21,7 +21,7 @@ use super::cache::{Cache, Snapshot};
 use super::framework::{CycleState, Framework, Handle, PostFilterResult};
 use super::metrics::{self, Metrics};
 use super::queue::{ClusterEvent, QueuedPodInfo, SchedulingQueue};
-use super::types::{PodInfo, pod_key, slim_assigned, slim_pending};
+use super::types::{PodInfo, assigned_pod_info, pod_key, slim_pending};
 
 /// How often backoff and unschedulable pods are flushed and assumed pods expired.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
@@ -131,7 +131,7 @@ impl Scheduler {
         }
         if let Some(node) = assigned_node(&pod).map(str::to_owned) {
             lock(&self.queue).delete(&key);
-            let info = Arc::new(PodInfo::new(Arc::new(slim_assigned(pod))));
+            let info = Arc::new(assigned_pod_info(pod));
             let event = {
                 let mut cache = lock(&self.cache);
                 let known = cache.node_of(&key).is_some() && !cache.is_assumed(&key);
