@@ -145,7 +145,14 @@ mod zero_copy {
     }
 
     /// Move bytes from `from` to `to` until `from` ends, then end `to`'s
-    /// sending side.
+    /// sending side. Reading and writing overlap: while the pipe holds bytes
+    /// `to` is not ready for, the task reads more into it.
+    ///
+    /// A full pipe and an empty socket both answer `EAGAIN`. Only a read
+    /// into an empty pipe goes through tokio's readiness (where `EAGAIN`
+    /// means the socket is drained and clears its readiness); a read into a
+    /// pipe that holds bytes is tried directly, and after an `EAGAIN` the
+    /// task waits for the write side before it tries again.
     async fn one_way(
         from: &TcpStream,
         to: &TcpStream,
@@ -153,36 +160,63 @@ mod zero_copy {
     ) -> io::Result<u64> {
         let (r, w) = pipe;
         let mut total = 0u64;
+        // Bytes in the pipe, not yet written to `to`.
+        let mut held = 0usize;
+        let mut ended = false;
+        // A read into a non-empty pipe answered EAGAIN: wait for a write.
+        let mut stalled = false;
         loop {
-            let n = loop {
-                from.readable().await?;
+            if !ended && held == 0 {
                 match from.try_io(Interest::READABLE, || {
                     splice(from.as_raw_fd(), w.as_raw_fd(), CHUNK)
                 }) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Ok(0) => ended = true,
+                    Ok(n) => held += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
-            };
-            if n == 0 {
+            } else if !ended && !stalled && held < CHUNK {
+                match splice(from.as_raw_fd(), w.as_raw_fd(), CHUNK - held) {
+                    Ok(0) => ended = true,
+                    Ok(n) => held += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => stalled = true,
+                    Err(e) => return Err(e),
+                }
+            }
+            if held > 0 {
+                match to.try_io(Interest::WRITABLE, || {
+                    splice(r.as_raw_fd(), to.as_raw_fd(), held)
+                }) {
+                    Ok(m) => {
+                        held -= m;
+                        total += m as u64;
+                        stalled = false;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if ended && held == 0 {
                 // SAFETY: shutdown on an open socket we hold a reference to.
                 unsafe {
                     libc::shutdown(to.as_raw_fd(), libc::SHUT_WR);
                 }
                 return Ok(total);
             }
-            let mut left = n;
-            while left > 0 {
+            // Wait for what can happen next. (A direct read leaves the
+            // socket's readiness set, so `readable` is only awaited when the
+            // next step would read.)
+            let read_next = !ended && !stalled && held < CHUNK;
+            if held == 0 {
+                from.readable().await?;
+            } else if !read_next {
                 to.writable().await?;
-                match to.try_io(Interest::WRITABLE, || {
-                    splice(r.as_raw_fd(), to.as_raw_fd(), left)
-                }) {
-                    Ok(m) => left -= m,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
+            } else {
+                tokio::select! {
+                    r = from.readable() => r?,
+                    r = to.writable() => r?,
                 }
             }
-            total += n as u64;
         }
     }
 
