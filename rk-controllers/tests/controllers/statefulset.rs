@@ -9,20 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::support::fake_kubelet;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use rk_apiserver::TestServer;
 use serde_json::json;
-
-fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
-}
 
 async fn mark_ready(pods: &Api<Pod>, name: &str) {
     let now = jiff::Timestamp::now()
@@ -36,31 +28,6 @@ async fn mark_ready(pods: &Api<Pod>, name: &str) {
     )
     .await
     .unwrap();
-}
-
-/// Mark every pod that is not ready yet Running and Ready.
-fn fake_kubelet(pods: Api<Pod>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if let Ok(list) = pods.list(&ListParams::default()).await {
-                for p in list.items.iter().filter(|p| !is_ready(p)) {
-                    let name = p.metadata.name.clone().unwrap_or_default();
-                    let now = jiff::Timestamp::now()
-                        .strftime("%Y-%m-%dT%H:%M:%SZ")
-                        .to_string();
-                    let _ = pods
-                        .patch_status(
-                            &name,
-                            &PatchParams::default(),
-                            &Patch::Merge(json!({"status": {"phase": "Running", "podIP": "10.0.0.1",
-                                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}})),
-                        )
-                        .await;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
 }
 
 fn statefulset(name: &str, replicas: i32, extra: serde_json::Value) -> StatefulSet {
