@@ -215,7 +215,7 @@ where
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .dispatch(&store, event),
-                        Err(e) => tracing::debug!(error = %e, "shared watch error; retrying"),
+                        Err(e) => tracing::warn!(error = %e, "shared watch error; retrying"),
                     }
                 }
             }))

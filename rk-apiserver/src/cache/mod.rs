@@ -83,6 +83,10 @@ struct Inner {
     /// A watch may start after any revision >= this one.
     oldest: Revision,
     watchers: Vec<mpsc::Sender<Arc<CachedEvent>>>,
+    /// The dispatcher no longer feeds this cache (it was replaced or its
+    /// resource removed): a watch that starts here ends at once, so its
+    /// client comes back to the current cache.
+    closed: bool,
 }
 
 /// The cache of one resource.
@@ -134,6 +138,7 @@ impl WatchCache {
                 rev,
                 oldest: rev,
                 watchers: Vec::new(),
+                closed: false,
             }),
         }
     }
@@ -266,7 +271,9 @@ impl WatchCache {
                 inner.events.range(start..).cloned().collect()
             }
         };
-        inner.watchers.push(tx);
+        if !inner.closed {
+            inner.watchers.push(tx);
+        }
         Ok(CacheWatch {
             initial,
             live: rx,
@@ -314,9 +321,13 @@ impl WatchCache {
             .count()
     }
 
-    /// Drop every watcher (their streams end) — used when the resource goes away.
+    /// Drop every watcher (their streams end) and end any watch started
+    /// later at once — used when the resource goes away or the cache is
+    /// rebuilt (a request may still hold this cache).
     pub fn close_watchers(&self) {
-        self.write().watchers.clear();
+        let mut inner = self.write();
+        inner.watchers.clear();
+        inner.closed = true;
     }
 }
 
@@ -356,6 +367,19 @@ mod tests {
         let ev = w.live.try_recv().unwrap();
         assert_eq!((ev.kind, ev.revision), (EventType::Modified, 4));
         assert!(ev.prev.is_some());
+    }
+
+    #[test]
+    fn a_watch_started_on_a_closed_cache_ends_at_once() {
+        let c = cache();
+        c.close_watchers();
+        let mut w = c.watch(Some(1)).unwrap();
+        c.apply(EventType::Added, obj("/registry/configmaps/ns/late", 9), 9);
+        assert!(w.live.try_recv().is_err());
+        assert!(
+            w.live.is_closed(),
+            "nothing feeds the watch: its stream ends"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     Env {
         cronjobs: Api::namespaced(client.clone(), "default"),

@@ -13,7 +13,6 @@ use crate::support::{fake_kubelet, is_ready};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use rk_apiserver::TestServer;
 use serde_json::json;
 
 async fn add_node(
@@ -92,7 +91,7 @@ fn image_of(p: &Pod) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pod_per_eligible_node_follows_nodes_joining_and_changing() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nodes: Api<Node> = Api::all(client.clone());
     add_node(&nodes, "edge-1", json!({"role": "edge"}), json!([])).await;
@@ -238,7 +237,7 @@ async fn one_pod_per_eligible_node_follows_nodes_joining_and_changing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_daemon_pods_are_replaced() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nodes: Api<Node> = Api::all(client.clone());
     add_node(&nodes, "n1", json!({}), json!([])).await;
@@ -277,7 +276,7 @@ async fn failed_daemon_pods_are_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_update_keeps_max_unavailable() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nodes: Api<Node> = Api::all(client.clone());
     let count = 6;
@@ -403,7 +402,7 @@ async fn rolling_update_keeps_max_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_delete_replaces_only_deleted_pods() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nodes: Api<Node> = Api::all(client.clone());
     for i in 0..2 {
@@ -468,7 +467,7 @@ async fn on_delete_replaces_only_deleted_pods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn surge_update_starts_new_pods_before_old_ones_go() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nodes: Api<Node> = Api::all(client.clone());
     let count = 4;
@@ -546,7 +545,7 @@ async fn surge_update_starts_new_pods_before_old_ones_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_binds_daemon_pods_to_their_nodes() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nodes: Api<Node> = Api::all(client.clone());
     for name in ["a", "b", "c"] {
@@ -592,7 +591,7 @@ async fn the_scheduler_binds_daemon_pods_to_their_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_beyond_the_limit_is_deleted() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nodes: Api<Node> = Api::all(client.clone());
     add_node(&nodes, "n1", json!({}), json!([])).await;

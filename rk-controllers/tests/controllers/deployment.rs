@@ -12,7 +12,6 @@ use crate::support::{fake_kubelet, is_ready};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use rk_apiserver::TestServer;
 use serde_json::json;
 
 fn deployment(name: &str, replicas: i32, image: &str, strategy: serde_json::Value) -> Deployment {
@@ -70,7 +69,7 @@ fn start_controllers(client: &kube::Client) -> Vec<tokio::task::JoinHandle<()>> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_update_keeps_surge_and_unavailability_bounds_and_undo_returns() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let tasks = start_controllers(&client);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -213,7 +212,7 @@ async fn rolling_update_keeps_surge_and_unavailability_bounds_and_undo_returns()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recreate_never_runs_two_templates_at_once() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let tasks = start_controllers(&client);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -264,7 +263,7 @@ async fn recreate_never_runs_two_templates_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_deployments_scale_but_do_not_roll_and_history_is_limited() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let tasks = start_controllers(&client);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -8,7 +8,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use rk_apiserver::TestServer;
 use serde_json::json;
 
 async fn make_pod(pods: &Api<Pod>, name: &str, ip: &str, ready: bool) {
@@ -50,7 +49,7 @@ fn slice_ips(slices: &[EndpointSlice]) -> Vec<(String, bool)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_get_endpoints_and_slices_that_follow_their_pods() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let a = tokio::spawn(rk_controllers::controllers::endpoints::legacy::run(
         client.clone(),
@@ -161,7 +160,7 @@ async fn services_get_endpoints_and_slices_that_follow_their_pods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_services_split_into_slices_of_one_hundred() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let ctrl = tokio::spawn(rk_controllers::controllers::endpoints::slices::run(
         client.clone(),
@@ -218,7 +217,7 @@ async fn large_services_split_into_slices_of_one_hundred() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_without_pods_has_one_empty_slice_that_stays_put() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let ctrl = tokio::spawn(rk_controllers::controllers::endpoints::slices::run(
         client.clone(),

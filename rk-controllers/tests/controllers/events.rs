@@ -3,7 +3,6 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
-use rk_apiserver::test_server::TestServer;
 use rk_controllers::events::Recorder;
 use serde_json::json;
 
@@ -11,7 +10,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeats_bump_the_count_of_one_event() -> Result<(), Error> {
-    let server = TestServer::start().await?;
+    let server = crate::support::test_server().await?;
     let client = server.client();
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "subject"}}))?;
     let cm = Api::<ConfigMap>::namespaced(client.clone(), "default")

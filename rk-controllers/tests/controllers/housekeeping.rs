@@ -4,7 +4,6 @@ use crate::support::eventually;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
-use rk_apiserver::TestServer;
 use serde_json::json;
 
 async fn owner_and_child(client: &kube::Client, ns: &str) -> (Api<ConfigMap>, Api<Secret>) {
@@ -26,7 +25,7 @@ async fn owner_and_child(client: &kube::Client, ns: &str) -> (Api<ConfigMap>, Ap
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_deletion_collects_dependents() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(
         server.client(),
     ));
@@ -43,7 +42,7 @@ async fn background_deletion_collects_dependents() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreground_deletion_deletes_the_owner_last() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(
         server.client(),
     ));
@@ -93,7 +92,7 @@ async fn foreground_deletion_deletes_the_owner_last() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_deletion_keeps_dependents_without_the_reference() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(
         server.client(),
     ));
@@ -116,7 +115,7 @@ async fn orphan_deletion_keeps_dependents_without_the_reference() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_in_another_namespace_does_not_keep_a_dependent() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nss: Api<Namespace> = Api::all(client.clone());
     nss.create(
@@ -156,7 +155,7 @@ async fn owner_in_another_namespace_does_not_keep_a_dependent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_namespace_empties_and_removes_it() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nc = tokio::spawn(rk_controllers::controllers::namespace::run(client.clone()));
     let nss: Api<Namespace> = Api::all(client.clone());
@@ -193,7 +192,7 @@ async fn deleting_a_namespace_empties_and_removes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_namespace_gets_a_default_service_account_back() {
     use k8s_openapi::api::core::v1::ServiceAccount;
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let sac = tokio::spawn(rk_controllers::controllers::service_account::run(
         client.clone(),
@@ -228,7 +227,7 @@ async fn every_namespace_gets_a_default_service_account_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_status_reports_usage() {
     use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let qc = tokio::spawn(rk_controllers::controllers::resource_quota::run(
         client.clone(),
@@ -259,7 +258,7 @@ async fn quota_status_reports_usage() {
 async fn foreground_deletion_of_a_deployment_removes_replicasets_and_pods_first() {
     use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
     use k8s_openapi::api::core::v1::Pod;
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(
         client.clone(),
@@ -310,7 +309,7 @@ async fn foreground_deletion_of_a_deployment_removes_replicasets_and_pods_first(
 async fn a_namespace_with_a_thousand_objects_and_a_custom_resource_is_emptied() {
     use k8s_openapi::api::core::v1::{Service, ServiceAccount};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nc = tokio::spawn(rk_controllers::controllers::namespace::run(client.clone()));
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());

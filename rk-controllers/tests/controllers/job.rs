@@ -35,7 +35,7 @@ impl Drop for Env {
 /// A server with the Job controller (quick back-off unless `base` says
 /// otherwise).
 async fn env_with(base: Duration) -> Env {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let config = Config {
         backoff_base: base,
@@ -108,11 +108,38 @@ async fn all_pods(env: &Env, job: &str) -> Vec<Pod> {
 }
 
 async fn wait_active(env: &Env, job: &str, n: usize) -> Vec<Pod> {
-    eventually(&format!("{n} active pods of {job}"), || async {
-        active_pods(env, job).await.len() == n
-    })
-    .await;
-    active_pods(env, job).await
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let pods = active_pods(env, job).await;
+        if pods.len() == n {
+            return pods;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            // What the controller left behind, for the failure's output.
+            let all = all_pods(env, job).await;
+            let status = env.jobs.get(job).await.ok().and_then(|j| j.status);
+            let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+            let events: Vec<String> = events
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| format!("{:?}: {:?}", e.reason, e.message))
+                .collect();
+            panic!(
+                "timed out waiting for {n} active pods of {job}: pods {:?}, status {status:?}, events {events:?}",
+                all.iter()
+                    .map(|p| (
+                        p.metadata.name.clone(),
+                        p.status.as_ref().and_then(|s| s.phase.clone()),
+                        p.metadata.deletion_timestamp.is_some()
+                    ))
+                    .collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn set_status(env: &Env, pod: &Pod, status: Value) {

@@ -37,7 +37,7 @@ fn config(node: &str, dir: &std::path::Path) -> Config {
 }
 
 async fn start(node: &str) -> Result<(TestServer, Kubelet, tempfile::TempDir), Error> {
-    let server = TestServer::start().await?;
+    let server = crate::support::test_server().await?;
     let dir = tempfile::tempdir()?;
     let kubelet = kubelet::start(server.client(), config(node, dir.path())).await?;
     Ok((server, kubelet, dir))
@@ -178,7 +178,7 @@ async fn kubelet_registers_a_ready_node_and_renews_its_lease() -> Result<(), Err
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pressure_conditions_follow_the_eviction_thresholds() -> Result<(), Error> {
-    let server = TestServer::start().await?;
+    let server = crate::support::test_server().await?;
     let dir = tempfile::tempdir()?;
     let mut c = config("node-p", dir.path());
     // Less than all of a filesystem is always free: disk pressure.
@@ -543,7 +543,7 @@ async fn a_container_without_a_command_waits_with_a_config_error() -> Result<(),
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_sim_nodes_run_pods() -> Result<(), Error> {
-    let server = TestServer::start().await?;
+    let server = crate::support::test_server().await?;
     let dir = tempfile::tempdir()?;
     let config = Config::sim("sim-", 100, capacity(), dir.path().to_owned());
     let kubelet = kubelet::start(server.client(), config).await?;

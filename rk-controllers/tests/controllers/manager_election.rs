@@ -9,7 +9,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use rk_apiserver::TestServer;
 use rk_controllers::controller_manager::{self, LeaderElection, Options, Selection};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +43,7 @@ async fn holder(client: &kube::Client) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_acts_and_a_stopped_leader_hands_over() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let (stop_a, a) = manager(&client, "a");
     eventually("a leads", || async {

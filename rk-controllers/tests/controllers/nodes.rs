@@ -10,7 +10,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use rk_apiserver::TestServer;
 use rk_controllers::controllers::{node_ipam, node_lifecycle, pod_gc};
 use serde_json::json;
 
@@ -63,7 +62,7 @@ fn ready_status(n: &Node) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_node_goes_unknown_and_its_pods_move_to_a_healthy_one() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let lease_ns =
@@ -244,7 +243,7 @@ async fn a_silent_node_goes_unknown_and_its_pods_move_to_a_healthy_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_gets_its_own_pod_cidr() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nodes: Api<Node> = Api::all(client.clone());
     // One node already has a range: it is kept and never handed out again.

@@ -135,7 +135,7 @@ async fn start_proxy(server: &TestServer, node: [u8; 4]) -> Result<Proxy, Error>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_ip_connection_reaches_the_endpoint_until_it_is_removed() -> Result<(), Error> {
-    let server = TestServer::start().await?;
+    let server = crate::support::test_server().await?;
     let (backend, _b) = tcp_backend("a").await?;
     // The backend's own (free) port number doubles as the service port.
     let svc = create_service(
@@ -181,7 +181,7 @@ async fn a_cluster_ip_connection_reaches_the_endpoint_until_it_is_removed() -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_ports_route_and_dead_endpoints_are_skipped() -> Result<(), Error> {
-    let server = TestServer::start().await?;
+    let server = crate::support::test_server().await?;
     let (backend, _b) = tcp_backend("live").await?;
     let svc = create_service(&server, "np", json!({"type": "NodePort", "ports": [{"name": "web", "port": backend.port(), "targetPort": backend.port()}]})).await?;
     let node_port = svc
@@ -226,7 +226,7 @@ async fn node_ports_route_and_dead_endpoints_are_skipped() -> Result<(), Error> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_ip_affinity_keeps_a_client_on_one_endpoint() -> Result<(), Error> {
-    let server = TestServer::start().await?;
+    let server = crate::support::test_server().await?;
     // Two backends on the same port number, on two loopback addresses.
     let first = TcpListener::bind("127.0.0.1:0").await?;
     let port = first.local_addr()?.port();
@@ -300,7 +300,7 @@ async fn client_ip_affinity_keeps_a_client_on_one_endpoint() -> Result<(), Error
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_datagrams_reach_the_endpoint_and_replies_come_back() -> Result<(), Error> {
-    let server = TestServer::start().await?;
+    let server = crate::support::test_server().await?;
     let backend = UdpSocket::bind("127.0.0.1:0").await?;
     let backend_addr = backend.local_addr()?;
     let _echo = tokio::spawn(async move {

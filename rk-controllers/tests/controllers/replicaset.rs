@@ -6,7 +6,6 @@ use crate::support::eventually;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use rk_apiserver::TestServer;
 use serde_json::json;
 
 fn replicaset(name: &str, replicas: i32) -> ReplicaSet {
@@ -33,7 +32,7 @@ async fn owned_pods(pods: &Api<Pod>, app: &str) -> Vec<Pod> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicaset_creates_scales_and_reports_status() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let ctrl = tokio::spawn(rk_controllers::controllers::replicaset::run(
         client.clone(),
@@ -98,7 +97,7 @@ async fn replicaset_creates_scales_and_reports_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_are_adopted_and_non_matching_pods_released() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let orphan: Pod = serde_json::from_value(json!({"metadata": {"name": "orphan", "labels": {"app": "api"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
@@ -144,7 +143,7 @@ async fn orphans_are_adopted_and_non_matching_pods_released() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_pod_is_replaced_without_overshooting() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let ctrl = tokio::spawn(rk_controllers::controllers::replicaset::run(
         client.clone(),
@@ -185,7 +184,7 @@ async fn a_deleted_pod_is_replaced_without_overshooting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_controllers_share_the_replica_core() {
     use k8s_openapi::api::core::v1::ReplicationController;
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let ctrl = tokio::spawn(
         rk_controllers::controllers::replicaset::run_replication_controllers(client.clone(), 2),

@@ -97,7 +97,7 @@ impl Drop for Cluster {
 }
 
 async fn cluster() -> Result<Cluster, Box<dyn std::error::Error>> {
-    let server = TestServer::start().await?;
+    let server = crate::support::test_server().await?;
     let client = server.client();
     let scheduler = tokio::spawn({
         let client = client.clone();

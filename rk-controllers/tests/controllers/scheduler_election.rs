@@ -8,7 +8,6 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use rk_apiserver::TestServer;
 use rk_controllers::election::{self, LeaderElection};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -53,7 +52,7 @@ async fn make_pod(pods: &Api<Pod>, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leading_scheduler_binds_and_a_stopped_one_hands_over() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).unwrap();

@@ -11,7 +11,6 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
-use rk_apiserver::test_server::TestServer;
 use rk_controllers::watch::SharedWatch;
 use serde_json::json;
 
@@ -63,7 +62,7 @@ fn name_of(ev: &Event<Arc<ConfigMap>>) -> Option<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_share_one_cache_and_see_every_event() -> Result<(), Error> {
-    let server = TestServer::start().await?;
+    let server = crate::support::test_server().await?;
     let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
     api.create(&PostParams::default(), &config_map("before"))
         .await?;

@@ -13,7 +13,6 @@ use crate::support::fake_kubelet;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use rk_apiserver::TestServer;
 use serde_json::json;
 
 async fn mark_ready(pods: &Api<Pod>, name: &str) {
@@ -80,7 +79,7 @@ fn start(client: &kube::Client) -> tokio::task::JoinHandle<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_creation_waits_for_each_pod_to_be_ready_and_creates_claims() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let task = start(&client);
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
@@ -155,7 +154,7 @@ async fn ordered_creation_waits_for_each_pod_to_be_ready_and_creates_claims() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_down_removes_the_highest_ordinal_first_and_keeps_claims() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let task = start(&client);
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
@@ -237,7 +236,7 @@ async fn scale_down_removes_the_highest_ordinal_first_and_keeps_claims() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_rolling_update_updates_from_the_highest_ordinal_down() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let task = start(&client);
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
@@ -321,7 +320,7 @@ async fn partitioned_rolling_update_updates_from_the_highest_ordinal_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_management_creates_every_pod_at_once_from_the_start_ordinal() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let task = start(&client);
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
@@ -357,7 +356,7 @@ async fn parallel_management_creates_every_pod_at_once_from_the_start_ordinal() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_ready_seconds_delays_the_next_ordinal_and_availability() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let task = start(&client);
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
@@ -389,7 +388,7 @@ async fn min_ready_seconds_delays_the_next_ordinal_and_availability() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_delete_keeps_old_pods_until_they_are_deleted() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let task = start(&client);
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
@@ -439,7 +438,7 @@ async fn on_delete_keeps_old_pods_until_they_are_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_of_scaled_down_pods_go_with_them_when_when_scaled_is_delete() {
-    let server = TestServer::start().await.unwrap();
+    let server = crate::support::test_server().await.unwrap();
     let client = server.client();
     let task = start(&client);
     let gc = tokio::spawn(rk_controllers::controllers::garbage_collector::run(

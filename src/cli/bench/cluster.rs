@@ -47,6 +47,11 @@ pub struct Args {
     /// Bytes pushed through the proxy (and directly) for throughput.
     #[arg(long, default_value_t = 1 << 30)]
     pub proxy_bytes: u64,
+    /// Rounds of the throughput comparison: each round measures the direct
+    /// connection and then the proxied one, and the medians are compared
+    /// (the loopback figure alone moves by half between runs).
+    #[arg(long, default_value_t = 5)]
+    pub proxy_rounds: usize,
 }
 
 struct UpProcess {
@@ -376,13 +381,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if proxied_ok {
-        let d = throughput(direct, args.proxy_bytes).await?;
-        let p = throughput(via, args.proxy_bytes).await?;
+        let (mut ds, mut ps) = (Vec::new(), Vec::new());
+        for _ in 0..args.proxy_rounds.max(1) {
+            ds.push(throughput(direct, args.proxy_bytes).await?);
+            ps.push(throughput(via, args.proxy_bytes).await?);
+        }
+        let ratios: Vec<String> = ds
+            .iter()
+            .zip(&ps)
+            .map(|(d, p)| format!("{:.0}%", 100.0 * p / d))
+            .collect();
+        ds.sort_by(f64::total_cmp);
+        ps.sort_by(f64::total_cmp);
+        let (d, p) = (percentile(&ds, 0.5), percentile(&ps, 0.5));
         let rd = round_trips(direct, 10_000).await?;
         let rp = round_trips(via, 10_000).await?;
         println!(
-            "| proxy throughput vs direct loopback (echo, both ways) | {p:.0} MiB/s vs {d:.0} MiB/s ({:.0}%) |",
-            100.0 * p / d
+            "| proxy throughput vs direct loopback (echo, both ways), median of {} rounds | {p:.0} MiB/s vs {d:.0} MiB/s ({:.0}%; per round {}) |",
+            ds.len(),
+            100.0 * p / d,
+            ratios.join(", ")
         );
         println!(
             "| proxy added round-trip latency, 64 B, p50 / p99 | {:.0} µs / {:.0} µs (direct {:.0} / {:.0} µs) |",

@@ -8,6 +8,25 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
+/// Send the controllers' warnings and info logs to the test's output, which
+/// libtest shows when the test fails (`RUST_LOG` overrides the filter).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rk_controllers=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Start an in-process API server, with the logs of the test that starts
+/// it captured ([`init_logs`]).
+pub async fn test_server() -> Result<rk_apiserver::TestServer, rk_apiserver::server::ServerError> {
+    init_logs();
+    rk_apiserver::TestServer::start().await
+}
+
 /// Poll `check` every 100 ms until it holds; panic naming `what` after 60 s.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
