@@ -169,6 +169,7 @@ where
                     Err(_) => "error",
                 };
                 metrics.observe(name, outcome, started.elapsed().as_secs_f64());
+                tracing::debug!(controller = name, key = %key, outcome, "synced");
                 queue.done(&key);
                 match result {
                     Ok(requeue) => {

@@ -127,6 +127,29 @@ where
     }
 }
 
+/// Wait until `store` holds a complete list; `false` if its writer is gone.
+///
+/// Use this instead of `Store::wait_until_ready` wherever more than one
+/// task may wait at once (every worker of a controller, every controller
+/// of a shared cache): kube-runtime's readiness signal keeps one waker, so
+/// of several tasks waiting together only the last one is woken and the
+/// others wait forever. Here each wait is renewed every 100 ms, so a lost
+/// wake-up costs at most that.
+pub async fn store_ready<K>(store: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    loop {
+        if let Ok(ready) = tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
+            return ready.is_ok();
+        }
+    }
+}
+
+/// How often [`store_ready`] renews its wait.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// One watch and one cache of a kind shared by many consumers.
 ///
 /// [`store`](Self::store) is the cache; each [`subscribe`](Self::subscribe)
@@ -178,7 +201,7 @@ where
     /// `false` if the watch is gone.
     pub async fn ready(&self) -> bool {
         self.start();
-        self.store.wait_until_ready().await.is_ok()
+        store_ready(&self.store).await
     }
 
     /// The events, from a relist of the current cache on.
@@ -239,6 +262,36 @@ impl Informers {
         Self {
             pods: SharedWatch::new(Api::all(client.clone()), watcher::Config::default()),
             nodes: SharedWatch::new(Api::all(client.clone()), watcher::Config::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_task_waiting_for_a_store_wakes_when_it_is_listed() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store_ready(&store).await })
+            })
+            .collect();
+        // Every waiter is parked before the list completes (kube-runtime's
+        // own wait wakes only the last of them).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for w in waiters {
+            let ready = tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("a waiter was never woken")
+                .expect("waiter task");
+            assert!(ready);
         }
     }
 }

@@ -189,6 +189,7 @@ impl CacheSet {
         let rev = event.revision();
         let caches = self.caches.read().await;
         let cache = candidate_prefixes(&event.kv.key).find_map(|p| caches.get(p));
+        tracing::trace!(key = %event.kv.key, rev, cached = cache.is_some(), "dispatch");
         if let Some(cache) = cache {
             let kind = match event.kind {
                 EventKind::Put => EventType::Modified,

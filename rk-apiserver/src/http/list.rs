@@ -154,6 +154,12 @@ async fn from_cache(
         }
     }
     let snap = cache.snapshot(&key_prefix(info, namespace));
+    tracing::debug!(
+        resource = %info.plural,
+        revision = snap.revision,
+        objects = snap.objects.len(),
+        "list from the watch cache"
+    );
     let mut items = Vec::new();
     let mut cont = None;
     let mut remaining = None;

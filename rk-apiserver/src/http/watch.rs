@@ -192,6 +192,13 @@ pub async fn watch(
             let _ = tx.send(error_frame(&err)).await;
         }
         Ok(w) => {
+            tracing::debug!(
+                resource = %info.plural,
+                after = ?start_after,
+                replayed = w.initial.len(),
+                revision = w.revision,
+                "watch started"
+            );
             let state2 = state.clone();
             tokio::spawn(async move {
                 state2.metrics.watches.inc();

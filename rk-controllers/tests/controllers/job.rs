@@ -118,6 +118,19 @@ async fn wait_active(env: &Env, job: &str, n: usize) -> Vec<Pod> {
             // What the controller left behind, for the failure's output.
             let all = all_pods(env, job).await;
             let status = env.jobs.get(job).await.ok().and_then(|j| j.status);
+            // The API server's watch cache (resourceVersion=0) against storage.
+            let names = |l: kube::core::ObjectList<Job>| -> Vec<String> {
+                l.items
+                    .into_iter()
+                    .filter_map(|j| j.metadata.name)
+                    .collect()
+            };
+            let cached = env
+                .jobs
+                .list(&ListParams::default().match_any())
+                .await
+                .map(names);
+            let stored = env.jobs.list(&ListParams::default()).await.map(names);
             let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
             let events: Vec<String> = events
                 .list(&ListParams::default())
@@ -128,7 +141,7 @@ async fn wait_active(env: &Env, job: &str, n: usize) -> Vec<Pod> {
                 .map(|e| format!("{:?}: {:?}", e.reason, e.message))
                 .collect();
             panic!(
-                "timed out waiting for {n} active pods of {job}: pods {:?}, status {status:?}, events {events:?}",
+                "timed out waiting for {n} active pods of {job}: pods {:?}, status {status:?}, events {events:?}, jobs cached {cached:?}, jobs stored {stored:?}",
                 all.iter()
                     .map(|p| (
                         p.metadata.name.clone(),

@@ -736,10 +736,10 @@ pub async fn run_shared(client: kube::Client, workers: usize, informers: crate::
     let work = queue::run_workers("daemonset", queue, workers, move |key| {
         let c = c.clone();
         async move {
-            let _ = c.sets.wait_until_ready().await;
-            let _ = c.pods.wait_until_ready().await;
-            let _ = c.nodes.wait_until_ready().await;
-            let _ = c.revisions.wait_until_ready().await;
+            crate::watch::store_ready(&c.sets).await;
+            crate::watch::store_ready(&c.pods).await;
+            crate::watch::store_ready(&c.nodes).await;
+            crate::watch::store_ready(&c.revisions).await;
             c.sync(&key).await
         }
     });

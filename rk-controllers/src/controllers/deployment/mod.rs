@@ -790,9 +790,9 @@ pub async fn run_shared(client: kube::Client, workers: usize, informers: crate::
     let work = queue::run_workers("deployment", queue, workers, move |key| {
         let c = c.clone();
         async move {
-            let _ = c.deployments.wait_until_ready().await;
-            let _ = c.sets.wait_until_ready().await;
-            let _ = c.pods.wait_until_ready().await;
+            crate::watch::store_ready(&c.deployments).await;
+            crate::watch::store_ready(&c.sets).await;
+            crate::watch::store_ready(&c.pods).await;
             c.sync(&key).await
         }
     });

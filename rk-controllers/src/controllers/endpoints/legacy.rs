@@ -205,8 +205,8 @@ pub async fn run_shared(client: kube::Client, workers: usize, informers: crate::
     let work = queue::run_workers("endpoints", queue, workers, move |key| {
         let ctrl = ctrl.clone();
         async move {
-            let _ = ctrl.state.services.wait_until_ready().await;
-            let _ = ctrl.state.pods.wait_until_ready().await;
+            crate::watch::store_ready(&ctrl.state.services).await;
+            crate::watch::store_ready(&ctrl.state.pods).await;
             ctrl.sync(&key).await
         }
     });

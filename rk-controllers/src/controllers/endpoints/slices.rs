@@ -375,9 +375,9 @@ pub async fn run_shared(client: kube::Client, workers: usize, informers: crate::
         async move {
             // Wait for the caches before the first sync, so nothing is
             // deleted for want of having seen it.
-            let _ = ctrl.state.services.wait_until_ready().await;
-            let _ = ctrl.state.pods.wait_until_ready().await;
-            let _ = ctrl.slices.wait_until_ready().await;
+            crate::watch::store_ready(&ctrl.state.services).await;
+            crate::watch::store_ready(&ctrl.state.pods).await;
+            crate::watch::store_ready(&ctrl.slices).await;
             ctrl.sync(&key).await
         }
     });

@@ -1071,7 +1071,7 @@ pub async fn run_shared(
     let work = queue::run_workers("job", queue, workers, move |key| {
         let c = c.clone();
         async move {
-            let _ = c.pods.wait_until_ready().await;
+            crate::watch::store_ready(&c.pods).await;
             c.sync(&key).await
         }
     });

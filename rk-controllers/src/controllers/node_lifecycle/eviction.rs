@@ -189,8 +189,8 @@ pub async fn run_shared(client: kube::Client, informers: crate::watch::Informers
         recorder: Recorder::new(client, "taint-eviction-controller"),
     };
     let work = async move {
-        let _ = ctrl.nodes.wait_until_ready().await;
-        let _ = ctrl.pods.wait_until_ready().await;
+        crate::watch::store_ready(&ctrl.nodes).await;
+        crate::watch::store_ready(&ctrl.pods).await;
         loop {
             let next = ctrl.pass().await.unwrap_or(Duration::from_secs(30));
             // Coalesce bursts of changes; wake at the next deadline at the latest.

@@ -356,8 +356,8 @@ pub async fn run_shared(
     });
     let c = ctrl.clone();
     let monitor = async move {
-        let _ = c.nodes.wait_until_ready().await;
-        let _ = c.leases.wait_until_ready().await;
+        crate::watch::store_ready(&c.nodes).await;
+        crate::watch::store_ready(&c.leases).await;
         let mut tick = tokio::time::interval(options.monitor_period);
         loop {
             tick.tick().await;

@@ -445,8 +445,8 @@ pub async fn run_shared<K: ReplicaWorkload>(
                 // Nothing is synced before both caches hold a full list: a
                 // sync on a half-listed pod cache would miss pods it owns
                 // or could adopt, and create more.
-                let _ = c.pods.wait_until_ready().await;
-                let _ = c.sets.wait_until_ready().await;
+                crate::watch::store_ready(&c.pods).await;
+                crate::watch::store_ready(&c.sets).await;
                 let started = std::time::Instant::now();
                 let result = c.sync(&key).await;
                 let outcome = match &result {
