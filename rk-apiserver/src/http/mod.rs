@@ -90,8 +90,9 @@ async fn handle(
 ) -> Response<Body> {
     let start = Instant::now();
     let path = req.uri().path().to_string();
-    let path_for_log = path.clone();
-    let query_for_log = req.uri().query().unwrap_or("").to_string();
+    // Only copied when request logging is on.
+    let logged = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (path.clone(), req.uri().query().unwrap_or("").to_string()));
     let rp = parse_resource_path(&path);
     let query = Query::parse(req.uri().query());
     let is_watch = rp.as_ref().is_some_and(|p| p.legacy_watch) || query.flag("watch");
@@ -125,14 +126,16 @@ async fn handle(
         }
     };
     let resp = resp.unwrap_or_else(|e| response::error(&e));
-    tracing::debug!(
-        verb,
-        path = %path_for_log,
-        query = %query_for_log,
-        code = resp.status().as_u16(),
-        ms = start.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    if let Some((path, query)) = &logged {
+        tracing::debug!(
+            verb,
+            path = %path,
+            query = %query,
+            code = resp.status().as_u16(),
+            ms = start.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
     state.metrics.in_flight.dec();
     drop(permit);
     state
