@@ -1033,18 +1033,14 @@ pub async fn run_shared(
         crate::watch::lean_watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .for_each(move |ev| {
-                match ev {
-                    Ok(
-                        watcher::Event::Apply(j)
-                        | watcher::Event::InitApply(j)
-                        | watcher::Event::Delete(j),
-                    ) => {
-                        if let (Some(ns), Some(n)) = (&j.metadata.namespace, &j.metadata.name) {
-                            q.add(key_of(ns, n));
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "job watch error; retrying"),
+                if let Ok(
+                    watcher::Event::Apply(j)
+                    | watcher::Event::InitApply(j)
+                    | watcher::Event::Delete(j),
+                ) = ev
+                    && let (Some(ns), Some(n)) = (&j.metadata.namespace, &j.metadata.name)
+                {
+                    q.add(key_of(ns, n));
                 }
                 futures::future::ready(())
             });
