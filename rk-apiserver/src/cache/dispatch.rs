@@ -128,7 +128,7 @@ impl CacheSet {
     /// Serialize an object the registry wrote at `rev` (with its
     /// resourceVersion) and remember it for the dispatcher. Returns the bytes.
     pub fn hint(&self, key: &str, rev: Revision, kind: &str, obj: &Value) -> bytes::Bytes {
-        let bytes = bytes::Bytes::from(serde_json::to_vec(obj).unwrap_or_default());
+        let bytes = super::object::json_bytes(obj);
         if self.revision() < rev {
             let cached = Arc::new(CachedObject::from_parts(
                 key.to_string(),

@@ -7,6 +7,33 @@ use serde_json::Value;
 
 use crate::storage::Revision;
 
+/// Serialize `value` into an allocation of exactly its size.
+///
+/// `serde_json::to_vec` grows its buffer by doubling, so a cached object
+/// would keep up to twice its JSON (a 2.9 KB pod sits in 4 KiB). Here the
+/// JSON is written into a buffer kept per thread and copied out once.
+pub fn json_bytes(value: &Value) -> Bytes {
+    /// Buffers grown past this by one huge object are not kept.
+    const KEEP: usize = 1 << 20;
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|buf| {
+        let Ok(mut buf) = buf.try_borrow_mut() else {
+            return Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+        };
+        buf.clear();
+        if serde_json::to_writer(&mut *buf, value).is_err() {
+            buf.clear();
+        }
+        let bytes = Bytes::copy_from_slice(&buf);
+        if buf.capacity() > KEEP {
+            *buf = Vec::new();
+        }
+        bytes
+    })
+}
+
 /// An object as the watch cache keeps it.
 #[derive(Debug)]
 pub struct CachedObject {
@@ -29,7 +56,7 @@ pub struct CachedObject {
 impl CachedObject {
     /// Build from an object whose `metadata.resourceVersion` is already set.
     pub fn from_value(key: String, kind: &str, value: &Value, revision: Revision) -> Self {
-        let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+        let bytes = json_bytes(value);
         Self::from_parts(key, kind, value, bytes, revision)
     }
 

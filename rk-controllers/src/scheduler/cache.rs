@@ -17,7 +17,12 @@ use k8s_openapi::api::core::v1::Node;
 use super::types::{NodeInfo, PodInfo};
 
 /// How long an assumed pod whose binding finished waits for its watch event.
-pub const ASSUMED_POD_TTL: Duration = Duration::from_secs(30);
+///
+/// Upstream's scheduler used 30 s until kubernetes#106361: on a loaded API
+/// server the event can take longer, and expiring the pod too early frees
+/// its resources on the node while it still runs there (double booking).
+/// It moved to 15 minutes, the figure kept here.
+pub const ASSUMED_POD_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Errors of cache operations.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The owner graph: every object's identity, owners and deletion state, by uid.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::core::ApiResource;
@@ -8,8 +9,8 @@ use kube::core::ApiResource;
 /// One object as the garbage collector sees it.
 #[derive(Clone, Debug)]
 pub struct Node {
-    /// Its resource.
-    pub resource: ApiResource,
+    /// Its resource (shared by every node of the resource).
+    pub resource: Arc<ApiResource>,
     /// True for namespaced kinds.
     pub namespaced: bool,
     /// Its namespace.
@@ -164,7 +165,7 @@ mod tests {
 
     fn node(uid: &str, ns: Option<&str>, owners: &[&str]) -> Node {
         Node {
-            resource: ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+            resource: Arc::new(ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&())),
             namespaced: true,
             namespace: ns.map(str::to_string),
             name: uid.to_string(),

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::core::PartialObjectMeta;
+use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio::sync::{Mutex, Notify};
@@ -34,10 +34,14 @@ pub const REDISCOVER: Duration = Duration::from_secs(5);
 /// How often every object is looked at, not just those that changed.
 pub const FULL_PASS: Duration = Duration::from_secs(30);
 
-fn node_from(s: &Served, m: &PartialObjectMeta<DynamicObject>) -> Option<Node> {
+fn node_from(
+    s: &Served,
+    resource: &Arc<ApiResource>,
+    m: &PartialObjectMeta<DynamicObject>,
+) -> Option<Node> {
     let meta = &m.metadata;
     Some(Node {
-        resource: s.resource.clone(),
+        resource: resource.clone(),
         namespaced: s.namespaced,
         namespace: meta.namespace.clone(),
         name: meta.name.clone()?,
@@ -50,8 +54,8 @@ fn node_from(s: &Served, m: &PartialObjectMeta<DynamicObject>) -> Option<Node> {
 
 fn api_for(client: &kube::Client, node: &Node) -> Api<DynamicObject> {
     match (&node.namespace, node.namespaced) {
-        (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &node.resource),
-        _ => Api::all_with(client.clone(), &node.resource),
+        (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &*node.resource),
+        _ => Api::all_with(client.clone(), &*node.resource),
     }
 }
 
@@ -67,13 +71,15 @@ async fn watch_resource(
     let mut stream = crate::watch::lean_watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
+    // One copy of the resource's names, shared by every node of it.
+    let resource = Arc::new(s.resource.clone());
     let mut fresh: Vec<Node> = Vec::new();
     while let Some(ev) = stream.next().await {
         let Ok(ev) = ev else { continue };
         let mut g = graph.lock().await;
         match ev {
             watcher::Event::Init => fresh.clear(),
-            watcher::Event::InitApply(m) => fresh.extend(node_from(&s, &m)),
+            watcher::Event::InitApply(m) => fresh.extend(node_from(&s, &resource, &m)),
             watcher::Event::InitDone => {
                 g.remove_resource(&s.resource);
                 for n in fresh.drain(..) {
@@ -82,7 +88,7 @@ async fn watch_resource(
                 g.mark_synced(&s.resource);
             }
             watcher::Event::Apply(m) => {
-                if let Some(n) = node_from(&s, &m) {
+                if let Some(n) = node_from(&s, &resource, &m) {
                     g.upsert(n);
                 }
             }
