@@ -165,7 +165,9 @@ mod tests {
 
     fn node(uid: &str, ns: Option<&str>, owners: &[&str]) -> Node {
         Node {
-            resource: Arc::new(ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&())),
+            resource: Arc::new(ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(
+                &(),
+            )),
             namespaced: true,
             namespace: ns.map(str::to_string),
             name: uid.to_string(),
