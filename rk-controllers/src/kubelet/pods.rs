@@ -21,7 +21,6 @@ use super::pod_worker::{self, PodState};
 use super::status;
 
 struct Worker {
-    node: String,
     state: Arc<PodState>,
     stop: watch::Sender<Option<Option<Duration>>>,
     task: tokio::task::JoinHandle<()>,
@@ -30,7 +29,9 @@ struct Worker {
 struct Manager {
     shared: Arc<Shared>,
     nodes: HashMap<String, Arc<NodeCtx>>,
-    workers: HashMap<String, Worker>,
+    /// Workers by node, then by pod uid (admission looks at one node's pods;
+    /// a pod's node never changes once it is bound).
+    workers: HashMap<String, HashMap<String, Worker>>,
     rejected: HashSet<String>,
 }
 
@@ -88,7 +89,7 @@ impl Manager {
         };
         let uid = uid_of(&pod);
         let deleting = pod.metadata.deletion_timestamp.is_some();
-        if let Some(w) = self.workers.get(&uid) {
+        if let Some(w) = self.workers.get(&node_name).and_then(|on| on.get(&uid)) {
             w.state.set_pod(pod.clone());
             if deleting {
                 if w.task.is_finished() {
@@ -119,8 +120,10 @@ impl Manager {
         }
         let admitted: Vec<Arc<Pod>> = self
             .workers
-            .values()
-            .filter(|w| w.node == node_name && !w.state.is_terminal())
+            .get(&node_name)
+            .into_iter()
+            .flat_map(HashMap::values)
+            .filter(|w| !w.state.is_terminal())
             .map(|w| w.state.pod())
             .collect();
         let node_obj = node.node().unwrap_or_default();
@@ -170,21 +173,36 @@ impl Manager {
             let _guard = guard;
             pod_worker::run(shared, node, worker_state, stop_rx).await
         });
-        self.workers.insert(
-            uid,
-            Worker {
-                node: node_name,
-                state,
-                stop,
-                task,
-            },
-        );
+        self.workers
+            .entry(node_name)
+            .or_default()
+            .insert(uid, Worker { state, stop, task });
+    }
+
+    /// Take the worker of `pod` out of the map: under its node, or under
+    /// any node if the object does not say (or says another).
+    fn take_worker(&mut self, pod: &Pod, uid: &str) -> Option<Worker> {
+        let named = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        let node = named
+            .filter(|n| self.workers.get(n).is_some_and(|on| on.contains_key(uid)))
+            .or_else(|| {
+                self.workers
+                    .iter()
+                    .find(|(_, on)| on.contains_key(uid))
+                    .map(|(n, _)| n.clone())
+            })?;
+        let on = self.workers.get_mut(&node)?;
+        let worker = on.remove(uid);
+        if on.is_empty() {
+            self.workers.remove(&node);
+        }
+        worker
     }
 
     fn delete(&mut self, pod: &Pod) {
         let uid = uid_of(pod);
         self.rejected.remove(&uid);
-        let Some(w) = self.workers.remove(&uid) else {
+        let Some(w) = self.take_worker(pod, &uid) else {
             return;
         };
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -239,7 +257,8 @@ pub async fn run(shared: Arc<Shared>, nodes: Vec<Arc<NodeCtx>>) {
                 let seen = seen.take().unwrap_or_default();
                 let gone: Vec<Arc<Pod>> = manager
                     .workers
-                    .iter()
+                    .values()
+                    .flatten()
                     .filter(|(uid, _)| !seen.contains(*uid))
                     .map(|(_, w)| w.state.pod())
                     .collect();

@@ -541,6 +541,66 @@ async fn a_container_without_a_command_waits_with_a_config_error() -> Result<(),
     Ok(())
 }
 
+/// One kubelet, many nodes: admission counts only the pods of the node in
+/// question, and a deleted pod frees its node's room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_nodes_admit_against_their_own_pods_only() -> Result<(), Error> {
+    let server = crate::support::test_server().await?;
+    let dir = tempfile::tempdir()?;
+    let config = Config::sim("adm-", 2, capacity(), dir.path().to_owned());
+    let kubelet = kubelet::start(server.client(), config).await?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    // Each asks for 3 of a node's 4 CPUs.
+    let big = |name: &str, node: &str| {
+        pod(
+            name,
+            node,
+            json!({"containers": [{"name": "main", "image": "x", "resources": {"requests": {"cpu": "3"}}}]}),
+        )
+    };
+    let running = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            wait_for(
+                &format!("{name} Running"),
+                Duration::from_secs(10),
+                || async {
+                    let p = get_pod(&pods, name).await?;
+                    (phase(&p) == "Running").then_some(())
+                },
+            )
+            .await
+        }
+    };
+    pods.create(&PostParams::default(), &big("first", "adm-0"))
+        .await?;
+    running("first").await?;
+    // The same size on the other node fits: adm-0's pod does not count there.
+    pods.create(&PostParams::default(), &big("other", "adm-1"))
+        .await?;
+    running("other").await?;
+    // A second on adm-0 does not.
+    pods.create(&PostParams::default(), &big("second", "adm-0"))
+        .await?;
+    let p = wait_for("second Failed", Duration::from_secs(10), || async {
+        let p = get_pod(&pods, "second").await?;
+        (phase(&p) == "Failed").then_some(p)
+    })
+    .await?;
+    assert_eq!(p.status.and_then(|s| s.reason).as_deref(), Some("OutOfcpu"));
+    // Once `first` is gone its room is free again.
+    pods.delete("first", &DeleteParams::default()).await?;
+    wait_for("first removed", Duration::from_secs(10), || async {
+        get_pod(&pods, "first").await.is_none().then_some(())
+    })
+    .await?;
+    pods.create(&PostParams::default(), &big("third", "adm-0"))
+        .await?;
+    running("third").await?;
+    kubelet.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_sim_nodes_run_pods() -> Result<(), Error> {
     let server = crate::support::test_server().await?;
