@@ -594,6 +594,17 @@ async fn sim_nodes_admit_against_their_own_pods_only() -> Result<(), Error> {
         get_pod(&pods, "first").await.is_none().then_some(())
     })
     .await?;
+    // The kubelet itself lets go of it (its worker leaves the node's map).
+    let listed = format!("http://127.0.0.1:{}/pods", kubelet.port());
+    wait_for(
+        "first gone from the kubelet",
+        Duration::from_secs(10),
+        || async {
+            let list = http_get(&listed).await.ok()?;
+            (list.contains("\"other\"") && !list.contains("\"first\"")).then_some(())
+        },
+    )
+    .await?;
     pods.create(&PostParams::default(), &big("third", "adm-0"))
         .await?;
     running("third").await?;
