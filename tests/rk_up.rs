@@ -1,7 +1,8 @@
 //! The README's main command, end to end: `rk up` starts a whole cluster;
 //! the real kubectl creates a Deployment whose pods really run (the process
 //! runtime), exposes it as a NodePort Service that really answers through
-//! the proxy, scales it, deletes it; Ctrl-C stops everything, and a second
+//! the proxy, reaches it with `kubectl exec` and `kubectl port-forward`,
+//! scales it, deletes it; Ctrl-C stops everything, and a second
 //! `rk up` on the same data directory resumes the same state.
 
 mod common;
@@ -124,6 +125,57 @@ fn http_get_at(addr: (&str, u16)) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     Some(out)
 }
+
+/// `kubectl port-forward TARGET LOCAL:REMOTE` on a free local port, with
+/// `env` set; the running kubectl and the local port, once it forwards.
+fn port_forward(dir: &Path, target: &str, remote: u16, env: &[(&str, &str)]) -> (Child, u16) {
+    let local = free_port();
+    let mut cmd = Command::new(common::kubectl_path());
+    cmd.args(["port-forward", target, &format!("{local}:{remote}")])
+        .env("KUBECONFIG", dir.join("data/kubeconfig"))
+        .env("KUBECACHEDIR", dir.join("kube-cache"))
+        .env("HOME", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("kubectl runs");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut stdout, &mut line);
+    // Keep reading: kubectl writes a line per connection, and a closed
+    // pipe would end it.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    assert!(
+        line.starts_with(&format!("Forwarding from 127.0.0.1:{local}")),
+        "kubectl port-forward {target}: {line:?}"
+    );
+    (child, local)
+}
+
+/// The Python client's port-forward (`v4.channel.k8s.io`): argv is the
+/// kubeconfig and the pod; prints the answer of the pod's port 8080 and the
+/// error the kubelet reported for it.
+const PYTHON_PORT_FORWARD: &str = r#"
+import sys
+from kubernetes import client, config
+from kubernetes.stream import portforward
+config.load_kube_config(sys.argv[1])
+api = client.CoreV1Api()
+pf = portforward(api.connect_get_namespaced_pod_portforward, sys.argv[2], "default", ports="8080")
+s = pf.socket(8080)
+s.setblocking(True)
+s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode(errors="replace"))
+print("error=%s" % pf.error(8080))
+"#;
 
 fn ready_endpoint_ips(dir: &Path) -> Vec<String> {
     let out = ok(
@@ -270,6 +322,60 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
     let (code, _, err) = kubectl_with_input(dir, &["exec", pod, "--", "sh", "-c", "exit 3"], b"");
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("command terminated with exit code 3"), "{err}");
+
+    // kubectl port-forward, through the API server and the pod's kubelet:
+    // SPDY tunnelled in a WebSocket (kubectl's first choice), plain SPDY
+    // (its fallback), and the Python client's WebSocket channels. The
+    // answer comes from the pod's server.
+    for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {
+        let (mut child, local) = port_forward(dir, "deployment/web", 8080, env);
+        let replies: Vec<String> = (0..3)
+            .map(|_| http_get_at(("127.0.0.1", local)).unwrap_or_default())
+            .collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        for reply in replies {
+            assert!(
+                reply.starts_with("HTTP/1.0 200") && reply.contains("Directory listing"),
+                "{env:?}: {reply}\n{err}"
+            );
+        }
+    }
+    let py = Command::new("python3")
+        .args(["-c", PYTHON_PORT_FORWARD])
+        .arg(dir.join("data/kubeconfig"))
+        .arg(pod)
+        .output()
+        .expect("python3 runs");
+    let (py_out, py_err) = (
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr),
+    );
+    assert!(
+        py.status.success()
+            && py_out.contains("Directory listing")
+            && py_out.contains("error=None"),
+        "{py_out}\n{py_err}"
+    );
+    // Nothing listens on the pod's port 9: kubectl reports the kubelet's
+    // error for that connection and ends the session.
+    let (mut child, local) = port_forward(dir, &format!("pod/{pod}"), 9, &[]);
+    let reply = http_get_at(("127.0.0.1", local)).unwrap_or_default();
+    assert!(reply.is_empty(), "{reply}");
+    let status = child.wait().expect("kubectl port-forward ends");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(!status.success());
+    assert!(
+        err.contains("error forwarding port 9") && err.contains("Connection refused"),
+        "{err}"
+    );
 
     // kubectl attach, as `kubectl run --rm -i` uses it: the command's
     // output as it runs, its exit code as kubectl's, the pod removed after.

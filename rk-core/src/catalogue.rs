@@ -263,6 +263,7 @@ const BUILTINS: &[Spec] = &[
             "log",
             "exec",
             "attach",
+            "portforward",
             "ephemeralcontainers",
         ],
     )),

@@ -122,6 +122,12 @@ fn subresource_kind(info: &ResourceInfo, sub: &str) -> (String, String, String, 
             "PodAttachOptions".into(),
             vec!["create", "get"],
         ),
+        "portforward" => (
+            String::new(),
+            "v1".into(),
+            "PodPortForwardOptions".into(),
+            vec!["create", "get"],
+        ),
         "finalize" => (own.0, own.1, own.2, vec!["update"]),
         "token" => (
             "authentication.k8s.io".into(),

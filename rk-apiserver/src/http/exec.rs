@@ -1,8 +1,9 @@
-//! `pods/exec` and `pods/attach`: the request (a WebSocket upgrade speaking Kubernetes'
-//! channel protocol, as kubectl sends it) is checked against the pod, then
-//! forwarded to the kubelet of the pod's node; once the kubelet switches
-//! protocols, the two connections are spliced and the API server only
-//! copies bytes.
+//! `pods/exec`, `pods/attach` and `pods/portforward`: the request (a
+//! WebSocket upgrade speaking Kubernetes' channel protocol, as kubectl sends
+//! it for exec and attach; for port-forward a SPDY/3.1 upgrade, or SPDY
+//! tunnelled in a WebSocket) is checked against the pod, then forwarded to
+//! the kubelet of the pod's node; once the kubelet switches protocols, the
+//! two connections are spliced and the API server only copies bytes.
 
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -22,8 +23,9 @@ const HOP: [&str; 4] = [
     "transfer-encoding",
 ];
 
-/// Run a command in a pod's container (`kind` `exec`), or attach to the
-/// container (`attach`), through the kubelet of the pod's node.
+/// Run a command in a pod's container (`kind` `exec`), attach to the
+/// container (`attach`), or forward ports to the pod (`portforward`), through
+/// the kubelet of the pod's node.
 pub async fn pod_stream(
     state: &ApiState,
     mut req: Request<Incoming>,
@@ -39,7 +41,7 @@ pub async fn pod_stream(
     let (pod, _) = store::get(state, target).await?;
     let name = &target.name;
     let phase = pod["status"]["phase"].as_str().unwrap_or_default();
-    if matches!(phase, "Succeeded" | "Failed") {
+    if kind != "portforward" && matches!(phase, "Succeeded" | "Failed") {
         let verb = if kind == "exec" {
             "exec into"
         } else {
@@ -49,7 +51,6 @@ pub async fn pod_stream(
             "cannot {verb} a container in a completed pod; current phase is {phase}"
         )));
     }
-    let container = kubelet::container_of(&pod, name, container)?;
     let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
     if node.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -58,10 +59,13 @@ pub async fn pod_stream(
     }
     let (addr, port) = kubelet::endpoint(state, node).await?;
     let ns = target.namespace.clone().unwrap_or_default();
-    let uri = format!(
-        "/{kind}/{ns}/{name}/{container}?{}",
-        req.uri().query().unwrap_or_default()
-    );
+    let query = req.uri().query().unwrap_or_default();
+    let uri = if kind == "portforward" {
+        format!("/portForward/{ns}/{name}?{}", kubelet_ports(query)?)
+    } else {
+        let container = kubelet::container_of(&pod, name, container)?;
+        format!("/{kind}/{ns}/{name}/{container}?{query}")
+    };
     let client_upgrade = hyper::upgrade::on(&mut req);
     let mut forward = kubelet::request(
         req.method().clone(),
@@ -116,4 +120,46 @@ pub async fn pod_stream(
         .entry(http::header::CONNECTION)
         .or_insert(HeaderValue::from_static("Upgrade"));
     Ok(out)
+}
+
+/// The kubelet's query for a port-forward: each of `ports` (the
+/// `PodPortForwardOptions` field, comma-separated or repeated) as a `port`
+/// parameter, checked to be a port number.
+fn kubelet_ports(query: &str) -> Result<String, ApiError> {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k != "ports" && k != "port" {
+            continue;
+        }
+        for port in v.split(',') {
+            match port.trim().parse::<u16>() {
+                Ok(p) if p > 0 => {
+                    out.append_pair("port", &p.to_string());
+                }
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid port {port:?}: ports must be numbers between 1 and 65535"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(out.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kubelet_ports;
+
+    #[test]
+    fn ports_become_the_kubelets_port_parameters() {
+        assert_eq!(kubelet_ports("").unwrap(), "");
+        assert_eq!(
+            kubelet_ports("ports=8080,9090&ports=80").unwrap(),
+            "port=8080&port=9090&port=80"
+        );
+        assert!(kubelet_ports("ports=http").is_err());
+        assert!(kubelet_ports("ports=0").is_err());
+        assert!(kubelet_ports("ports=70000").is_err());
+    }
 }

@@ -187,12 +187,12 @@ async fn route(
     rp: Option<crate::request::ResourcePath>,
     query: Query,
 ) -> Result<Response<Body>, ApiError> {
-    // `pods/exec` and `pods/attach` keep the request whole: it is
-    // upgraded, not read.
+    // `pods/exec`, `pods/attach` and `pods/portforward` keep the request
+    // whole: it is upgraded, not read.
     if let Some(p) = &rp
         && p.group.is_empty()
         && p.resource == "pods"
-        && let Some(kind @ ("exec" | "attach")) = p.subresource.as_deref()
+        && let Some(kind @ ("exec" | "attach" | "portforward")) = p.subresource.as_deref()
         && let (Some(ns), Some(name)) = (&p.namespace, &p.name)
     {
         let target = crate::registry::store::Target {

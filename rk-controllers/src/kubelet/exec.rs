@@ -98,6 +98,16 @@ impl Handshake {
     /// Check that `req` asks for a WebSocket with one of [`PROTOCOLS`];
     /// the error is the message of the 400 to send.
     pub fn check(req: &Request<Incoming>, what: &str) -> Result<Self, String> {
+        Self::check_protocols(req, what, &PROTOCOLS)
+    }
+
+    /// Check that `req` asks for a WebSocket with one of `protocols`
+    /// (preferred first).
+    pub fn check_protocols(
+        req: &Request<Incoming>,
+        what: &str,
+        protocols: &[&'static str],
+    ) -> Result<Self, String> {
         let header = |name: &str| {
             req.headers()
                 .get(name)
@@ -109,20 +119,23 @@ impl Handshake {
         if !header("upgrade").eq_ignore_ascii_case("websocket") || key.is_empty() {
             return Err(format!(
                 "{what} needs a WebSocket upgrade speaking {}",
-                PROTOCOLS[0]
+                protocols.first().copied().unwrap_or_default()
             ));
         }
         let offered = header("sec-websocket-protocol");
-        let Some(protocol) = PROTOCOLS
+        let Some(protocol) = protocols
             .iter()
             .find(|p| offered.split(',').any(|o| o.trim() == **p))
         else {
             return Err(format!(
                 "none of the offered subprotocols ({offered}) is supported; use one of {}",
-                PROTOCOLS.join(", ")
+                protocols.join(", ")
             ));
         };
-        Ok(Self { key, protocol })
+        Ok(Self {
+            key,
+            protocol: *protocol,
+        })
     }
 
     /// The `101 Switching Protocols` answer.

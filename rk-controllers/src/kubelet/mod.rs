@@ -32,9 +32,11 @@ pub mod logs;
 pub mod node_status;
 mod pod_worker;
 mod pods;
+pub mod port_forward;
 pub mod probes;
 pub mod runtime;
 mod server;
+pub mod spdy;
 pub mod status;
 pub mod volumes;
 

@@ -4,7 +4,9 @@
 //! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous` and
 //! `limitBytes`, which the API server's `pods/log` proxies to, and
 //! `/exec/{namespace}/{pod}/{container}` and `/attach/...` for `pods/exec`
-//! and `pods/attach` (see [`super::exec`] and [`super::attach`]).
+//! and `pods/attach` (see [`super::exec`] and [`super::attach`]),
+//! `/portForward/{namespace}/{pod}` for `pods/portforward` (see
+//! [`super::port_forward`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -88,6 +90,18 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Body> {
+    if let Some(rest) = req.uri().path().strip_prefix("/portForward/") {
+        let parts: Vec<String> = rest.split('/').map(str::to_owned).collect();
+        return match (req.method(), parts.as_slice()) {
+            (&http::Method::GET | &http::Method::POST, [ns, pod] | [ns, pod, _]) => {
+                super::port_forward::handle(req, shared, ns, pod).await
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "expected GET or POST /portForward/{namespace}/{pod}\n",
+            ),
+        };
+    }
     for kind in ["exec", "attach"] {
         let Some(rest) = req.uri().path().strip_prefix(&format!("/{kind}/")) else {
             continue;

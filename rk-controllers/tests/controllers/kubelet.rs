@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
@@ -914,6 +915,31 @@ async fn an_http_server_on_its_pod_ip_passes_http_and_tcp_probes() -> Result<(),
         }
     };
     assert!(page.contains("Directory listing"), "{page}");
+    // kube-rs's port-forward (a WebSocket with a channel pair per port),
+    // through the API server to this kubelet and on to the pod's port.
+    let mut forwarder = pods.portforward("web", &[8000]).await?;
+    let mut conn = forwarder
+        .take_stream(8000)
+        .ok_or("no stream for port 8000")?;
+    conn.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Up to the page's end; then this side closes first, as kube-rs
+    // expects (it fails `join` when the server's close came first).
+    while !String::from_utf8_lossy(&reply).contains("</html>") {
+        let n = conn.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with("HTTP/1.0 200") && reply.contains("Directory listing"),
+        "{reply}"
+    );
+    drop(conn);
+    forwarder.join().await?;
     let events: Api<k8s_openapi::api::core::v1::Event> =
         Api::namespaced(server.client(), "default");
     wait_for("a Started event", Duration::from_secs(5), || async {
