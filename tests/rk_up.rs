@@ -400,6 +400,30 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
     assert!(out.contains("from-attach"), "{out}\n{err}");
     // kubectl falls back to the pod's logs when it cannot attach.
     assert!(!err.contains("falling back"), "{err}");
+    // With input: `run -i` asks for stdin (and stdinOnce); what kubectl
+    // reads goes to the container, and its end is the container's end of
+    // file.
+    let (code, out, err) = kubectl_with_input(
+        dir,
+        &[
+            "run",
+            "feed",
+            "--rm",
+            "-i",
+            "--restart=Never",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "read first; echo first=$first; wc -l",
+        ],
+        b"one\ntwo\nthree\n",
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("first=one") && out.lines().any(|l| l.trim() == "2"),
+        "{out}\n{err}"
+    );
 
     // Scale to 6 and back.
     ok(dir, &["scale", "deployment", "web", "--replicas=6"]);

@@ -3,8 +3,11 @@
 //! [`super::exec`]; what the container writes from now on is sent as it
 //! reaches the container's log (stdout on channel 1, stderr on channel 2,
 //! both on 1 with a terminal), until the container stops, when a `Success`
-//! status ends the session. The container's stdin is not connected (the
-//! process runtime gives containers none), so input is read and dropped.
+//! status ends the session. Input (channel 0, with `stdin=true`) goes to
+//! the container's stdin when its spec asked for one (`stdin: true`);
+//! with `stdinOnce` the container's stdin is closed when the session's
+//! input ends (a v5 close of channel 0) or the session does. Containers
+//! without stdin drop the input, as upstream's do.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,9 +19,12 @@ use hyper::body::Incoming;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Shared;
-use super::exec::{self, Body, ExecOptions, Handshake, STATUS, STDERR, STDOUT, plain};
+use super::exec::{
+    self, Body, CLOSE, ExecOptions, Handshake, STATUS, STDERR, STDIN, STDOUT, plain,
+};
 use super::logs;
 use super::pod_worker::PodState;
+use super::runtime::ContainerStdin;
 
 /// How often the log is checked for new output.
 const POLL: Duration = Duration::from_millis(100);
@@ -36,8 +42,9 @@ pub(crate) async fn handle(
         Err(message) => return plain(StatusCode::BAD_REQUEST, message),
     };
     let options = ExecOptions::parse(req.uri().query().unwrap_or_default());
-    let (state, instance) = match exec::running_container(shared, namespace, pod, container) {
-        Ok(r) => (r.state, r.instance),
+    let (state, instance, stdin) = match exec::running_container(shared, namespace, pod, container)
+    {
+        Ok(r) => (r.state, r.instance, r.stdin.filter(|_| options.stdin)),
         Err((status, message)) => return plain(status, message),
     };
     let path = logs::log_path(&state.dir, container, instance);
@@ -46,7 +53,18 @@ pub(crate) async fn handle(
         let Some(ws) = exec::upgraded(req).await else {
             return;
         };
-        stream(ws, state, container, instance, path, options).await;
+        let session = Session {
+            state,
+            container,
+            instance,
+            path,
+            options,
+        };
+        let ended = stdin.clone();
+        stream(ws, session, stdin).await;
+        if let Some(stdin) = ended {
+            stdin.session_ended().await;
+        }
     });
     handshake.accept()
 }
@@ -63,16 +81,29 @@ fn route_line<'a>(raw: &'a str, options: &ExecOptions) -> Option<(u8, &'a str)> 
     }
 }
 
-async fn stream<S>(
-    ws: tokio_tungstenite::WebSocketStream<S>,
+/// What one attach session follows.
+struct Session {
     state: Arc<PodState>,
     container: String,
     instance: i32,
     path: PathBuf,
     options: ExecOptions,
+}
+
+async fn stream<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    session: Session,
+    mut stdin: Option<Arc<ContainerStdin>>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Session {
+        state,
+        container,
+        instance,
+        path,
+        options,
+    } = session;
     let (mut sink, mut source) = ws.split();
     // From now on: what is in the log already is `kubectl logs`' business.
     let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -99,7 +130,18 @@ async fn stream<S>(
             () = tokio::time::sleep(POLL) => {}
             msg = source.next() => match msg {
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                // Input has nowhere to go.
+                Some(Ok(Message::Binary(data))) => match (data.first(), data.get(1), &stdin) {
+                    (Some(&STDIN), _, Some(pipe)) if !pipe.write(&data[1..]).await => {
+                        stdin = None;
+                    }
+                    // v5: the client closed its stdin.
+                    (Some(&CLOSE), Some(&STDIN), Some(pipe)) => {
+                        pipe.session_ended().await;
+                        stdin = None;
+                    }
+                    // Input with nowhere to go.
+                    _ => {}
+                },
                 Some(Ok(_)) => {}
             },
         }

@@ -13,7 +13,9 @@ use super::env::{self, Sources};
 use super::logs::log_path;
 use super::pod_worker::PodCtx;
 use super::probes::{self, ProbeEvent, ProbeKind, Target};
-use super::runtime::{ContainerSpec, ExecSpec, ExecTarget, Exit, RuntimeError, Signal, Started};
+use super::runtime::{
+    ContainerSpec, ContainerStdin, ExecSpec, ExecTarget, Exit, RuntimeError, Signal, Started,
+};
 use super::status::CState;
 use super::volumes;
 
@@ -170,6 +172,7 @@ impl Supervisor {
             log_path: log_path(&self.pod.dir, &self.container().name, restart_count),
             mounts,
             sim,
+            stdin: self.container().stdin == Some(true),
         };
         Ok((spec, env))
     }
@@ -438,10 +441,16 @@ impl Supervisor {
                 pid: container.pid,
             })
         });
+        let once = self.container().stdin_once == Some(true);
+        let stdin = container
+            .stdin
+            .take()
+            .map(|w| Arc::new(ContainerStdin::new(w, once)));
         self.set_state(|c| {
             c.state = CState::Running { started_at };
             c.id = Some(runtime_id);
             c.exec = exec;
+            c.stdin = stdin;
             c.started = !has_startup;
             c.ready = !has_readiness && !has_startup;
         });

@@ -36,11 +36,11 @@ use super::status::CState;
 /// The subprotocols served, preferred first.
 pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
-const STDIN: u8 = 0;
+pub(crate) const STDIN: u8 = 0;
 pub(crate) const STDOUT: u8 = 1;
 pub(crate) const STDERR: u8 = 2;
 pub(crate) const STATUS: u8 = 3;
-const CLOSE: u8 = 255;
+pub(crate) const CLOSE: u8 = 255;
 
 /// What the client asked for in the query.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -185,6 +185,8 @@ pub(crate) struct RunningContainer {
     pub instance: i32,
     /// Where exec runs in it.
     pub exec: Option<Arc<super::runtime::ExecTarget>>,
+    /// Its stdin, when it has one.
+    pub stdin: Option<Arc<super::runtime::ContainerStdin>>,
 }
 
 /// Find `container` of `namespace/pod` running on this kubelet; the error is
@@ -211,6 +213,7 @@ pub(crate) fn running_container(
                     matches!(c.state, CState::Running { .. }),
                     c.restart_count,
                     c.exec.clone(),
+                    c.stdin.clone(),
                 )
             })
     });
@@ -223,10 +226,11 @@ pub(crate) fn running_container(
             StatusCode::BAD_REQUEST,
             format!("container {container} in pod {pod} is not running"),
         )),
-        Some((true, instance, exec)) => Ok(RunningContainer {
+        Some((true, instance, exec, stdin)) => Ok(RunningContainer {
             state,
             instance,
             exec,
+            stdin,
         }),
     }
 }

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
-use super::runtime::ExecTarget;
+use super::runtime::{ContainerStdin, ExecTarget};
 
 /// A container's state as the kubelet records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +121,9 @@ pub struct ContainerRecord {
     /// environment, working directory and process; not kept on sim nodes,
     /// where nothing runs).
     pub exec: Option<Arc<ExecTarget>>,
+    /// The running instance's stdin (containers with `stdin: true` on the
+    /// process runtime), for `kubectl attach -i`.
+    pub stdin: Option<Arc<ContainerStdin>>,
 }
 
 impl ContainerRecord {
@@ -136,6 +139,7 @@ impl ContainerRecord {
             started: false,
             id: None,
             exec: None,
+            stdin: None,
         }
     }
 

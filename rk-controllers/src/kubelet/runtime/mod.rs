@@ -76,6 +76,9 @@ pub struct ContainerSpec {
     pub mounts: Vec<Mount>,
     /// Sim behaviour (ignored by real runtimes).
     pub sim: SimBehaviour,
+    /// Keep a pipe open to the container's standard input (`stdin: true`);
+    /// otherwise it reads nothing.
+    pub stdin: bool,
 }
 
 /// A directory or file of the host to show at a path inside the container.
@@ -169,6 +172,58 @@ pub struct Started {
     /// Its main process, where there is one (`kubectl exec` enters its mount
     /// namespace).
     pub pid: Option<u32>,
+    /// Its standard input, when the spec asked for one and the runtime
+    /// runs something.
+    pub stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+}
+
+/// A running container's standard input, which `kubectl attach -i` writes
+/// to. Writes from several sessions are serialized; once closed the
+/// container reads end of file.
+pub struct ContainerStdin {
+    writer: tokio::sync::Mutex<Option<Pin<Box<dyn AsyncWrite + Send>>>>,
+    once: bool,
+}
+
+impl ContainerStdin {
+    /// `writer` is the container's stdin; `once` (the container's
+    /// `stdinOnce`) closes it when the first attach session ends.
+    pub fn new(writer: Pin<Box<dyn AsyncWrite + Send>>, once: bool) -> Self {
+        Self {
+            writer: tokio::sync::Mutex::new(Some(writer)),
+            once,
+        }
+    }
+
+    /// Write `data`; false once stdin is closed or the container is gone.
+    pub async fn write(&self, data: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let mut writer = self.writer.lock().await;
+        let Some(w) = writer.as_mut() else {
+            return false;
+        };
+        if w.write_all(data).await.is_ok() && w.flush().await.is_ok() {
+            return true;
+        }
+        *writer = None;
+        false
+    }
+
+    /// An attach session stopped sending input: with `stdinOnce` the
+    /// container's stdin is closed.
+    pub async fn session_ended(&self) {
+        if self.once {
+            self.writer.lock().await.take();
+        }
+    }
+}
+
+impl std::fmt::Debug for ContainerStdin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerStdin")
+            .field("once", &self.once)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Started {

@@ -20,6 +20,7 @@
 //! volumes through the `RK_MOUNT_*` variables (see the volumes module).
 
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -323,6 +324,9 @@ impl Runtime for ProcessRuntime {
         })?;
         let log = Arc::new(log);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if spec.stdin {
+            cmd.stdin(Stdio::piped());
+        }
         let mut child = self.spawn(cmd).await.map_err(|e| {
             RuntimeError::Start(format!(
                 "starting {:?}: {e}",
@@ -344,6 +348,10 @@ impl Runtime for ProcessRuntime {
         if let Some(err) = child.stderr.take() {
             pump(err, log, Stream::Stderr);
         }
+        let stdin = child
+            .stdin
+            .take()
+            .map(|w| Box::pin(w) as Pin<Box<dyn tokio::io::AsyncWrite + Send>>);
         let (tx, rx) = watch::channel(None);
         let groups = self.groups.clone();
         let id = spec.id.clone();
@@ -364,6 +372,7 @@ impl Runtime for ProcessRuntime {
             exit: rx,
             control: Arc::new(GroupControl { pgid }),
             pid: u32::try_from(pgid).ok().filter(|p| *p > 1),
+            stdin,
         })
     }
 

@@ -90,6 +90,7 @@ impl Runtime for SimRuntime {
             exit: rx,
             control,
             pid: None,
+            stdin: None,
         })
     }
 
