@@ -553,6 +553,36 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
     });
 
     // Draining a node moves its pods elsewhere.
+    // A budget over the web pods: drain's evictions respect it (one at a
+    // time, each once the replacement is Ready), and its status follows.
+    ok(
+        dir,
+        &[
+            "create",
+            "poddisruptionbudget",
+            "web",
+            "--selector=app=web",
+            "--min-available=2",
+        ],
+    );
+    let pdb_allows = |dir: &Path, want: &str| {
+        let (success, out, _) = kubectl(
+            dir,
+            &[
+                "get",
+                "pdb",
+                "web",
+                "-o",
+                "jsonpath={.status.disruptionsAllowed}/{.status.currentHealthy}",
+            ],
+        );
+        success && out.trim() == want
+    };
+    eventually(
+        "the budget allows one disruption",
+        Duration::from_secs(30),
+        || pdb_allows(dir, "1/3"),
+    );
     ok(
         dir,
         &[
@@ -574,6 +604,9 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
                 && pods.iter().all(|p| p["spec"]["nodeName"] != "rk-node-1")
         },
     );
+    eventually("the budget is whole again", Duration::from_secs(30), || {
+        pdb_allows(dir, "1/3")
+    });
 
     // Stop with Ctrl-C and start again: the same objects come back, and the
     // pods run again.

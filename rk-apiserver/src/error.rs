@@ -289,7 +289,7 @@ impl ApiError {
                 ),
             );
         }
-        if let Some(r) = self.retry_after {
+        if let Some(r) = self.retry_after.filter(|r| *r > 0) {
             details.insert("retryAfterSeconds".into(), json!(r));
         }
         if !details.is_empty() {

@@ -8,6 +8,7 @@ pub const ALL: &[&str] = &[
     "cronjob",
     "daemonset",
     "deployment",
+    "disruption",
     "endpoint",
     "endpointslice",
     "garbage-collector",
@@ -138,6 +139,12 @@ pub async fn run(
         tasks.spawn(crate::controllers::deployment::run_shared(
             client.clone(),
             5,
+            informers.clone(),
+        ));
+    }
+    if selection.contains("disruption") {
+        tasks.spawn(crate::controllers::disruption::run_shared(
+            client.clone(),
             informers.clone(),
         ));
     }

@@ -55,7 +55,7 @@ pub fn add_warnings(resp: &mut Response<Body>, warnings: &[String]) {
 /// The `Status` response of an error.
 pub fn error(err: &ApiError) -> Response<Body> {
     let mut resp = json(err.code, &err.to_status());
-    if let Some(r) = err.retry_after
+    if let Some(r) = err.retry_after.filter(|r| *r > 0)
         && let Ok(v) = HeaderValue::from_str(&r.to_string())
     {
         resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -218,15 +218,23 @@ pub async fn bind(
     .map(|_| ())
 }
 
-/// Evict a pod (`pods/eviction`), honouring PodDisruptionBudgets.
+/// Evict a pod (`pods/eviction`), honouring PodDisruptionBudgets as
+/// upstream does: a pod covered by a budget is deleted only if the budget
+/// allows a disruption, which the eviction takes (`disruptionsAllowed`
+/// one less, the pod in `disruptedPods`, so the disruption controller does
+/// not count it healthy while it goes) in the same compare-and-swap as its
+/// check. A pod that is not Ready can go while the budget is healthy (or
+/// always, with `unhealthyPodEvictionPolicy: AlwaysAllow`) without taking
+/// a disruption.
 pub async fn evict(state: &ApiState, target: &Target, eviction: &Value) -> Result<(), ApiError> {
     let (pod, _) = store::get(state, target).await?;
     let phase = pod["status"]["phase"].as_str().unwrap_or("");
     let terminal = phase == "Succeeded" || phase == "Failed";
-    if !terminal && pod["metadata"]["deletionTimestamp"].is_null() {
-        check_disruption_budgets(state, target, &pod).await?;
-    }
     let opts = &eviction["deleteOptions"];
+    let dry_run = opts["dryRun"].as_array().is_some_and(|a| !a.is_empty());
+    if !terminal && pod["metadata"]["deletionTimestamp"].is_null() {
+        take_disruption(state, target, &pod, dry_run).await?;
+    }
     let delete = DeleteOptions {
         grace_period: opts["gracePeriodSeconds"].as_i64(),
         propagation: opts["propagationPolicy"].as_str().map(str::to_string),
@@ -234,21 +242,67 @@ pub async fn evict(state: &ApiState, target: &Target, eviction: &Value) -> Resul
         resource_version: opts["preconditions"]["resourceVersion"]
             .as_str()
             .and_then(|s| s.parse().ok()),
-        dry_run: opts["dryRun"].as_array().is_some_and(|a| !a.is_empty()),
+        dry_run,
     };
     store::delete(state, target, &delete).await.map(|_| ())
 }
 
-async fn check_disruption_budgets(
+/// The most pods a budget may hold as disrupted and not yet seen deleted.
+const MAX_DISRUPTED_PODS: usize = 2000;
+
+/// Check the pod's budget (if any) and take one disruption from it.
+async fn take_disruption(
     state: &ApiState,
     target: &Target,
     pod: &Value,
+    dry_run: bool,
 ) -> Result<(), ApiError> {
     let Some(pdb_info) = state.resource("policy", "v1", "poddisruptionbudgets") else {
         return Ok(());
     };
     let ns = target.namespace.clone().unwrap_or_default();
-    let cache = state.cache(&pdb_info).await?;
+    let budgets = budgets_of(state, &pdb_info, &ns, pod).await?;
+    let name = match budgets.as_slice() {
+        [] => return Ok(()),
+        [one] => one.clone(),
+        _ => {
+            return Err(ApiError::internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ));
+        }
+    };
+    let ready = pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    let pdb_target = Target {
+        info: pdb_info,
+        namespace: Some(ns),
+        name,
+    };
+    let pod_name = target.name.clone();
+    let opts = WriteOptions {
+        dry_run,
+        field_manager: String::new(),
+        ..WriteOptions::default()
+    };
+    store::guaranteed_update(state, &pdb_target, None, Part::Status, &opts, |pdb| {
+        disrupt(pdb, &pod_name, ready, &super::meta::now())
+    })
+    .await
+    .map(|_| ())
+}
+
+/// The names of the budgets in `ns` whose selector matches `pod` (in
+/// policy/v1 an empty selector matches every pod of the namespace).
+async fn budgets_of(
+    state: &ApiState,
+    pdb_info: &std::sync::Arc<ResourceInfo>,
+    ns: &str,
+    pod: &Value,
+) -> Result<Vec<String>, ApiError> {
+    let cache = state.cache(pdb_info).await?;
     let labels: std::collections::BTreeMap<String, String> = pod["metadata"]["labels"]
         .as_object()
         .map(|m| {
@@ -257,6 +311,7 @@ async fn check_disruption_budgets(
                 .collect()
         })
         .unwrap_or_default();
+    let mut out = Vec::new();
     for o in cache
         .snapshot(&format!("{}{ns}/", pdb_info.storage_prefix()))
         .objects
@@ -270,29 +325,101 @@ async fn check_disruption_budgets(
         let Ok(selector) = rk_core::labels::Selector::try_from(&sel) else {
             continue;
         };
-        if selector.is_empty() || !selector.matches(&labels) {
-            continue;
-        }
-        let allowed = pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
-        if allowed < 1 {
-            let mut e = ApiError::too_many_requests(
-                "Cannot evict pod as it would violate the pod's disruption budget.",
-                10,
-            );
-            e.causes.push(crate::error::StatusCause {
-                reason: "DisruptionBudget".into(),
-                message: format!(
-                    "The disruption budget {} needs {} healthy pods and has {} currently",
-                    o.name,
-                    pdb["status"]["desiredHealthy"].as_i64().unwrap_or(0),
-                    pdb["status"]["currentHealthy"].as_i64().unwrap_or(0)
-                ),
-                field: String::new(),
-            });
-            return Err(e);
+        if selector.matches(&labels) {
+            out.push(o.name.to_string());
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Upstream's 429 for a budget that allows no disruption now (with no
+/// `Retry-After` when it is 0: the budget changes when its pods do).
+fn budget_refuses(message: String, retry_after: u32) -> ApiError {
+    let mut e = ApiError::too_many_requests(
+        "Cannot evict pod as it would violate the pod's disruption budget.",
+        retry_after,
+    );
+    e.causes.push(crate::error::StatusCause {
+        reason: "DisruptionBudget".into(),
+        message,
+        field: String::new(),
+    });
+    e
+}
+
+/// The budget after evicting `pod` (unchanged when the pod may go without
+/// taking a disruption), or why it may not go.
+fn disrupt(pdb: &Value, pod: &str, ready: bool, now: &str) -> Result<Value, ApiError> {
+    let name = pdb["metadata"]["name"].as_str().unwrap_or_default();
+    let status = &pdb["status"];
+    let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(0);
+    let observed = status["observedGeneration"].as_i64().unwrap_or(0);
+    let current = status["currentHealthy"].as_i64().unwrap_or(0);
+    let desired = status["desiredHealthy"].as_i64().unwrap_or(0);
+    if observed < generation {
+        return Err(budget_refuses(
+            format!("The disruption budget {name} is still being processed by the server."),
+            10,
+        ));
+    }
+    if !ready {
+        let always = pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow";
+        if always || (current >= desired && desired > 0) {
+            return Ok(pdb.clone());
+        }
+    }
+    let allowed = status["disruptionsAllowed"].as_i64().unwrap_or(0);
+    if allowed < 0 {
+        return Err(ApiError::forbidden(
+            "policy",
+            "poddisruptionbudgets",
+            name,
+            "pdb disruptions allowed is negative",
+        ));
+    }
+    let disrupted = status["disruptedPods"].as_object().map_or(0, |m| m.len());
+    if disrupted > MAX_DISRUPTED_PODS {
+        return Err(ApiError::forbidden(
+            "policy",
+            "poddisruptionbudgets",
+            name,
+            "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
+        ));
+    }
+    if allowed == 0 {
+        return Err(budget_refuses(
+            format!(
+                "The disruption budget {name} needs {desired} healthy pods and has {current} currently"
+            ),
+            0,
+        ));
+    }
+    let mut out = pdb.clone();
+    out["status"]["disruptionsAllowed"] = json!(allowed - 1);
+    if !out["status"]["disruptedPods"].is_object() {
+        out["status"]["disruptedPods"] = json!({});
+    }
+    out["status"]["disruptedPods"][pod] = json!(now);
+    if allowed == 1 {
+        let conditions = out["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conditions: Vec<Value> = conditions
+            .into_iter()
+            .filter(|c| c["type"] != "DisruptionAllowed")
+            .collect();
+        conditions.push(json!({
+            "type": "DisruptionAllowed",
+            "status": "False",
+            "reason": "InsufficientPods",
+            "message": "",
+            "observedGeneration": generation,
+            "lastTransitionTime": now,
+        }));
+        out["status"]["conditions"] = json!(conditions);
+    }
+    Ok(out)
 }
 
 /// Parse a label selector query parameter into rk-core's selector.

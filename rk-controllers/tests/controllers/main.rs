@@ -8,6 +8,7 @@ mod support;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod events;
 mod housekeeping;
