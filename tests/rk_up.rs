@@ -377,6 +377,28 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
         "{err}"
     );
 
+    // kubectl top: usage the kubelets sample, served as metrics.k8s.io.
+    eventually(
+        "kubectl top shows the web pods",
+        Duration::from_secs(40),
+        || {
+            let (success, out, _) = kubectl(dir, &["top", "pod", "-l", "app=web", "--no-headers"]);
+            success
+                && out.lines().count() == 3
+                && out
+                    .lines()
+                    .all(|l| l.starts_with("web-") && l.contains("Mi"))
+        },
+    );
+    eventually(
+        "kubectl top shows the nodes",
+        Duration::from_secs(20),
+        || {
+            let (success, out, _) = kubectl(dir, &["top", "node", "--no-headers"]);
+            success && out.lines().filter(|l| l.starts_with("rk-node-")).count() == 3
+        },
+    );
+
     // kubectl attach, as `kubectl run --rm -i` uses it: the command's
     // output as it runs, its exit code as kubectl's, the pod removed after.
     let (code, out, err) = kubectl_with_input(

@@ -194,6 +194,8 @@ struct Spec {
     subresources: &'static [&'static str],
     all: bool,
     stored: bool,
+    /// A virtual kind served for reading (`get`, `list`), not creation.
+    read_only: bool,
 }
 
 const fn ns(
@@ -214,6 +216,7 @@ const fn ns(
         subresources,
         all: false,
         stored: true,
+        read_only: false,
     }
 }
 
@@ -235,6 +238,7 @@ const fn cluster(
         subresources,
         all: false,
         stored: true,
+        read_only: false,
     }
 }
 
@@ -247,6 +251,16 @@ const fn virtual_kind(mut s: Spec) -> Spec {
     s.stored = false;
     s
 }
+
+/// A virtual kind computed when read (resource metrics).
+const fn computed_kind(mut s: Spec) -> Spec {
+    s.stored = false;
+    s.read_only = true;
+    s
+}
+
+/// The verbs of a virtual resource computed when read (resource metrics).
+pub const READ_ONLY_VERBS: &[&str] = &["get", "list"];
 
 const BUILTINS: &[Spec] = &[
     // core/v1
@@ -551,6 +565,23 @@ const BUILTINS: &[Spec] = &[
         &["csr"],
         &["status", "approval"],
     ),
+    // metrics.k8s.io/v1beta1 (computed from the kubelets' usage)
+    computed_kind(cluster(
+        "metrics.k8s.io",
+        "v1beta1",
+        "NodeMetrics",
+        "nodes",
+        &[],
+        &[],
+    )),
+    computed_kind(ns(
+        "metrics.k8s.io",
+        "v1beta1",
+        "PodMetrics",
+        "pods",
+        &[],
+        &[],
+    )),
 ];
 
 impl Catalogue {
@@ -565,6 +596,8 @@ impl Catalogue {
         for s in BUILTINS {
             let verbs: &[&str] = if s.stored {
                 STANDARD_VERBS
+            } else if s.read_only {
+                READ_ONLY_VERBS
             } else {
                 CREATE_ONLY_VERBS
             };

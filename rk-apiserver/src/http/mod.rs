@@ -8,6 +8,7 @@ pub mod kubelet;
 pub mod list;
 pub mod logs;
 pub mod resource;
+pub mod resource_metrics;
 pub mod response;
 pub mod reviews;
 pub mod watch;
@@ -203,6 +204,12 @@ async fn route(
             name: name.clone(),
         };
         return exec::pod_stream(&state, req, &target, kind, query.get("container")).await;
+    }
+    // `metrics.k8s.io` is computed from the kubelets, not stored.
+    if let Some(p) = &rp
+        && p.group == "metrics.k8s.io"
+    {
+        return resource_metrics::serve(&state, p, &query, req.method()).await;
     }
     let (parts, body) = req.into_parts();
     let accept = parts

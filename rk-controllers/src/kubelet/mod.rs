@@ -37,6 +37,7 @@ pub mod probes;
 pub mod runtime;
 mod server;
 pub mod spdy;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 
@@ -199,6 +200,7 @@ pub(crate) struct Shared {
     shutting_down: AtomicBool,
     active_workers: AtomicUsize,
     events: Option<crate::events::Recorder>,
+    pub(crate) stats: stats::Stats,
 }
 
 impl Shared {
@@ -397,6 +399,7 @@ pub async fn start(client: kube::Client, config: Config) -> Result<Kubelet, Kube
         active_workers: AtomicUsize::new(0),
         events: matches!(config.runtime, RuntimeKind::Process)
             .then(|| crate::events::Recorder::new(client.clone(), "kubelet")),
+        stats: stats::Stats::default(),
     });
     shared
         .metrics
@@ -458,6 +461,11 @@ pub async fn start(client: kube::Client, config: Config) -> Result<Kubelet, Kube
         shared.clone(),
         nodes.clone(),
     ))));
+    if matches!(config.runtime, RuntimeKind::Process) {
+        tasks.push(AbortOnDrop(tokio::spawn(stats::run_sampler(
+            shared.clone(),
+        ))));
+    }
     Ok(Kubelet {
         shared,
         nodes,

@@ -1,5 +1,6 @@
 //! The kubelet's HTTP port: `/healthz`, `/pods` (the pods it runs, as a
-//! PodList), `/metrics` (Prometheus text) and
+//! PodList), `/metrics` (Prometheus text), `/stats/summary` (resource
+//! usage, `?node=` for one of several sim nodes; see [`super::stats`]) and
 //! `/containerLogs/{namespace}/{pod}/{container}` with `follow`,
 //! `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `previous` and
 //! `limitBytes`, which the API server's `pods/log` proxies to, and
@@ -128,6 +129,13 @@ async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Response<Body> {
     match path.as_str() {
         "/healthz" | "/livez" | "/readyz" => text(StatusCode::OK, "ok"),
         "/pods" | "/pods/" => pods(shared),
+        "/stats/summary" => {
+            let q = query(&req);
+            match super::stats::summary(shared, q.get("node").map(String::as_str)) {
+                Some(summary) => json(&summary),
+                None => text(StatusCode::NOT_FOUND, "no such node on this kubelet\n"),
+            }
+        }
         "/metrics" => metrics(shared),
         p if p.starts_with("/containerLogs/") => {
             let parts: Vec<&str> = p["/containerLogs/".len()..].split('/').collect();
