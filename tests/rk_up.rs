@@ -399,6 +399,36 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
         },
     );
 
+    // kubectl autoscale: the autoscaler reads those metrics; these pods
+    // request no CPU, so it says why it cannot scale on utilization.
+    ok(
+        dir,
+        &[
+            "autoscale",
+            "deployment",
+            "web",
+            "--cpu=50%",
+            "--min=3",
+            "--max=3",
+        ],
+    );
+    eventually(
+        "the autoscaler reports the missing request",
+        Duration::from_secs(30),
+        || {
+            let (success, out, _) = kubectl(dir, &["describe", "hpa", "web"]);
+            success
+                && out.contains("FailedGetResourceMetric")
+                && out.contains("missing request for cpu")
+        },
+    );
+    let table = ok(dir, &["get", "hpa", "web", "--no-headers"]);
+    assert!(
+        table.contains("Deployment/web") && table.contains("cpu: <unknown>/50%"),
+        "{table}"
+    );
+    ok(dir, &["delete", "hpa", "web"]);
+
     // kubectl attach, as `kubectl run --rm -i` uses it: the command's
     // output as it runs, its exit code as kubectl's, the pod removed after.
     let (code, out, err) = kubectl_with_input(

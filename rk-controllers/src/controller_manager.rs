@@ -12,6 +12,7 @@ pub const ALL: &[&str] = &[
     "endpoint",
     "endpointslice",
     "garbage-collector",
+    "horizontalpodautoscaling",
     "job",
     "namespace",
     "nodeipam",
@@ -139,6 +140,13 @@ pub async fn run(
         tasks.spawn(crate::controllers::deployment::run_shared(
             client.clone(),
             5,
+            informers.clone(),
+        ));
+    }
+    if selection.contains("horizontalpodautoscaling") {
+        tasks.spawn(crate::controllers::autoscaler::run_shared(
+            client.clone(),
+            crate::controllers::autoscaler::Options::default(),
             informers.clone(),
         ));
     }

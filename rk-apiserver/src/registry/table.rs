@@ -183,6 +183,15 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<Col> {
             ("Ports", "string", "", 0),
             AGE,
         ],
+        ("autoscaling", "HorizontalPodAutoscaler") => vec![
+            NAME,
+            ("Reference", "string", "", 0),
+            ("Targets", "string", "", 0),
+            ("MinPods", "string", "", 0),
+            ("MaxPods", "integer", "", 0),
+            ("Replicas", "integer", "", 0),
+            AGE,
+        ],
         ("policy", "PodDisruptionBudget") => vec![
             NAME,
             ("Min Available", "string", "", 0),

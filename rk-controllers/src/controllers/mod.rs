@@ -1,5 +1,6 @@
 //! The controllers, one module each.
 
+pub mod autoscaler;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod autoscaler;
 mod cronjob;
 mod daemonset;
 mod deployment;

@@ -717,6 +717,26 @@ pub fn row(info: &ResourceInfo, obj: &Value, now: jiff::Timestamp, width: usize)
                 created,
             ]
         }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            let target = &spec["scaleTargetRef"];
+            let reference = format!(
+                "{}/{}",
+                target["kind"].as_str().unwrap_or_default(),
+                target["name"].as_str().unwrap_or_default()
+            );
+            vec![
+                name,
+                json!(reference),
+                json!(hpa_targets(spec, status)),
+                json!(match spec["minReplicas"].as_i64() {
+                    Some(n) => n.to_string(),
+                    None => "<unset>".to_string(),
+                }),
+                json!(int(&spec["maxReplicas"])),
+                json!(int(&status["currentReplicas"])),
+                created,
+            ]
+        }
         ("policy", "PodDisruptionBudget") => {
             let show = |v: &Value| match v {
                 Value::Null => "N/A".to_string(),
@@ -816,6 +836,69 @@ fn access_modes(v: &Value) -> String {
 
 fn or_unset(v: String) -> String {
     if v.is_empty() { "<unset>".into() } else { v }
+}
+
+/// An HPA's `Targets` column: `cpu: 330%/50%` per metric (`<unknown>`
+/// before the first measurement), two at most and a count of the rest.
+fn hpa_targets(spec: &Value, status: &Value) -> String {
+    let specs = spec["metrics"].as_array().cloned().unwrap_or_default();
+    if specs.is_empty() {
+        return "<none>".to_string();
+    }
+    let currents = status["currentMetrics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut parts = Vec::new();
+    for (i, m) in specs.iter().enumerate() {
+        let kind = m["type"].as_str().unwrap_or_default();
+        let field = match kind {
+            "Resource" => "resource",
+            "ContainerResource" => "containerResource",
+            "Pods" => "pods",
+            "Object" => "object",
+            "External" => "external",
+            _ => "",
+        };
+        let source = &m[field];
+        let target = &source["target"];
+        let current = currents
+            .get(i)
+            .map(|c| &c[field]["current"])
+            .unwrap_or(&Value::Null);
+        let name = source["name"]
+            .as_str()
+            .or_else(|| source["metric"]["name"].as_str())
+            .unwrap_or_default();
+        let text = if let Some(want) = target["averageUtilization"].as_i64() {
+            let now = current["averageUtilization"]
+                .as_i64()
+                .map_or("<unknown>".to_string(), |v| format!("{v}%"));
+            format!("{now}/{want}%")
+        } else {
+            let want = target["averageValue"]
+                .as_str()
+                .or_else(|| target["value"].as_str())
+                .unwrap_or("<unset>");
+            let now = current["averageValue"]
+                .as_str()
+                .or_else(|| current["value"].as_str())
+                .unwrap_or("<unknown>");
+            format!("{now}/{want}")
+        };
+        parts.push(if name.is_empty() {
+            text
+        } else {
+            format!("{name}: {text}")
+        });
+    }
+    let more = parts.len().saturating_sub(2);
+    parts.truncate(2);
+    let mut out = parts.join(", ");
+    if more > 0 {
+        out.push_str(&format!(" + {more} more..."));
+    }
+    out
 }
 
 #[cfg(test)]
