@@ -47,6 +47,10 @@ pub struct UpArgs {
     /// this machine (needs root; changes the host's `lo` addresses).
     #[arg(long)]
     pub proxy_add_addresses: bool,
+    /// Which controllers run, as kube-controller-manager's `--controllers`:
+    /// `*` (all), `*,-name` (all but one), or a list of names.
+    #[arg(long, env = "RK_CONTROLLERS", default_value = "*")]
+    pub controllers: String,
 }
 
 /// The pod range every node's `/24` comes from: loopback addresses, so pod
@@ -149,7 +153,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let client = || rk_apiserver::test_server::client_for(&url).map_err(anyhow::Error::msg);
 
     let mut tasks = tokio::task::JoinSet::new();
-    let selection: rk_controllers::controller_manager::Selection = "*".parse()?;
+    let selection: rk_controllers::controller_manager::Selection = args.controllers.parse()?;
     let options = rk_controllers::controller_manager::Options {
         cluster_cidr: rk_controllers::controllers::node_ipam::ClusterCidr::new(CLUSTER_CIDR, 24)?,
         ..Default::default()
