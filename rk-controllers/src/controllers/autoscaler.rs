@@ -44,6 +44,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams,
 use kube::core::GroupVersionKind;
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
+use rk_core::object::pod::is_pod_ready;
 use rk_core::quantity::{Format, ParsedQuantity};
 use serde_json::json;
 
@@ -548,13 +549,6 @@ fn request_of(pod: &Pod, resource: &str, container: Option<&str>) -> Result<i64,
     Ok(total)
 }
 
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// The replica count one resource metric asks for, and its current value.
 fn replicas_for(
     resource: &str,
@@ -600,7 +594,7 @@ fn replicas_for(
                 missing.push(name.clone());
                 measured.insert(name, (0, request));
             }
-            Some(_) if resource == "cpu" && !is_ready(pod) => {
+            Some(_) if resource == "cpu" && !is_pod_ready(pod) => {
                 unready.push(name.clone());
                 measured.insert(name, (0, request));
             }

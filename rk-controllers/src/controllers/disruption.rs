@@ -33,6 +33,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
+use rk_core::object::pod::is_pod_ready;
 
 use crate::watch::Informers;
 
@@ -250,7 +251,7 @@ fn status_for(
             let name = p.metadata.name.as_deref().unwrap_or_default();
             !disrupted.contains_key(name)
         })
-        .filter(|p| is_ready(p))
+        .filter(|p| is_pod_ready(p))
         .count() as i32;
     let allowed = if expected <= 0 {
         0
@@ -301,13 +302,6 @@ fn disrupted_pods(
             (expires > now).then(|| (name.to_owned(), at.clone()))
         })
         .collect()
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// `conditions` with [`CONDITION`] set (its transition time kept when its
