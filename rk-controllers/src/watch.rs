@@ -266,6 +266,40 @@ impl Informers {
     }
 }
 
+/// The namespaces due for a sync of a namespace-wide status (quota usage,
+/// disruption budgets): those the events already queued name (at most
+/// 10,000 at once), or every one of `owned()` when `resync` ticks first;
+/// always only namespaces in `owned()`, those holding such objects. `None`
+/// once the events end.
+pub(crate) async fn namespaces_due<S>(
+    events: &mut S,
+    resync: &mut tokio::time::Interval,
+    owned: impl Fn() -> std::collections::BTreeSet<String>,
+) -> Option<Vec<String>>
+where
+    S: Stream<Item = String> + Unpin,
+{
+    use futures::FutureExt;
+    let mut changed = std::collections::BTreeSet::new();
+    tokio::select! {
+        ns = events.next() => {
+            changed.insert(ns?);
+            while changed.len() < 10_000
+                && let Some(Some(ns)) = events.next().now_or_never()
+            {
+                changed.insert(ns);
+            }
+        }
+        _ = resync.tick() => {}
+    }
+    let owned = owned();
+    Some(if changed.is_empty() {
+        owned.into_iter().collect()
+    } else {
+        changed.intersection(&owned).cloned().collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
@@ -80,31 +80,18 @@ pub async fn run_shared(client: kube::Client, informers: Informers) {
     });
     let mut events = futures::stream::select(b_events.boxed(), p_events.boxed());
     let mut resync = tokio::time::interval(RESYNC);
-    loop {
-        let mut changed = BTreeSet::new();
-        tokio::select! {
-            ns = events.next() => match ns {
-                Some(ns) => {
-                    changed.insert(ns);
-                    while changed.len() < 10_000
-                        && let Some(Some(ns)) = events.next().now_or_never()
-                    {
-                        changed.insert(ns);
-                    }
-                }
-                None => return,
-            },
-            _ = resync.tick() => {}
-        };
-        let with_budgets: BTreeSet<String> = budget_store
+    let with_budgets = || -> BTreeSet<String> {
+        budget_store
             .state()
             .iter()
             .filter_map(|b| b.metadata.namespace.clone())
-            .collect();
-        let namespaces: Vec<String> = if changed.is_empty() {
-            with_budgets.into_iter().collect()
-        } else {
-            changed.intersection(&with_budgets).cloned().collect()
+            .collect()
+    };
+    loop {
+        let Some(namespaces) =
+            crate::watch::namespaces_due(&mut events, &mut resync, with_budgets).await
+        else {
+            return;
         };
         if namespaces.is_empty() || !informers.pods.ready().await {
             continue;

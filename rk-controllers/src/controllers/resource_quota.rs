@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
@@ -154,33 +154,19 @@ pub async fn run_shared(client: kube::Client, informers: Informers) {
     let mut served: Vec<Served> = Vec::new();
     let mut last_discovery = tokio::time::Instant::now() - RESYNC;
     let mut resync = tokio::time::interval(RESYNC);
-    loop {
-        let mut changed = BTreeSet::new();
-        tokio::select! {
-            ns = events.next() => match ns {
-                Some(ns) => {
-                    changed.insert(ns);
-                    // Everything already queued is one sync per namespace.
-                    while changed.len() < 10_000
-                        && let Some(Some(ns)) = events.next().now_or_never()
-                    {
-                        changed.insert(ns);
-                    }
-                }
-                None => return,
-            },
-            _ = resync.tick() => {}
-        };
-        // Only namespaces with quotas (all of them on a resync).
-        let with_quotas: BTreeSet<String> = quota_store
+    let with_quotas = || -> BTreeSet<String> {
+        quota_store
             .state()
             .iter()
             .filter_map(|q| q.metadata.namespace.clone())
-            .collect();
-        let namespaces: Vec<String> = if changed.is_empty() {
-            with_quotas.into_iter().collect()
-        } else {
-            changed.intersection(&with_quotas).cloned().collect()
+            .collect()
+    };
+    loop {
+        // Only namespaces with quotas (all of them on a resync).
+        let Some(namespaces) =
+            crate::watch::namespaces_due(&mut events, &mut resync, with_quotas).await
+        else {
+            return;
         };
         if namespaces.is_empty() {
             continue;
