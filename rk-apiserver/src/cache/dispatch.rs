@@ -9,6 +9,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::{RwLock, watch};
 
+use super::hints::{PendingWrite, PendingWrites};
 use super::{CachedObject, EventType, WatchCache};
 use crate::storage::{Event, EventKind, KeyValue, ListOptions, Revision, Storage, StorageError};
 
@@ -18,13 +19,10 @@ pub struct CacheSet {
     global: Arc<AtomicI64>,
     caches: RwLock<HashMap<String, Arc<WatchCache>>>,
     progress: watch::Sender<Revision>,
-    /// Objects the registry just wrote, already serialized, by key: the
-    /// dispatcher uses them instead of decoding the stored bytes again.
-    hints: std::sync::Mutex<HashMap<String, (Revision, Arc<CachedObject>)>>,
+    /// Writes the registry announced: the dispatcher takes their objects
+    /// instead of decoding the stored bytes again.
+    pending: PendingWrites,
 }
-
-/// Most write hints kept waiting for their event.
-const MAX_HINTS: usize = 65_536;
 
 /// Turn a stored value into the object clients see: JSON with
 /// `metadata.resourceVersion` set to the revision.
@@ -79,7 +77,7 @@ impl CacheSet {
             global: Arc::new(AtomicI64::new(rev)),
             caches: RwLock::new(HashMap::new()),
             progress,
-            hints: Default::default(),
+            pending: Default::default(),
         });
         let weak = Arc::downgrade(&set);
         tokio::spawn(async move { dispatch_loop(weak, Some(first)).await });
@@ -125,24 +123,29 @@ impl CacheSet {
         Ok(cache)
     }
 
-    /// Serialize an object the registry wrote at `rev` (with its
-    /// resourceVersion) and remember it for the dispatcher. Returns the bytes.
-    pub fn hint(&self, key: &str, rev: Revision, kind: &str, obj: &Value) -> bytes::Bytes {
-        let bytes = super::object::json_bytes(obj);
-        if self.revision() < rev {
-            let cached = Arc::new(CachedObject::from_parts(
-                key.to_string(),
-                kind,
-                obj,
-                bytes.clone(),
-                rev,
-            ));
-            let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
-            if hints.len() < MAX_HINTS {
-                hints.insert(key.to_string(), (rev, cached));
-            }
-        }
-        bytes
+    /// Announce a write the registry is about to make: `object` (without
+    /// `resourceVersion`) stored under `key` as the buffer `stored`. Hand
+    /// the result to [`CacheSet::written`] or [`CacheSet::abandon`].
+    pub fn announce(
+        &self,
+        key: &str,
+        kind: &str,
+        stored: &bytes::Bytes,
+        object: Value,
+    ) -> Arc<PendingWrite> {
+        self.pending.announce(key, kind, stored, object)
+    }
+
+    /// The announced write is stored at `rev`: the object with its
+    /// `resourceVersion`, and its bytes (serialized once for the client
+    /// and the cache).
+    pub fn written(&self, pending: &Arc<PendingWrite>, rev: Revision) -> Option<(Value, bytes::Bytes)> {
+        self.pending.written(pending, rev, self.revision() >= rev)
+    }
+
+    /// The announced write failed: the object back.
+    pub fn abandon(&self, pending: &Arc<PendingWrite>) -> Option<Value> {
+        self.pending.abandon(pending)
     }
 
     /// Estimated memory of every cache and the JSON bytes of their objects.
@@ -190,25 +193,23 @@ impl CacheSet {
         let caches = self.caches.read().await;
         let cache = candidate_prefixes(&event.kv.key).find_map(|p| caches.get(p));
         tracing::trace!(key = %event.kv.key, rev, cached = cache.is_some(), "dispatch");
+        // Taken whether or not a cache wants it, so no announcement waits
+        // for an event that has passed.
+        let announced = self.pending.take(
+            &event.kv.key,
+            &event.kv.value,
+            event.kind == EventKind::Delete,
+        );
         if let Some(cache) = cache {
             let kind = match event.kind {
                 EventKind::Put => EventType::Modified,
                 EventKind::Delete => EventType::Deleted,
             };
-            let hinted = {
-                let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
-                match hints.remove(&event.kv.key) {
-                    Some((r, obj)) if r == rev && event.kind == EventKind::Put => Some(obj),
-                    Some((r, obj)) if r > rev => {
-                        // A newer write's hint: keep it for its own event.
-                        hints.insert(event.kv.key.clone(), (r, obj));
-                        None
-                    }
-                    _ => None,
-                }
-            };
             // For a delete, the event carries the key's last value.
-            if let Some(obj) = hinted.or_else(|| cached(&event.kv, cache.kind(), rev)) {
+            if let Some(obj) = announced
+                .and_then(|p| p.build(rev))
+                .or_else(|| cached(&event.kv, cache.kind(), rev))
+            {
                 cache.apply(kind, obj, rev);
             }
         }
@@ -219,6 +220,7 @@ impl CacheSet {
 
     async fn rebuild_all(&self) -> Result<(), StorageError> {
         let mut caches = self.caches.write().await;
+        self.pending.clear();
         let rev = self.storage.current_revision().await?;
         for (prefix, cache) in caches.iter_mut() {
             let list = self

@@ -9,6 +9,7 @@
 //! the same bytes go to every watcher.
 
 pub mod dispatch;
+pub mod hints;
 pub mod object;
 
 use std::collections::{BTreeMap, VecDeque};

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use crate::storage::Revision;
@@ -13,6 +14,20 @@ use crate::storage::Revision;
 /// would keep up to twice its JSON (a 2.9 KB pod sits in 4 KiB). Here the
 /// JSON is written into a buffer kept per thread and copied out once.
 pub fn json_bytes(value: &Value) -> Bytes {
+    serialize_exact(value)
+}
+
+/// [`json_bytes`] of `value` with `metadata.resourceVersion` set to `rev`,
+/// without copying the object to set it: the same bytes as inserting the
+/// field and serializing.
+pub fn json_bytes_with_rv(value: &Value, rev: Revision) -> Bytes {
+    serialize_exact(&WithResourceVersion {
+        object: value,
+        rv: &rev.to_string(),
+    })
+}
+
+fn serialize_exact(value: &impl Serialize) -> Bytes {
     /// Buffers grown past this by one huge object are not kept.
     const KEEP: usize = 1 << 20;
     thread_local! {
@@ -32,6 +47,60 @@ pub fn json_bytes(value: &Value) -> Bytes {
         }
         bytes
     })
+}
+
+/// An object serialized as if `metadata.resourceVersion` were `rv`.
+/// `serde_json`'s maps keep their keys sorted, so the field goes where an
+/// insert would have put it.
+struct WithResourceVersion<'a> {
+    object: &'a Value,
+    rv: &'a str,
+}
+
+impl Serialize for WithResourceVersion<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(map) = self.object else {
+            return self.object.serialize(s);
+        };
+        let mut out = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            match v {
+                Value::Object(meta) if k == "metadata" => {
+                    out.serialize_entry(k, &MetaWithResourceVersion { meta, rv: self.rv })?
+                }
+                _ => out.serialize_entry(k, v)?,
+            }
+        }
+        out.end()
+    }
+}
+
+struct MetaWithResourceVersion<'a> {
+    meta: &'a serde_json::Map<String, Value>,
+    rv: &'a str,
+}
+
+impl Serialize for MetaWithResourceVersion<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const FIELD: &str = "resourceVersion";
+        let len = self.meta.len() + usize::from(!self.meta.contains_key(FIELD));
+        let mut out = s.serialize_map(Some(len))?;
+        let mut placed = false;
+        for (k, v) in self.meta {
+            if !placed && k.as_str() >= FIELD {
+                out.serialize_entry(FIELD, self.rv)?;
+                placed = true;
+                if k == FIELD {
+                    continue;
+                }
+            }
+            out.serialize_entry(k, v)?;
+        }
+        if !placed {
+            out.serialize_entry(FIELD, self.rv)?;
+        }
+        out.end()
+    }
 }
 
 /// An object as the watch cache keeps it.
@@ -121,6 +190,30 @@ impl CachedObject {
                 .iter()
                 .find(|(p, _)| *p == path)
                 .map(|(_, v)| v.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_with_rv_are_the_bytes_of_the_object_with_it_inserted() {
+        for obj in [
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "n", "uid": "u", "labels": {"x": "y"}}, "spec": {}}),
+            serde_json::json!({"metadata": {"name": "a", "resourceVersion": "3"}}),
+            serde_json::json!({"metadata": {}}),
+            serde_json::json!({"metadata": {"uid": "z", "zzz": 1}, "data": {"resourceVersion": "keep"}}),
+            serde_json::json!({"metadata": {"annotations": {"a": "b"}}}),
+        ] {
+            let mut expected = obj.clone();
+            expected["metadata"]["resourceVersion"] = Value::String("42".into());
+            assert_eq!(
+                json_bytes_with_rv(&obj, 42),
+                Bytes::from(serde_json::to_vec(&expected).unwrap()),
+                "{obj}"
+            );
         }
     }
 }

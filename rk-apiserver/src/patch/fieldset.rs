@@ -34,7 +34,9 @@ impl FieldSet {
     }
 
     pub(crate) fn insert_member(&mut self, pe: &str) {
-        self.members.insert(pe.to_string());
+        if !self.members.contains(pe) {
+            self.members.insert(pe.to_string());
+        }
     }
 
     /// Puts `child` under `pe` (merging with what is there).
@@ -55,7 +57,17 @@ impl FieldSet {
         match path {
             [] => {}
             [last] => self.insert_member(last),
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+            [first, rest @ ..] => {
+                // Look up before inserting: most paths share their parents,
+                // and an entry would copy the key every time.
+                if let Some(child) = self.children.get_mut(first) {
+                    child.insert(rest);
+                } else {
+                    let mut child = FieldSet::default();
+                    child.insert(rest);
+                    self.children.insert(first.clone(), child);
+                }
+            }
         }
     }
 
@@ -120,20 +132,30 @@ impl FieldSet {
 
     /// The FieldsV1 JSON form: `{"f:spec":{"f:replicas":{}}}`, with `"."`
     /// marking a member that also has children.
+    #[cfg(test)]
     pub(crate) fn to_fields_v1(&self) -> Value {
+        self.clone().into_fields_v1()
+    }
+
+    /// The FieldsV1 JSON form, taking the set apart instead of copying it.
+    pub(crate) fn into_fields_v1(self) -> Value {
+        let FieldSet {
+            mut members,
+            children,
+        } = self;
         let mut out = Map::new();
-        for pe in &self.members {
-            out.insert(pe.clone(), Value::Object(Map::new()));
-        }
-        for (pe, child) in &self.children {
-            let mut inner = match child.to_fields_v1() {
+        for (pe, child) in children {
+            let mut inner = match child.into_fields_v1() {
                 Value::Object(m) => m,
                 _ => Map::new(),
             };
-            if self.members.contains(pe) {
+            if members.remove(&pe) {
                 inner.insert(".".to_string(), Value::Object(Map::new()));
             }
-            out.insert(pe.clone(), Value::Object(inner));
+            out.insert(pe, Value::Object(inner));
+        }
+        for pe in members {
+            out.insert(pe, Value::Object(Map::new()));
         }
         Value::Object(out)
     }

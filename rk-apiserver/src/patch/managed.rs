@@ -53,18 +53,18 @@ impl Entry {
         out
     }
 
-    fn to_json(&self) -> Value {
+    fn into_json(self) -> Value {
         let mut m = Map::new();
-        m.insert("manager".into(), json!(self.manager));
-        m.insert("operation".into(), json!(self.operation));
-        m.insert("apiVersion".into(), json!(self.api_version));
-        if let Some(time) = &self.time {
-            m.insert("time".into(), json!(time));
+        m.insert("manager".into(), Value::String(self.manager));
+        m.insert("operation".into(), Value::String(self.operation));
+        m.insert("apiVersion".into(), Value::String(self.api_version));
+        if let Some(time) = self.time {
+            m.insert("time".into(), Value::String(time));
         }
         m.insert("fieldsType".into(), json!("FieldsV1"));
-        m.insert("fieldsV1".into(), self.set.to_fields_v1());
+        m.insert("fieldsV1".into(), self.set.into_fields_v1());
         if !self.subresource.is_empty() {
-            m.insert("subresource".into(), json!(self.subresource));
+            m.insert("subresource".into(), Value::String(self.subresource));
         }
         Value::Object(m)
     }
@@ -165,7 +165,7 @@ fn encode(obj: &mut Value, mut entries: Vec<Entry>) {
     if let Value::Object(meta) = meta {
         meta.insert(
             "managedFields".into(),
-            Value::Array(entries.iter().map(Entry::to_json).collect()),
+            Value::Array(entries.into_iter().map(Entry::into_json).collect()),
         );
     }
 }
@@ -179,7 +179,12 @@ fn without_managed_fields(obj: &Value) -> Value {
 }
 
 /// The fields no manager ever owns (upstream's stripMetaManager).
-fn never_owned() -> FieldSet {
+fn never_owned() -> &'static FieldSet {
+    static SET: std::sync::LazyLock<FieldSet> = std::sync::LazyLock::new(never_owned_set);
+    &SET
+}
+
+fn never_owned_set() -> FieldSet {
     let mut set = FieldSet::default();
     for top in ["apiVersion", "kind", "metadata"] {
         set.insert(&[field_pe(top)]);
@@ -452,19 +457,25 @@ fn try_record_update(
             _ => old.map(decode).and_then(Result::ok).unwrap_or_default(),
         },
     };
-    let new_clean = without_managed_fields(new);
-    *new = new_clean.clone();
+    if let Some(Value::Object(meta)) = new.get_mut("metadata") {
+        meta.remove("managedFields");
+    }
     if entries.is_empty() && old.is_some() {
         return Ok(());
     }
-    let old_clean = old.map(without_managed_fields);
-    let api_version = api_version_of(&new_clean);
-    let changes = compare(old_clean.as_ref(), Some(&new_clean), schema.root())?;
-    let changed = changes.added.union(&changes.modified);
+    let api_version = api_version_of(new);
+    // `compare` passes over `metadata.managedFields`, so `old` needs no copy
+    // without them.
+    let changes = compare(old, Some(new), schema.root())?;
+    let changed = if changes.modified.is_empty() {
+        changes.added
+    } else {
+        changes.added.union(&changes.modified)
+    };
     for entry in &mut entries {
         entry.set = entry.set.difference(&changed).difference(&changes.removed);
     }
-    let owned = changed.difference(&never_owned());
+    let owned = changed.difference(never_owned());
     if !owned.is_empty() {
         match entries
             .iter_mut()

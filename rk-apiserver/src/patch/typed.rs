@@ -254,7 +254,12 @@ fn compare_at(
             return Ok(());
         }
         let keys: BTreeSet<&String> = lm.iter().chain(rm.iter()).flat_map(|m| m.keys()).collect();
+        // managedFields are bookkeeping, never a field anyone owns.
+        let in_metadata = depth == 1 && path.len() == 1 && path[0] == "f:metadata";
         for k in keys {
+            if in_metadata && k == "managedFields" {
+                continue;
+            }
             path.push(field_pe(k));
             let (lv, rv) = (lm.and_then(|m| m.get(k)), rm.and_then(|m| m.get(k)));
             compare_at(

@@ -114,14 +114,75 @@ fn encode(obj: &mut Value) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// The object as written at `rev`, serialized once: the same bytes answer
-/// the client and feed the watch cache.
-fn written(state: &ApiState, target: &Target, obj: Value, rev: Revision) -> (Value, Bytes) {
-    let obj = with_rv(obj, rev);
-    let bytes = state
+/// Store `obj` (its `resourceVersion` dropped) with `write`, announced to
+/// the watch cache first so the object is serialized once for the client
+/// and the cache: the stored object with its `resourceVersion`, and its
+/// bytes.
+async fn store_announced<F, Fut>(
+    state: &ApiState,
+    target: &Target,
+    mut obj: Value,
+    write: F,
+) -> Result<(Value, Bytes), StoreError>
+where
+    F: FnOnce(Bytes) -> Fut,
+    Fut: std::future::Future<Output = Result<Revision, StorageError>>,
+{
+    let stored = encode(&mut obj).map_err(StoreError::Api)?;
+    let pending = state
         .caches
-        .hint(&target.key(), rev, &target.info.kind, &obj);
-    (obj, bytes)
+        .announce(&target.key(), &target.info.kind, &stored, obj);
+    match write(stored).await {
+        // `written` has the object unless it was taken back, which only
+        // `abandon` does.
+        Ok(rev) => state
+            .caches
+            .written(&pending, rev)
+            .ok_or_else(|| StoreError::Api(ApiError::internal("the written object went missing"))),
+        Err(e) => {
+            state.caches.abandon(&pending);
+            Err(StoreError::Storage(e))
+        }
+    }
+}
+
+/// Why [`store_announced`] failed.
+enum StoreError {
+    Api(ApiError),
+    Storage(StorageError),
+}
+
+/// Whether two objects are equal apart from `metadata.resourceVersion` and
+/// `metadata.managedFields` (an update that changes nothing else is not
+/// written).
+fn same_but_bookkeeping(a: &Value, b: &Value) -> bool {
+    type Map = serde_json::Map<String, Value>;
+    fn same_entries(a: &Map, b: &Map, skip: impl Fn(&str) -> bool) -> bool {
+        let count = |m: &Map| m.keys().filter(|k| !skip(k)).count();
+        count(a) == count(b)
+            && a
+                .iter()
+                .filter(|(k, _)| !skip(k))
+                .all(|(k, v)| b.get(k) == Some(v))
+    }
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a == b;
+    };
+    fn meta<'a>(m: &'a Map, empty: &'a Map) -> Option<&'a Map> {
+        match m.get("metadata") {
+            Some(Value::Object(meta)) => Some(meta),
+            None => Some(empty),
+            Some(_) => None,
+        }
+    }
+    let empty = Map::new();
+    let same_meta = match (meta(a, &empty), meta(b, &empty)) {
+        (Some(ma), Some(mb)) => same_entries(ma, mb, |k| {
+            k == "resourceVersion" || k == "managedFields"
+        }),
+        _ => a.get("metadata") == b.get("metadata"),
+    };
+    same_meta && same_entries(a, b, |k| k == "metadata")
 }
 
 fn with_rv(mut obj: Value, rev: Revision) -> Value {
@@ -497,13 +558,15 @@ pub async fn create(
             created: true,
         });
     }
-    let bytes = encode(&mut obj)?;
-    let rev = state
-        .storage
-        .create(&target.key(), bytes)
-        .await
-        .map_err(|e| target.storage_err(e))?;
-    let (object, bytes) = written(state, &target, obj, rev);
+    let key = target.key();
+    let (object, bytes) = store_announced(state, &target, obj, |bytes| {
+        state.storage.create(&key, bytes)
+    })
+    .await
+    .map_err(|e| match e {
+        StoreError::Api(e) => e,
+        StoreError::Storage(e) => target.storage_err(e),
+    })?;
     Ok(Outcome {
         object,
         bytes: Some(bytes),
@@ -637,16 +700,7 @@ where
                 Err(e) => Err(target.storage_err(e)),
             };
         }
-        let unchanged = {
-            let mut a = old.clone();
-            let mut b = new.clone();
-            meta_mut(&mut a).remove("resourceVersion");
-            meta_mut(&mut b).remove("resourceVersion");
-            meta_mut(&mut a).remove("managedFields");
-            meta_mut(&mut b).remove("managedFields");
-            a == b
-        };
-        if unchanged {
+        if same_but_bookkeeping(&old, &new) {
             return Ok(Outcome {
                 bytes: None,
                 object: with_rv(old, rev),
@@ -654,13 +708,13 @@ where
                 created: false,
             });
         }
-        match state
-            .storage
-            .update(&target.key(), encode(&mut new)?, rev)
-            .await
-        {
-            Ok(nrev) => {
-                let (object, bytes) = written(state, target, new, nrev);
+        let key = target.key();
+        let written = store_announced(state, target, new, |bytes| {
+            state.storage.update(&key, bytes, rev)
+        })
+        .await;
+        match written {
+            Ok((object, bytes)) => {
                 return Ok(Outcome {
                     object,
                     bytes: Some(bytes),
@@ -668,9 +722,14 @@ where
                     created: false,
                 });
             }
-            Err(StorageError::Conflict { .. }) if precondition.is_none() => continue,
-            Err(StorageError::NotFound { .. }) => return Err(target.not_found()),
-            Err(e) => return Err(target.storage_err(e)),
+            Err(StoreError::Api(e)) => return Err(e),
+            Err(StoreError::Storage(StorageError::Conflict { .. })) if precondition.is_none() => {
+                continue;
+            }
+            Err(StoreError::Storage(StorageError::NotFound { .. })) => {
+                return Err(target.not_found());
+            }
+            Err(StoreError::Storage(e)) => return Err(target.storage_err(e)),
         }
     }
     Err(ApiError::conflict(&info.group, &info.plural, &target.name))

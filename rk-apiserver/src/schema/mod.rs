@@ -215,18 +215,34 @@ pub fn unknown_fields(api_version: &str, kind: &str, obj: &Value) -> Vec<String>
     };
     let mut copy = obj.clone();
     let mut out = Vec::new();
-    strip_unknown(&schema, schema.root(), &mut copy, "", 0, &mut out, false);
+    walk_unknown(&schema, schema.root(), &mut copy, &mut String::new(), 0, &mut out, false);
     out.sort();
     out
 }
 
 /// Walks `value` against a built-in schema node, recording unknown field
-/// paths in `out` and removing them when `remove` is set.
+/// paths in `out` and removing them. `path` is `value`'s path.
 pub(crate) fn strip_unknown(
     schema: &KindSchema,
     node: &'static Value,
     value: &mut Value,
     path: &str,
+    depth: usize,
+    out: &mut Vec<String>,
+) {
+    let mut path = path.to_string();
+    walk_unknown(schema, node, value, &mut path, depth, out, true);
+}
+
+/// Walks `value` against a built-in schema node, recording unknown field
+/// paths in `out` and removing them when `remove` is set. `path` is a
+/// buffer holding `value`'s path: each child's path is appended and cut
+/// off again, so the walk allocates only for what it reports.
+fn walk_unknown(
+    schema: &KindSchema,
+    node: &'static Value,
+    value: &mut Value,
+    path: &mut String,
     depth: usize,
     out: &mut Vec<String>,
     remove: bool,
@@ -238,6 +254,7 @@ pub(crate) fn strip_unknown(
     if node.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
         return;
     }
+    let len = path.len();
     match value {
         Value::Object(map) => {
             let props = node.get("properties").and_then(Value::as_object);
@@ -247,15 +264,18 @@ pub(crate) fn strip_unknown(
             }
             let mut unknown = Vec::new();
             for (k, v) in map.iter_mut() {
-                let child = child_path(path, k);
-                if let Some(p) = props.and_then(|p| p.get(k)) {
-                    strip_unknown(schema, p, v, &child, depth + 1, out, remove);
-                } else if let Some(a) = additional {
-                    strip_unknown(schema, a, v, &child, depth + 1, out, remove);
-                } else {
-                    unknown.push(k.clone());
-                    out.push(child);
+                if len > 0 {
+                    path.push('.');
                 }
+                path.push_str(k);
+                match props.and_then(|p| p.get(k)).or(additional) {
+                    Some(child) => walk_unknown(schema, child, v, path, depth + 1, out, remove),
+                    None => {
+                        unknown.push(k.clone());
+                        out.push(path.clone());
+                    }
+                }
+                path.truncate(len);
             }
             if remove {
                 for k in unknown {
@@ -266,8 +286,10 @@ pub(crate) fn strip_unknown(
         Value::Array(items) => {
             if let Some(item_schema) = node.get("items") {
                 for (i, v) in items.iter_mut().enumerate() {
-                    let child = format!("{path}[{i}]");
-                    strip_unknown(schema, item_schema, v, &child, depth + 1, out, remove);
+                    use std::fmt::Write as _;
+                    let _ = write!(path, "[{i}]");
+                    walk_unknown(schema, item_schema, v, path, depth + 1, out, remove);
+                    path.truncate(len);
                 }
             }
         }

@@ -738,7 +738,7 @@ fn prune(
                     }
                     if k == "metadata" {
                         if let Some(meta) = openapi::definition(openapi::OBJECT_META_NAME) {
-                            strip_unknown(&meta, meta.root(), v, &child, depth + 1, out, true);
+                            strip_unknown(&meta, meta.root(), v, &child, depth + 1, out);
                         }
                         continue;
                     }
