@@ -17,7 +17,7 @@
 //! assert_eq!(cat.resolve("nodes").unwrap().scope, Scope::Cluster);
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Whether objects of a kind live in a namespace.
@@ -182,7 +182,12 @@ pub enum CatalogueError {
 pub struct Catalogue {
     /// Keyed by (group, version, plural).
     entries: BTreeMap<(String, String, String), Arc<ResourceInfo>>,
+    /// The same entries by group, then version, then plural: looked up on
+    /// every request without building a key.
+    by_path: PathIndex,
 }
+
+type PathIndex = HashMap<String, HashMap<String, HashMap<String, Arc<ResourceInfo>>>>;
 
 struct Spec {
     group: &'static str,
@@ -627,7 +632,21 @@ impl Catalogue {
                 Arc::new(info),
             );
         }
+        cat.reindex();
         cat
+    }
+
+    fn reindex(&mut self) {
+        let mut index = PathIndex::new();
+        for ((g, v, p), info) in &self.entries {
+            index
+                .entry(g.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default()
+                .insert(p.clone(), info.clone());
+        }
+        self.by_path = index;
     }
 
     /// True if `group` holds built-in kinds (CRDs may not define kinds there).
@@ -652,6 +671,7 @@ impl Catalogue {
             ),
             Arc::new(info),
         );
+        self.reindex();
         Ok(())
     }
 
@@ -663,6 +683,7 @@ impl Catalogue {
         let before = self.entries.len();
         self.entries
             .retain(|(g, _, p), _| !(g == group && p == plural));
+        self.reindex();
         before - self.entries.len()
     }
 
@@ -673,9 +694,7 @@ impl Catalogue {
 
     /// The entry for a group, version and plural.
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceInfo>> {
-        self.entries
-            .get(&(group.to_string(), version.to_string(), plural.to_string()))
-            .cloned()
+        self.by_path.get(group)?.get(version)?.get(plural).cloned()
     }
 
     /// The entry for a group, version and kind.

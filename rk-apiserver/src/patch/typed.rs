@@ -230,9 +230,81 @@ pub(crate) fn compare(
     new: Option<&Value>,
     node: Node<'_>,
 ) -> Result<Comparison, PatchError> {
+    if let (None, Some(new)) = (old, new) {
+        return Ok(Comparison {
+            added: added_fields(new, node)?,
+            ..Comparison::default()
+        });
+    }
     let mut cmp = Comparison::default();
     compare_at(old, new, node, &mut Vec::new(), &mut cmp, true, 0)?;
     Ok(cmp)
+}
+
+/// What [`compare`] reports as added for a new object against nothing,
+/// built top down: each path element is made once, where a comparison
+/// inserts every path from the root.
+fn added_fields(new: &Value, node: Node<'_>) -> Result<FieldSet, PatchError> {
+    let mut set = FieldSet::default();
+    match new {
+        Value::Object(m) if !node.is_atomic_map() => {
+            for (k, v) in m {
+                let mark_self = !node.is_value_struct(k);
+                add_all(v, node.field(k), &mut set, field_pe(k), mark_self, 1)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(set)
+}
+
+/// Puts `value` (element `pe` of the set `parent` describes) and
+/// everything under it into `parent`, as [`compare_at`] with nothing on the
+/// old side would.
+fn add_all(
+    value: &Value,
+    node: Node<'_>,
+    parent: &mut FieldSet,
+    pe: String,
+    mark_self: bool,
+    depth: usize,
+) -> Result<(), PatchError> {
+    check_depth(depth)?;
+    let mut inner = FieldSet::default();
+    match value {
+        Value::Object(m) if !node.is_atomic_map() && !m.is_empty() => {
+            // managedFields are bookkeeping, never a field anyone owns.
+            let in_metadata = depth == 1 && pe == "f:metadata";
+            for (k, v) in m {
+                if in_metadata && k == "managedFields" {
+                    continue;
+                }
+                let mark = !node.is_value_struct(k);
+                add_all(v, node.field(k), &mut inner, field_pe(k), mark, depth + 1)?;
+            }
+        }
+        Value::Array(items) if node.ssa_list() != SsaList::Atomic && !items.is_empty() => {
+            let mut order = Vec::new();
+            let groups = group(items, &node.ssa_list(), &mut order)?;
+            for element in order {
+                match groups.get(&element).map(Vec::as_slice) {
+                    Some([only]) => add_all(only, node.item(), &mut inner, element, true, depth + 1)?,
+                    // Duplicates: the element as a whole.
+                    _ => inner.insert_member(&element),
+                }
+            }
+        }
+        // A leaf: a scalar, an empty or atomic map or list.
+        _ => {
+            parent.insert_member(&pe);
+            return Ok(());
+        }
+    }
+    if mark_self {
+        parent.insert_member(&pe);
+    }
+    parent.insert_child(&pe, inner);
+    Ok(())
 }
 
 fn compare_at(
@@ -460,5 +532,41 @@ fn is_filled(v: &Value) -> bool {
         Value::Object(m) => !m.is_empty(),
         Value::Array(a) => !a.is_empty(),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The top-down set of a new object is what the general comparison
+    /// reports for it.
+    #[test]
+    fn added_fields_match_a_comparison_against_nothing() {
+        let schema = crate::patch::patch_strategy_for("v1", "Pod");
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a": "b", "c": ""}, "annotations": {},
+                "managedFields": [{"manager": "x"}],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "K", "name": "o", "uid": "u1"}]},
+            "spec": {
+                "containers": [
+                    {"name": "a", "image": "i", "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                     "env": [{"name": "X", "value": "1"}, {"name": "X", "value": "2"}],
+                     "resources": {"requests": {"cpu": "1"}}, "command": ["sh", "-c"]},
+                    {"name": "b", "image": "j", "securityContext": {}}
+                ],
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "nodeSelector": {"disk": "ssd"},
+                "volumes": []
+            },
+            "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}
+        });
+        let fast = compare(None, Some(&pod), schema.root()).unwrap();
+        let mut slow = Comparison::default();
+        compare_at(None, Some(&pod), schema.root(), &mut Vec::new(), &mut slow, true, 0).unwrap();
+        assert_eq!(fast.added, slow.added);
+        assert!(fast.modified.is_empty() && fast.removed.is_empty());
+        assert!(!fast.added.is_empty());
     }
 }

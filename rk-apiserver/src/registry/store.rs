@@ -371,6 +371,29 @@ fn unknown_field_policy(
 
 /// Namespace lifecycle admission: the namespace must exist and not be
 /// terminating.
+/// Whether a namespace's JSON says it is being deleted. Reads only the two
+/// fields that tell (every create in a namespace asks).
+fn namespace_terminating(json: &[u8]) -> bool {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    struct Meta {
+        deletion_timestamp: Option<String>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Status {
+        phase: Option<String>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Namespace {
+        metadata: Meta,
+        status: Status,
+    }
+    let ns: Namespace = serde_json::from_slice(json).unwrap_or_default();
+    ns.metadata.deletion_timestamp.is_some() || ns.status.phase.as_deref() == Some("Terminating")
+}
+
 async fn admit_namespace(
     state: &ApiState,
     info: &ResourceInfo,
@@ -399,10 +422,7 @@ async fn admit_namespace(
     let Some(obj) = obj else {
         return Err(ApiError::not_found("", "namespaces", ns));
     };
-    let value: Value = serde_json::from_slice(&obj.bytes).unwrap_or(Value::Null);
-    if value["metadata"]["deletionTimestamp"].is_string()
-        || value["status"]["phase"] == "Terminating"
-    {
+    if namespace_terminating(&obj.bytes) {
         return Err(ApiError::forbidden(
             &info.group,
             &info.plural,

@@ -213,15 +213,16 @@ pub fn unknown_fields(api_version: &str, kind: &str, obj: &Value) -> Vec<String>
     let Some(schema) = schema_for(api_version, kind) else {
         return Vec::new();
     };
-    let mut copy = obj.clone();
-    let mut out = Vec::new();
-    walk_unknown(&schema, schema.root(), &mut copy, &mut String::new(), 0, &mut out, false);
+    let mut walk = UnknownWalk::default();
+    walk.visit(&schema, schema.root(), obj, 0);
+    let mut out = walk.paths;
     out.sort();
     out
 }
 
-/// Walks `value` against a built-in schema node, recording unknown field
-/// paths in `out` and removing them. `path` is `value`'s path.
+/// Walks `value` against a built-in schema node, removing the fields it
+/// does not declare and recording their paths in `out`. `path` is
+/// `value`'s path.
 pub(crate) fn strip_unknown(
     schema: &KindSchema,
     node: &'static Value,
@@ -230,70 +231,126 @@ pub(crate) fn strip_unknown(
     depth: usize,
     out: &mut Vec<String>,
 ) {
-    let mut path = path.to_string();
-    walk_unknown(schema, node, value, &mut path, depth, out, true);
+    let mut walk = UnknownWalk {
+        path: path.to_string(),
+        segments: Some(Vec::new()),
+        ..Default::default()
+    };
+    walk.visit(schema, node, value, depth);
+    for at in &walk.found {
+        remove_at(value, at);
+    }
+    out.extend(walk.paths);
 }
 
-/// Walks `value` against a built-in schema node, recording unknown field
-/// paths in `out` and removing them when `remove` is set. `path` is a
-/// buffer holding `value`'s path: each child's path is appended and cut
-/// off again, so the walk allocates only for what it reports.
-fn walk_unknown(
-    schema: &KindSchema,
-    node: &'static Value,
-    value: &mut Value,
-    path: &mut String,
-    depth: usize,
-    out: &mut Vec<String>,
-    remove: bool,
-) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    let node = schema.resolve(node);
-    if node.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
-        return;
-    }
-    let len = path.len();
-    match value {
-        Value::Object(map) => {
-            let props = node.get("properties").and_then(Value::as_object);
-            let additional = node.get("additionalProperties").filter(|a| a.is_object());
-            if props.is_none() && additional.is_none() {
-                return;
-            }
-            let mut unknown = Vec::new();
-            for (k, v) in map.iter_mut() {
-                if len > 0 {
-                    path.push('.');
+/// One step of a path inside a value.
+#[derive(Clone, Debug)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// A read-only walk for fields a built-in schema does not declare.
+#[derive(Default)]
+struct UnknownWalk {
+    /// The current value's path, grown and cut back as the walk goes, so
+    /// only what is reported allocates.
+    path: String,
+    /// The same path as segments, kept only when the fields are to be
+    /// removed afterwards.
+    segments: Option<Vec<Segment>>,
+    /// Reported paths, as text.
+    paths: Vec<String>,
+    /// Reported paths, as segments (when `segments` is kept).
+    found: Vec<Vec<Segment>>,
+}
+
+impl UnknownWalk {
+    fn visit(&mut self, schema: &KindSchema, node: &'static Value, value: &Value, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        let node = schema.resolve(node);
+        if node.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+            return;
+        }
+        let len = self.path.len();
+        match value {
+            Value::Object(map) => {
+                let props = node.get("properties").and_then(Value::as_object);
+                let additional = node.get("additionalProperties").filter(|a| a.is_object());
+                if props.is_none() && additional.is_none() {
+                    return;
                 }
-                path.push_str(k);
-                match props.and_then(|p| p.get(k)).or(additional) {
-                    Some(child) => walk_unknown(schema, child, v, path, depth + 1, out, remove),
-                    None => {
-                        unknown.push(k.clone());
-                        out.push(path.clone());
+                for (k, v) in map {
+                    if len > 0 {
+                        self.path.push('.');
+                    }
+                    self.path.push_str(k);
+                    self.enter(|| Segment::Key(k.clone()));
+                    match props.and_then(|p| p.get(k)).or(additional) {
+                        Some(child) => self.visit(schema, child, v, depth + 1),
+                        None => self.report(),
+                    }
+                    self.leave(len);
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item_schema) = node.get("items") {
+                    for (i, v) in items.iter().enumerate() {
+                        use std::fmt::Write as _;
+                        let _ = write!(self.path, "[{i}]");
+                        self.enter(|| Segment::Index(i));
+                        self.visit(schema, item_schema, v, depth + 1);
+                        self.leave(len);
                     }
                 }
-                path.truncate(len);
             }
-            if remove {
-                for k in unknown {
-                    map.remove(&k);
-                }
+            _ => {}
+        }
+    }
+
+    fn enter(&mut self, segment: impl FnOnce() -> Segment) {
+        if let Some(s) = &mut self.segments {
+            s.push(segment());
+        }
+    }
+
+    fn leave(&mut self, len: usize) {
+        self.path.truncate(len);
+        if let Some(s) = &mut self.segments {
+            s.pop();
+        }
+    }
+
+    fn report(&mut self) {
+        self.paths.push(self.path.clone());
+        if let Some(s) = &self.segments {
+            self.found.push(s.clone());
+        }
+    }
+}
+
+/// Removes what `at` names inside `value`, if it is there.
+fn remove_at(value: &mut Value, at: &[Segment]) {
+    match at {
+        [] => {}
+        [Segment::Key(k)] => {
+            if let Some(m) = value.as_object_mut() {
+                m.remove(k);
             }
         }
-        Value::Array(items) => {
-            if let Some(item_schema) = node.get("items") {
-                for (i, v) in items.iter_mut().enumerate() {
-                    use std::fmt::Write as _;
-                    let _ = write!(path, "[{i}]");
-                    walk_unknown(schema, item_schema, v, path, depth + 1, out, remove);
-                    path.truncate(len);
-                }
+        [Segment::Index(_)] => {}
+        [Segment::Key(k), rest @ ..] => {
+            if let Some(child) = value.get_mut(k.as_str()) {
+                remove_at(child, rest);
             }
         }
-        _ => {}
+        [Segment::Index(i), rest @ ..] => {
+            if let Some(child) = value.get_mut(*i) {
+                remove_at(child, rest);
+            }
+        }
     }
 }
 

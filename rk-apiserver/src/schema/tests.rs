@@ -97,7 +97,8 @@ fn crd_schema_checks_strings_and_nullable() {
 fn prune_drops_unknown_fields_but_keeps_preserved() {
     let mut o = json!({
         "apiVersion": "example.com/v1", "kind": "Widget",
-        "metadata": {"name": "w", "labels": {"a": "b"}, "bogus": 1},
+        "metadata": {"name": "w", "labels": {"a": "b"}, "bogus": 1,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "K", "name": "o", "uid": "u", "junk": 2}]},
         "spec": {"image": "x", "colour": "red", "extra": {"kept": {"deep": true}},
             "ports": [{"name": "a", "junk": 1}], "labels": {"free": "form"}},
         "status": {"ready": true},
@@ -107,6 +108,7 @@ fn prune_drops_unknown_fields_but_keeps_preserved() {
         pruned,
         vec![
             "metadata.bogus",
+            "metadata.ownerReferences[0].junk",
             "spec.colour",
             "spec.ports[0].junk",
             "status"
@@ -114,7 +116,11 @@ fn prune_drops_unknown_fields_but_keeps_preserved() {
     );
     assert_eq!(o["apiVersion"], "example.com/v1");
     assert_eq!(o["kind"], "Widget");
-    assert_eq!(o["metadata"], json!({"name": "w", "labels": {"a": "b"}}));
+    assert_eq!(
+        o["metadata"],
+        json!({"name": "w", "labels": {"a": "b"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "K", "name": "o", "uid": "u"}]})
+    );
     assert_eq!(o["spec"]["extra"], json!({"kept": {"deep": true}}));
     assert_eq!(o["spec"]["labels"], json!({"free": "form"}));
     assert!(o.get("status").is_none());
