@@ -82,16 +82,30 @@ fn bytes(n: &Node) -> Vec<u8> {
     }
 }
 
-fn time(fields: &[(String, Node)], micro: bool) -> Value {
+/// A `Time` or `MicroTime`. Go writes the zero time as an empty message
+/// (no seconds), which reads back as no time at all — JSON's `null`.
+fn time(fields: &[(String, Node)], micro: bool) -> Option<Value> {
+    if !matches!(field(fields, "seconds"), Some(Node::Num(_))) {
+        return None;
+    }
     let secs = num(field(fields, "seconds"));
     let nanos = num(field(fields, "nanos"));
     let Ok(ts) = jiff::Timestamp::new(secs, nanos as i32) else {
-        return Value::Null;
+        return None;
     };
-    if micro {
+    Some(if micro {
         json!(ts.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string())
     } else {
         json!(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+    })
+}
+
+/// Whether a decoded scalar is its type's zero value.
+fn is_zero(node: &Node) -> bool {
+    match node {
+        Node::Bool(b) => !b,
+        Node::Num(n) => n.parse::<f64>().is_ok_and(|v| v == 0.0),
+        _ => false,
     }
 }
 
@@ -102,8 +116,8 @@ pub fn to_json(kind: &KindSchema, schema: &'static Value, node: &Node) -> Option
     }
     if let Some(name) = ref_name(schema) {
         match node {
-            Node::Struct(f) if name.ends_with("meta.v1.Time") => return Some(time(f, false)),
-            Node::Struct(f) if name.ends_with("meta.v1.MicroTime") => return Some(time(f, true)),
+            Node::Struct(f) if name.ends_with("meta.v1.Time") => return time(f, false),
+            Node::Struct(f) if name.ends_with("meta.v1.MicroTime") => return time(f, true),
             Node::Struct(f) if name.ends_with("util.intstr.IntOrString") => {
                 return Some(if num(field(f, "type")) == 1 {
                     match field(f, "str_val") {
@@ -138,6 +152,8 @@ pub fn to_json(kind: &KindSchema, schema: &'static Value, node: &Node) -> Option
             _ => {}
         }
     }
+    let definition = ref_name(schema)
+        .or_else(|| std::ptr::eq(schema, kind.root()).then(|| kind.name()));
     let schema = kind.resolve(schema);
     match node {
         Node::Null => None,
@@ -179,6 +195,7 @@ pub fn to_json(kind: &KindSchema, schema: &'static Value, node: &Node) -> Option
         Node::Struct(fields) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let required = schema.get("required").and_then(Value::as_array);
+            let unset_if_zero = definition.map_or(&[][..], super::omitempty::zero_means_unset);
             let mut out = Map::new();
             for (name, v) in fields {
                 let (json_name, sub): (String, &'static Value) = match props {
@@ -194,6 +211,9 @@ pub fn to_json(kind: &KindSchema, schema: &'static Value, node: &Node) -> Option
                 let is_required =
                     || required.is_some_and(|r| r.iter().any(|f| f.as_str() == Some(&json_name)));
                 if matches!(v, Node::Str(s) if s.is_empty()) && !is_required() {
+                    continue;
+                }
+                if is_zero(v) && unset_if_zero.contains(&json_name.as_str()) {
                     continue;
                 }
                 if let Some(v) = to_json(kind, sub, v) {

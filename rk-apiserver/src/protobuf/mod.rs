@@ -11,6 +11,7 @@
 pub mod convert;
 pub mod debug_tree;
 mod kinds;
+mod omitempty;
 
 use serde_json::Value;
 

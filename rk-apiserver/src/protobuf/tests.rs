@@ -145,3 +145,55 @@ fn garbage_is_an_error_not_a_panic() {
         let _ = decode_to_json(&body);
     }
 }
+
+/// What Go's marshaller writes for `kubectl create deployment`: every
+/// non-pointer field, zero or not, and the zero time as an empty message.
+/// The JSON is what a JSON client would have sent: no `stdin: false`, no
+/// `generation: 0`, no 1970 timestamps — but a pointer field set to its
+/// zero value stays.
+#[test]
+fn go_zero_values_of_omitempty_fields_are_left_out() {
+    use k8s_pb::api::apps::v1 as apps;
+    let meta = |name: Option<&str>| pbmeta::ObjectMeta {
+        name: name.map(str::to_string),
+        generation: Some(0),
+        creation_timestamp: Some(pbmeta::Time {
+            seconds: None,
+            nanos: None,
+        }),
+        ..Default::default()
+    };
+    let d = apps::Deployment {
+        metadata: Some(meta(Some("web"))),
+        spec: Some(apps::DeploymentSpec {
+            replicas: Some(0),
+            min_ready_seconds: Some(0),
+            paused: Some(false),
+            template: Some(pb::PodTemplateSpec {
+                metadata: Some(meta(None)),
+                spec: Some(pb::PodSpec {
+                    containers: vec![pb::Container {
+                        name: Some("c".into()),
+                        image: Some("i".into()),
+                        stdin: Some(false),
+                        tty: Some(false),
+                        ..Default::default()
+                    }],
+                    host_network: Some(false),
+                    automount_service_account_token: Some(false),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let v = decode_to_json(&envelope("apps/v1", "Deployment", d.encode_to_vec())).unwrap();
+    assert_eq!(v["metadata"], json!({"name": "web"}));
+    assert_eq!(
+        v["spec"],
+        json!({"replicas": 0, "template": {"metadata": {}, "spec": {
+            "containers": [{"name": "c", "image": "i"}],
+            "automountServiceAccountToken": false}}})
+    );
+}
