@@ -181,6 +181,7 @@ pub async fn build_state(
         allocations: Default::default(),
         allocation_lock: tokio::sync::Mutex::new(()),
         quota_lock: Arc::new(tokio::sync::Mutex::new(())),
+        token_key: tokio::sync::OnceCell::new(),
     });
     for info in catalogue.iter().filter(|i| i.stored) {
         state.caches.add(&info.storage_prefix(), &info.kind).await?;
@@ -189,7 +190,8 @@ pub async fn build_state(
     Ok(state)
 }
 
-/// Create what every cluster has from the start: the four system namespaces.
+/// Create what every cluster has from the start: the four system namespaces
+/// and the two system priority classes.
 async fn bootstrap(state: &ApiState) {
     let Some(ns_info) = state.resource("", "v1", "namespaces") else {
         return;
@@ -205,6 +207,32 @@ async fn bootstrap(state: &ApiState) {
             Err(e) if e.code == 409 => {}
             Err(e) => {
                 tracing::error!(namespace = name, error = %e, "creating a system namespace failed")
+            }
+        }
+    }
+    // Upstream's two system priority classes.
+    let Some(pc_info) = state.resource("scheduling.k8s.io", "v1", "priorityclasses") else {
+        return;
+    };
+    for (name, value, description) in [
+        (
+            "system-node-critical",
+            2_000_001_000,
+            "Used for system critical pods that must not be moved from their current node.",
+        ),
+        (
+            "system-cluster-critical",
+            2_000_000_000,
+            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+        ),
+    ] {
+        let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description});
+        match store::create(state, &pc_info, None, obj, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => {
+                tracing::error!(priority_class = name, error = %e, "creating a system priority class failed")
             }
         }
     }

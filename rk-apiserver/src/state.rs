@@ -76,6 +76,9 @@ pub struct ApiState {
     pub allocation_lock: tokio::sync::Mutex<()>,
     /// Serialises creates checked against quotas until they are stored.
     pub quota_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The key service account tokens are signed with, read from (or first
+    /// written to) the store on first use.
+    pub token_key: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 impl ApiState {

@@ -55,6 +55,10 @@ async fn system_namespaces_exist_at_start() {
             "{want} missing from {names:?}"
         );
     }
+    let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(server.client());
+    let critical = classes.get("system-node-critical").await.unwrap();
+    assert_eq!(critical.value, Some(2_000_001_000));
+    assert!(classes.get("system-cluster-critical").await.is_ok());
 }
 
 #[tokio::test]
@@ -529,4 +533,88 @@ async fn limit_ranges_default_and_bound_container_resources() {
         }
         other => panic!("expected 403, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn service_account_tokens_are_issued_and_reviewed() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenReview};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "bot"}})).unwrap();
+    let sa = sas.create(&PostParams::default(), &sa).await.unwrap();
+
+    let ask = |spec: serde_json::Value| -> TokenRequest {
+        serde_json::from_value(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})).unwrap()
+    };
+    let issued = sas
+        .create_token_request("bot", &PostParams::default(), &ask(json!({"expirationSeconds": 900})))
+        .await
+        .unwrap();
+    let token = issued.status.and_then(|s| s.token).unwrap_or_default();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let spec = issued.spec.unwrap();
+    assert_eq!(spec.expiration_seconds, Some(900));
+    assert_eq!(
+        spec.audiences,
+        Some(vec!["https://kubernetes.default.svc.cluster.local".to_string()])
+    );
+
+    let reviews: Api<TokenReview> = Api::all(client.clone());
+    let review = |token: String, audiences: Vec<&str>| -> TokenReview {
+        serde_json::from_value(json!({"spec": {"token": token, "audiences": audiences}})).unwrap()
+    };
+    let r = reviews
+        .create(&PostParams::default(), &review(token.clone(), vec![]))
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(r.authenticated, Some(true), "{r:?}");
+    let user = r.user.unwrap();
+    assert_eq!(user.username.as_deref(), Some("system:serviceaccount:default:bot"));
+    assert_eq!(user.uid, sa.metadata.uid);
+    assert!(user.groups.unwrap().contains(&"system:serviceaccounts:default".to_string()));
+
+    // Another audience, a tampered token: not authenticated.
+    let r = reviews
+        .create(&PostParams::default(), &review(token.clone(), vec!["vault"]))
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_ne!(r.authenticated, Some(true));
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let r = reviews
+        .create(&PostParams::default(), &review(tampered, vec![]))
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_ne!(r.authenticated, Some(true));
+
+    // Too short a lifetime is invalid; a missing account is not found.
+    let short = sas
+        .create_token_request("bot", &PostParams::default(), &ask(json!({"expirationSeconds": 60})))
+        .await;
+    assert_eq!(err_code(short), 422);
+    let missing = sas
+        .create_token_request("nobody", &PostParams::default(), &ask(json!({})))
+        .await;
+    assert_eq!(err_code(missing), 404);
+
+    // Once the account is gone, its tokens no longer authenticate.
+    sas.delete("bot", &DeleteParams::default()).await.unwrap();
+    let r = reviews
+        .create(&PostParams::default(), &review(token, vec![]))
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_ne!(r.authenticated, Some(true));
+    assert!(r.error.unwrap_or_default().contains("not found"));
 }

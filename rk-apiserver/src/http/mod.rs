@@ -11,6 +11,7 @@ pub mod resource;
 pub mod resource_metrics;
 pub mod response;
 pub mod reviews;
+pub mod tokens;
 pub mod watch;
 
 use std::sync::Arc;

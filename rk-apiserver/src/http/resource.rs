@@ -272,6 +272,11 @@ pub async fn handle(mut call: Call) -> Result<Response<Body>, ApiError> {
                         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
                     ))
                 }
+                (&Method::POST, Some("token")) if target.info.kind == "ServiceAccount" => {
+                    let body = call.json_body()?;
+                    let issued = super::tokens::request(&call.state, &target, body).await?;
+                    Ok(response::json(201, &issued))
+                }
                 (&Method::GET, Some("log")) => super::logs::pod_logs(&call, &target).await,
                 (&Method::GET, Some("ephemeralcontainers")) => get(&call, &target, repr).await,
                 (&Method::PATCH, Some("ephemeralcontainers")) => {
@@ -330,6 +335,10 @@ async fn create(
 ) -> Result<Response<Body>, ApiError> {
     require_verb(&info, "create")?;
     let body = call.to_stored(call.json_body()?);
+    if info.group == "authentication.k8s.io" && info.kind == "TokenReview" {
+        let reviewed = super::tokens::review(&call.state, body).await?;
+        return Ok(response::json(201, &reviewed));
+    }
     if !info.stored {
         return super::reviews::review(&info, body);
     }
