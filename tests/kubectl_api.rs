@@ -364,6 +364,14 @@ async fn discovery_explain_auth_and_wait() {
     );
     let yes = c.kubectl(&["auth", "can-i", "create", "pods"]).await;
     assert_eq!(yes.trim(), "yes");
+    // kubectl create token: a JWT for the service account, 10 minutes at least.
+    c.kubectl(&["create", "serviceaccount", "robot"]).await;
+    let token = c.kubectl(&["create", "token", "robot", "--duration=20m"]).await;
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+    let short = c
+        .kubectl_fails(&["create", "token", "robot", "--duration=1m"])
+        .await;
+    assert!(short.contains("less than 10 minutes"), "{short}");
     let v = c.kubectl(&["version", "-o", "json"]).await;
     let v: serde_json::Value = serde_json::from_str(&v).unwrap();
     assert_eq!(v["serverVersion"]["minor"], "37");

@@ -62,8 +62,18 @@ fn kubectl(dir: &Path, args: &[&str]) -> (bool, String, String) {
 
 /// kubectl with `input` on its stdin; its exit code, stdout and stderr.
 fn kubectl_with_input(dir: &Path, args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    kubectl_with_input_env(dir, args, input, &[])
+}
+
+fn kubectl_with_input_env(
+    dir: &Path,
+    args: &[&str],
+    input: &[u8],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     let mut child = Command::new(common::kubectl_path())
         .args(args)
+        .envs(env.iter().copied())
         .env("KUBECONFIG", dir.join("data/kubeconfig"))
         .env("KUBECACHEDIR", dir.join("kube-cache"))
         .env("HOME", dir)
@@ -297,31 +307,40 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
 
     // kubectl exec: the command runs in the pod's context (its POD_IP),
     // both output streams come back, stdin goes in and its end closes it,
-    // and the command's exit code is kubectl's.
+    // and the command's exit code is kubectl's. Over a WebSocket (kubectl's
+    // first choice) and over SPDY (its fallback, client-go's SPDY executor).
     let first = &pods_json(dir, "app=web")[0];
     let pod = first["metadata"]["name"].as_str().unwrap_or_default();
     let pod_ip = first["status"]["podIP"].as_str().unwrap_or_default();
-    let (code, out, err) = kubectl_with_input(
-        dir,
-        &[
-            "exec",
-            pod,
-            "--",
-            "sh",
-            "-c",
-            "echo ip=$POD_IP; echo oops >&2",
-        ],
-        b"",
-    );
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    assert_eq!(out.trim(), format!("ip={pod_ip}"));
-    assert!(err.contains("oops"), "{err}");
-    let (code, out, _) =
-        kubectl_with_input(dir, &["exec", "-i", pod, "--", "wc", "-l"], b"one\ntwo\n");
-    assert_eq!((code, out.trim()), (Some(0), "2"));
-    let (code, _, err) = kubectl_with_input(dir, &["exec", pod, "--", "sh", "-c", "exit 3"], b"");
-    assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("command terminated with exit code 3"), "{err}");
+    for env in [&[][..], &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..]] {
+        let (code, out, err) = kubectl_with_input_env(
+            dir,
+            &[
+                "exec",
+                pod,
+                "--",
+                "sh",
+                "-c",
+                "echo ip=$POD_IP; echo oops >&2",
+            ],
+            b"",
+            env,
+        );
+        assert_eq!(code, Some(0), "{env:?}: {out}\n{err}");
+        assert_eq!(out.trim(), format!("ip={pod_ip}"), "{env:?}");
+        assert!(err.contains("oops"), "{env:?}: {err}");
+        let (code, out, _) = kubectl_with_input_env(
+            dir,
+            &["exec", "-i", pod, "--", "wc", "-l"],
+            b"one\ntwo\n",
+            env,
+        );
+        assert_eq!((code, out.trim()), (Some(0), "2"), "{env:?}");
+        let (code, _, err) =
+            kubectl_with_input_env(dir, &["exec", pod, "--", "sh", "-c", "exit 3"], b"", env);
+        assert_eq!(code, Some(3), "{env:?}: {err}");
+        assert!(err.contains("command terminated with exit code 3"), "{env:?}: {err}");
+    }
 
     // kubectl port-forward, through the API server and the pod's kubelet:
     // SPDY tunnelled in a WebSocket (kubectl's first choice), plain SPDY

@@ -10,6 +10,9 @@
 //! `Failure` with reason `NonZeroExitCode` and the exit code as the cause
 //! kubectl turns into its own exit code) and closes the connection.
 //!
+//! Clients that upgrade to SPDY/3.1 instead are served by
+//! [`super::exec_spdy`].
+//!
 //! Terminals (`tty=true`) are not emulated: the command runs with pipes,
 //! its stderr folded into stdout as a terminal would show it.
 
@@ -243,8 +246,10 @@ pub(crate) async fn handle(
     pod: &str,
     container: &str,
 ) -> Response<Body> {
+    let spdy = super::exec_spdy::is_spdy(&req);
     let handshake = match Handshake::check(&req, "exec") {
-        Ok(h) => h,
+        Ok(h) => Some(h),
+        Err(_) if spdy => None,
         Err(message) => return plain(StatusCode::BAD_REQUEST, message),
     };
     let options = ExecOptions::parse(req.uri().query().unwrap_or_default());
@@ -261,9 +266,15 @@ pub(crate) async fn handle(
     let context = running.exec;
     let mut target = context.map(|c| (*c).clone()).unwrap_or_default();
     target.argv = options.command.clone();
-    let v5 = handshake.protocol == PROTOCOLS[0];
     let runtime = shared.runtime.clone();
     let pod_key = format!("{namespace}/{pod}/{container}");
+    let Some(handshake) = handshake else {
+        tracing::debug!(container = %pod_key, command = ?target.argv, "exec over SPDY");
+        return super::exec_spdy::upgrade(req, options, move || async move {
+            runtime.exec_stream(target).await
+        });
+    };
+    let v5 = handshake.protocol == PROTOCOLS[0];
     tokio::spawn(async move {
         let Some(ws) = upgraded(req).await else {
             return;

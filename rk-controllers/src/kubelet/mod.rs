@@ -27,6 +27,7 @@ mod container;
 pub mod env;
 pub mod eviction;
 pub mod exec;
+mod exec_spdy;
 pub mod lease;
 pub mod logs;
 pub mod node_status;

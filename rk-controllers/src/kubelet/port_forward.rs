@@ -28,7 +28,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::Shared;
 use super::exec::{self, Body, Handshake, plain};
 use super::pod_worker::PodState;
-use super::spdy::{self, Frame};
+use super::spdy::{self, Frame, Out, write_frames};
 use crate::task::AbortOnDrop;
 
 /// The port-forward protocol negotiated in `X-Stream-Protocol-Version`.
@@ -229,15 +229,6 @@ where
     theirs
 }
 
-/// What the SPDY writer sends.
-enum Out {
-    Reply(u32),
-    Data { stream: u32, fin: bool, data: Bytes },
-    Reset(u32, u32),
-    Ping(u32),
-    GoAway(u32),
-}
-
 /// Serve one SPDY port-forward session until the client ends it.
 async fn serve_spdy<IO>(io: IO, target: Target)
 where
@@ -284,32 +275,6 @@ where
     let _ = out.send(Out::GoAway(last)).await;
     drop(out);
     let _ = writer.await;
-}
-
-/// Write frames as they come, flushing when none wait.
-async fn write_frames<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<Out>) {
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    let mut frames = spdy::Writer::new();
-    while let Some(o) = rx.recv().await {
-        let written = match o {
-            Out::Reply(stream) => wr.write_all(&frames.syn_reply(stream, false, &[])).await,
-            Out::Data { stream, fin, data } => {
-                let head = spdy::data_header(stream, fin, data.len());
-                match wr.write_all(&head).await {
-                    Ok(()) => wr.write_all(&data).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Out::Reset(stream, status) => wr.write_all(&spdy::rst_stream(stream, status)).await,
-            Out::Ping(id) => wr.write_all(&spdy::ping(id)).await,
-            Out::GoAway(last) => wr.write_all(&spdy::go_away(last)).await,
-        };
-        if written.is_err() || (rx.is_empty() && wr.flush().await.is_err()) {
-            return;
-        }
-    }
-    let _ = wr.flush().await;
-    let _ = wr.shutdown().await;
 }
 
 /// The streams of one SPDY session.

@@ -17,7 +17,8 @@
 
 use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
 
 /// The protocol version in every control frame.
 const VERSION: u16 = 3;
@@ -398,6 +399,54 @@ e UnavailableJan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 Mon, Tue,
 \x20Wed, Thu, Fri, Sat, Sun, GMTchunked,text/html,image/png,image/jpg,image/gif,\
 application/xml,application/xhtml+xml,text/plain,text/javascript,publicprivatema\
 x-age=gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.";
+
+/// What the SPDY writer sends.
+pub enum Out {
+    /// `SYN_REPLY` to a stream the peer opened.
+    Reply(u32),
+    /// A `DATA` frame.
+    Data {
+        /// The stream.
+        stream: u32,
+        /// Whether it is the stream's last.
+        fin: bool,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// `RST_STREAM` with a status.
+    Reset(u32, u32),
+    /// `PING` (an echo of the peer's).
+    Ping(u32),
+    /// `GOAWAY` naming the last stream accepted.
+    GoAway(u32),
+}
+
+/// Write frames as they come, flushing when none wait.
+pub async fn write_frames<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<Out>) {
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let mut frames = Writer::new();
+    while let Some(o) = rx.recv().await {
+        let written = match o {
+            Out::Reply(stream) => wr.write_all(&frames.syn_reply(stream, false, &[])).await,
+            Out::Data { stream, fin, data } => {
+                let head = data_header(stream, fin, data.len());
+                match wr.write_all(&head).await {
+                    Ok(()) => wr.write_all(&data).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Out::Reset(stream, status) => wr.write_all(&rst_stream(stream, status)).await,
+            Out::Ping(id) => wr.write_all(&ping(id)).await,
+            Out::GoAway(last) => wr.write_all(&go_away(last)).await,
+        };
+        if written.is_err() || (rx.is_empty() && wr.flush().await.is_err()) {
+            return;
+        }
+    }
+    let _ = wr.flush().await;
+    let _ = wr.shutdown().await;
+}
+
 
 #[cfg(test)]
 mod tests {
