@@ -366,7 +366,9 @@ async fn discovery_explain_auth_and_wait() {
     assert_eq!(yes.trim(), "yes");
     // kubectl create token: a JWT for the service account, 10 minutes at least.
     c.kubectl(&["create", "serviceaccount", "robot"]).await;
-    let token = c.kubectl(&["create", "token", "robot", "--duration=20m"]).await;
+    let token = c
+        .kubectl(&["create", "token", "robot", "--duration=20m"])
+        .await;
     assert_eq!(token.trim().split('.').count(), 3, "{token}");
     let short = c
         .kubectl_fails(&["create", "token", "robot", "--duration=1m"])

@@ -312,7 +312,10 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
     let first = &pods_json(dir, "app=web")[0];
     let pod = first["metadata"]["name"].as_str().unwrap_or_default();
     let pod_ip = first["status"]["podIP"].as_str().unwrap_or_default();
-    for env in [&[][..], &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..]] {
+    for env in [
+        &[][..],
+        &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..],
+    ] {
         let (code, out, err) = kubectl_with_input_env(
             dir,
             &[
@@ -339,7 +342,10 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
         let (code, _, err) =
             kubectl_with_input_env(dir, &["exec", pod, "--", "sh", "-c", "exit 3"], b"", env);
         assert_eq!(code, Some(3), "{env:?}: {err}");
-        assert!(err.contains("command terminated with exit code 3"), "{env:?}: {err}");
+        assert!(
+            err.contains("command terminated with exit code 3"),
+            "{env:?}: {err}"
+        );
     }
 
     // kubectl port-forward, through the API server and the pod's kubelet:

@@ -542,15 +542,21 @@ async fn service_account_tokens_are_issued_and_reviewed() {
     let server = TestServer::start().await.unwrap();
     let client = server.client();
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "bot"}})).unwrap();
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "bot"}})).unwrap();
     let sa = sas.create(&PostParams::default(), &sa).await.unwrap();
 
     let ask = |spec: serde_json::Value| -> TokenRequest {
-        serde_json::from_value(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})).unwrap()
+        serde_json::from_value(
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}),
+        )
+        .unwrap()
     };
     let issued = sas
-        .create_token_request("bot", &PostParams::default(), &ask(json!({"expirationSeconds": 900})))
+        .create_token_request(
+            "bot",
+            &PostParams::default(),
+            &ask(json!({"expirationSeconds": 900})),
+        )
         .await
         .unwrap();
     let token = issued.status.and_then(|s| s.token).unwrap_or_default();
@@ -559,7 +565,9 @@ async fn service_account_tokens_are_issued_and_reviewed() {
     assert_eq!(spec.expiration_seconds, Some(900));
     assert_eq!(
         spec.audiences,
-        Some(vec!["https://kubernetes.default.svc.cluster.local".to_string()])
+        Some(vec![
+            "https://kubernetes.default.svc.cluster.local".to_string()
+        ])
     );
 
     let reviews: Api<TokenReview> = Api::all(client.clone());
@@ -574,13 +582,23 @@ async fn service_account_tokens_are_issued_and_reviewed() {
         .unwrap();
     assert_eq!(r.authenticated, Some(true), "{r:?}");
     let user = r.user.unwrap();
-    assert_eq!(user.username.as_deref(), Some("system:serviceaccount:default:bot"));
+    assert_eq!(
+        user.username.as_deref(),
+        Some("system:serviceaccount:default:bot")
+    );
     assert_eq!(user.uid, sa.metadata.uid);
-    assert!(user.groups.unwrap().contains(&"system:serviceaccounts:default".to_string()));
+    assert!(
+        user.groups
+            .unwrap()
+            .contains(&"system:serviceaccounts:default".to_string())
+    );
 
     // Another audience, a tampered token: not authenticated.
     let r = reviews
-        .create(&PostParams::default(), &review(token.clone(), vec!["vault"]))
+        .create(
+            &PostParams::default(),
+            &review(token.clone(), vec!["vault"]),
+        )
         .await
         .unwrap()
         .status
@@ -599,7 +617,11 @@ async fn service_account_tokens_are_issued_and_reviewed() {
 
     // Too short a lifetime is invalid; a missing account is not found.
     let short = sas
-        .create_token_request("bot", &PostParams::default(), &ask(json!({"expirationSeconds": 60})))
+        .create_token_request(
+            "bot",
+            &PostParams::default(),
+            &ask(json!({"expirationSeconds": 60})),
+        )
         .await;
     assert_eq!(err_code(short), 422);
     let missing = sas

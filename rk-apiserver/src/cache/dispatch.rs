@@ -139,7 +139,11 @@ impl CacheSet {
     /// The announced write is stored at `rev`: the object with its
     /// `resourceVersion`, and its bytes (serialized once for the client
     /// and the cache).
-    pub fn written(&self, pending: &Arc<PendingWrite>, rev: Revision) -> Option<(Value, bytes::Bytes)> {
+    pub fn written(
+        &self,
+        pending: &Arc<PendingWrite>,
+        rev: Revision,
+    ) -> Option<(Value, bytes::Bytes)> {
         self.pending.written(pending, rev, self.revision() >= rev)
     }
 

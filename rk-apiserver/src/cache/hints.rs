@@ -77,7 +77,13 @@ impl PendingWrites {
 
     /// Announce that `object` (without `resourceVersion`) is about to be
     /// stored under `key` as `stored`.
-    pub fn announce(&self, key: &str, kind: &str, stored: &Bytes, object: Value) -> Arc<PendingWrite> {
+    pub fn announce(
+        &self,
+        key: &str,
+        kind: &str,
+        stored: &Bytes,
+        object: Value,
+    ) -> Arc<PendingWrite> {
         let pending = Arc::new(PendingWrite {
             key: key.to_string(),
             kind: kind.to_string(),
@@ -95,11 +101,18 @@ impl PendingWrites {
     /// The write failed: forget it and hand the object back.
     pub fn abandon(&self, pending: &Arc<PendingWrite>) -> Option<Value> {
         let mut map = self.lock();
-        if map.get(&pending.key).is_some_and(|p| Arc::ptr_eq(p, pending)) {
+        if map
+            .get(&pending.key)
+            .is_some_and(|p| Arc::ptr_eq(p, pending))
+        {
             map.remove(&pending.key);
         }
         drop(map);
-        pending.object.lock().unwrap_or_else(|p| p.into_inner()).take()
+        pending
+            .object
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The write is stored at `rev`: the object with its
@@ -115,7 +128,10 @@ impl PendingWrites {
         let cached = pending.build(rev);
         if dispatched {
             let mut map = self.lock();
-            if map.get(&pending.key).is_some_and(|p| Arc::ptr_eq(p, pending)) {
+            if map
+                .get(&pending.key)
+                .is_some_and(|p| Arc::ptr_eq(p, pending))
+            {
                 map.remove(&pending.key);
             }
         }
@@ -191,7 +207,9 @@ mod tests {
         // The registry finishes first; the announcement waits for its event.
         let (object, _) = writes.written(&pending, 9, false).expect("written");
         assert_eq!(object["metadata"]["resourceVersion"], "9");
-        let taken = writes.take("/registry/pods/n/p", &stored, false).expect("still there");
+        let taken = writes
+            .take("/registry/pods/n/p", &stored, false)
+            .expect("still there");
         assert_eq!(taken.build(9).expect("built").revision, 9);
     }
 

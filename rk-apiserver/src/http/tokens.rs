@@ -135,9 +135,9 @@ pub async fn request(state: &ApiState, target: &Target, body: Value) -> Result<V
     let spec = &body["spec"];
     let expiration = match spec.get("expirationSeconds") {
         None | Some(Value::Null) => DEFAULT_EXPIRATION,
-        Some(v) => v.as_i64().ok_or_else(|| {
-            ApiError::bad_request("spec.expirationSeconds must be an integer")
-        })?,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| ApiError::bad_request("spec.expirationSeconds must be an integer"))?,
     };
     if expiration < MIN_EXPIRATION {
         return Err(invalid(
@@ -148,7 +148,9 @@ pub async fn request(state: &ApiState, target: &Target, body: Value) -> Result<V
     if expiration > MAX_EXPIRATION {
         return Err(invalid(
             "spec.expirationSeconds",
-            format!("Invalid value: {expiration}: may not specify a duration larger than 2^32 seconds"),
+            format!(
+                "Invalid value: {expiration}: may not specify a duration larger than 2^32 seconds"
+            ),
         ));
     }
     let audiences: Vec<String> = match spec.get("audiences").and_then(Value::as_array) {
@@ -292,10 +294,18 @@ pub async fn review(state: &ApiState, mut body: Value) -> Result<Value, ApiError
             "the request body must be a JSON object",
         ));
     }
-    let token = body["spec"]["token"].as_str().unwrap_or_default().to_string();
+    let token = body["spec"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let asked: Vec<String> = body["spec"]["audiences"]
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let accepted = if asked.is_empty() {
         vec![ISSUER.to_string()]
@@ -309,7 +319,12 @@ pub async fn review(state: &ApiState, mut body: Value) -> Result<Value, ApiError
         let claims = verify(state, &token).await?;
         let audiences: Vec<String> = claims["aud"]
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let matched: Vec<String> = accepted
             .iter()

@@ -273,12 +273,12 @@ pub fn server_side_apply(
             api_version: api_version_of(live_clean),
             subresource: String::new(),
             time: Some(now.to_string()),
-            set: existing.added.union(&existing.modified).difference(&strip),
+            set: existing.added.union(&existing.modified).difference(strip),
         });
     }
 
     let mut merged = merge(live_clean.as_ref(), applied, node, 0)?;
-    let applied_set = to_field_set(applied, node)?.difference(&strip);
+    let applied_set = to_field_set(applied, node)?.difference(strip);
     let applier = match entries
         .iter()
         .position(|e| e.is(manager, APPLY, &api_version))

@@ -288,7 +288,9 @@ fn add_all(
             let groups = group(items, &node.ssa_list(), &mut order)?;
             for element in order {
                 match groups.get(&element).map(Vec::as_slice) {
-                    Some([only]) => add_all(only, node.item(), &mut inner, element, true, depth + 1)?,
+                    Some([only]) => {
+                        add_all(only, node.item(), &mut inner, element, true, depth + 1)?
+                    }
                     // Duplicates: the element as a whole.
                     _ => inner.insert_member(&element),
                 }
@@ -564,7 +566,16 @@ mod tests {
         });
         let fast = compare(None, Some(&pod), schema.root()).unwrap();
         let mut slow = Comparison::default();
-        compare_at(None, Some(&pod), schema.root(), &mut Vec::new(), &mut slow, true, 0).unwrap();
+        compare_at(
+            None,
+            Some(&pod),
+            schema.root(),
+            &mut Vec::new(),
+            &mut slow,
+            true,
+            0,
+        )
+        .unwrap();
         assert_eq!(fast.added, slow.added);
         assert!(fast.modified.is_empty() && fast.removed.is_empty());
         assert!(!fast.added.is_empty());

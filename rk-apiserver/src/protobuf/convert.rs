@@ -152,8 +152,8 @@ pub fn to_json(kind: &KindSchema, schema: &'static Value, node: &Node) -> Option
             _ => {}
         }
     }
-    let definition = ref_name(schema)
-        .or_else(|| std::ptr::eq(schema, kind.root()).then(|| kind.name()));
+    let definition =
+        ref_name(schema).or_else(|| std::ptr::eq(schema, kind.root()).then(|| kind.name()));
     let schema = kind.resolve(schema);
     match node {
         Node::Null => None,

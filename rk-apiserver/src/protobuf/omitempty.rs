@@ -15,13 +15,35 @@
 pub fn zero_means_unset(definition: &str) -> &'static [&'static str] {
     match definition {
         "io.k8s.api.apps.v1.DaemonSetSpec" => &["minReadySeconds"],
-        "io.k8s.api.apps.v1.DaemonSetStatus" => &["observedGeneration", "updatedNumberScheduled", "numberAvailable", "numberUnavailable"],
+        "io.k8s.api.apps.v1.DaemonSetStatus" => &[
+            "observedGeneration",
+            "updatedNumberScheduled",
+            "numberAvailable",
+            "numberUnavailable",
+        ],
         "io.k8s.api.apps.v1.DeploymentSpec" => &["minReadySeconds", "paused"],
-        "io.k8s.api.apps.v1.DeploymentStatus" => &["observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas"],
+        "io.k8s.api.apps.v1.DeploymentStatus" => &[
+            "observedGeneration",
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+        ],
         "io.k8s.api.apps.v1.ReplicaSetSpec" => &["minReadySeconds"],
-        "io.k8s.api.apps.v1.ReplicaSetStatus" => &["fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"],
+        "io.k8s.api.apps.v1.ReplicaSetStatus" => &[
+            "fullyLabeledReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "observedGeneration",
+        ],
         "io.k8s.api.apps.v1.StatefulSetSpec" => &["minReadySeconds"],
-        "io.k8s.api.apps.v1.StatefulSetStatus" => &["observedGeneration", "readyReplicas", "currentReplicas", "updatedReplicas"],
+        "io.k8s.api.apps.v1.StatefulSetStatus" => &[
+            "observedGeneration",
+            "readyReplicas",
+            "currentReplicas",
+            "updatedReplicas",
+        ],
         "io.k8s.api.authentication.v1.TokenReviewStatus" => &["authenticated"],
         "io.k8s.api.authorization.v1.SubjectAccessReviewStatus" => &["denied"],
         "io.k8s.api.autoscaling.v1.ScaleSpec" => &["replicas"],
@@ -49,24 +71,44 @@ pub fn zero_means_unset(definition: &str) -> &'static [&'static str] {
         "io.k8s.api.core.v1.GCEPersistentDiskVolumeSource" => &["partition", "readOnly"],
         "io.k8s.api.core.v1.GlusterfsPersistentVolumeSource" => &["readOnly"],
         "io.k8s.api.core.v1.GlusterfsVolumeSource" => &["readOnly"],
-        "io.k8s.api.core.v1.ISCSIPersistentVolumeSource" => &["readOnly", "chapAuthDiscovery", "chapAuthSession"],
-        "io.k8s.api.core.v1.ISCSIVolumeSource" => &["readOnly", "chapAuthDiscovery", "chapAuthSession"],
+        "io.k8s.api.core.v1.ISCSIPersistentVolumeSource" => {
+            &["readOnly", "chapAuthDiscovery", "chapAuthSession"]
+        }
+        "io.k8s.api.core.v1.ISCSIVolumeSource" => {
+            &["readOnly", "chapAuthDiscovery", "chapAuthSession"]
+        }
         "io.k8s.api.core.v1.NFSVolumeSource" => &["readOnly"],
         "io.k8s.api.core.v1.NodeSpec" => &["unschedulable"],
         "io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource" => &["readOnly"],
         "io.k8s.api.core.v1.PodAttachOptions" => &["stdin", "stdout", "stderr", "tty"],
         "io.k8s.api.core.v1.PodCondition" => &["observedGeneration"],
         "io.k8s.api.core.v1.PodExecOptions" => &["stdin", "stdout", "stderr", "tty"],
-        "io.k8s.api.core.v1.PodLogOptions" => &["follow", "previous", "timestamps", "insecureSkipTLSVerifyBackend"],
+        "io.k8s.api.core.v1.PodLogOptions" => &[
+            "follow",
+            "previous",
+            "timestamps",
+            "insecureSkipTLSVerifyBackend",
+        ],
         "io.k8s.api.core.v1.PodSpec" => &["hostNetwork", "hostPID", "hostIPC"],
         "io.k8s.api.core.v1.PodStatus" => &["observedGeneration"],
         "io.k8s.api.core.v1.PortworxVolumeSource" => &["readOnly"],
-        "io.k8s.api.core.v1.Probe" => &["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"],
+        "io.k8s.api.core.v1.Probe" => &[
+            "initialDelaySeconds",
+            "timeoutSeconds",
+            "periodSeconds",
+            "successThreshold",
+            "failureThreshold",
+        ],
         "io.k8s.api.core.v1.QuobyteVolumeSource" => &["readOnly"],
         "io.k8s.api.core.v1.RBDPersistentVolumeSource" => &["readOnly"],
         "io.k8s.api.core.v1.RBDVolumeSource" => &["readOnly"],
         "io.k8s.api.core.v1.ReplicationControllerSpec" => &["minReadySeconds"],
-        "io.k8s.api.core.v1.ReplicationControllerStatus" => &["fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"],
+        "io.k8s.api.core.v1.ReplicationControllerStatus" => &[
+            "fullyLabeledReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "observedGeneration",
+        ],
         "io.k8s.api.core.v1.ScaleIOPersistentVolumeSource" => &["sslEnabled", "readOnly"],
         "io.k8s.api.core.v1.ScaleIOVolumeSource" => &["sslEnabled", "readOnly"],
         "io.k8s.api.core.v1.ServicePort" => &["nodePort"],
@@ -80,7 +122,9 @@ pub fn zero_means_unset(definition: &str) -> &'static [&'static str] {
         "io.k8s.api.policy.v1.PodDisruptionBudgetStatus" => &["observedGeneration"],
         "io.k8s.api.scheduling.v1.PriorityClass" => &["globalDefault"],
         "io.k8s.apimachinery.pkg.apis.meta.v1.Condition" => &["observedGeneration"],
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ListOptions" => &["watch", "allowWatchBookmarks", "limit"],
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ListOptions" => {
+            &["watch", "allowWatchBookmarks", "limit"]
+        }
         "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta" => &["generation"],
         "io.k8s.apimachinery.pkg.apis.meta.v1.Status" => &["code"],
         "io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails" => &["retryAfterSeconds"],

@@ -160,8 +160,7 @@ fn same_but_bookkeeping(a: &Value, b: &Value) -> bool {
     fn same_entries(a: &Map, b: &Map, skip: impl Fn(&str) -> bool) -> bool {
         let count = |m: &Map| m.keys().filter(|k| !skip(k)).count();
         count(a) == count(b)
-            && a
-                .iter()
+            && a.iter()
                 .filter(|(k, _)| !skip(k))
                 .all(|(k, v)| b.get(k) == Some(v))
     }
@@ -177,9 +176,9 @@ fn same_but_bookkeeping(a: &Value, b: &Value) -> bool {
     }
     let empty = Map::new();
     let same_meta = match (meta(a, &empty), meta(b, &empty)) {
-        (Some(ma), Some(mb)) => same_entries(ma, mb, |k| {
-            k == "resourceVersion" || k == "managedFields"
-        }),
+        (Some(ma), Some(mb)) => {
+            same_entries(ma, mb, |k| k == "resourceVersion" || k == "managedFields")
+        }
         _ => a.get("metadata") == b.get("metadata"),
     };
     same_meta && same_entries(a, b, |k| k == "metadata")

@@ -44,7 +44,11 @@ pub(crate) fn is_spdy(req: &Request<Incoming>) -> bool {
 
 /// Answer a SPDY exec or attach request: `start` makes the session (runs
 /// the command, or attaches to the container) once the streams are open.
-pub(crate) fn upgrade<F, Fut>(req: Request<Incoming>, options: ExecOptions, start: F) -> Response<Body>
+pub(crate) fn upgrade<F, Fut>(
+    req: Request<Incoming>,
+    options: ExecOptions,
+    start: F,
+) -> Response<Body>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Result<ExecSession, RuntimeError>> + Send,
@@ -215,14 +219,17 @@ where
                     continue;
                 }
                 if !data.is_empty() {
-                    match stdin.as_mut() {
-                        Some(pipe) => {
-                            if pipe.write_all(&data).await.is_err() {
-                                stdin = None;
+                    let written = match stdin.as_mut() {
+                        Some(pipe) => pipe.write_all(&data).await.is_ok(),
+                        None => {
+                            if start.is_some() {
+                                early_input.push(data);
                             }
+                            true
                         }
-                        None if start.is_some() => early_input.push(data),
-                        None => {}
+                    };
+                    if !written {
+                        stdin = None;
                     }
                 }
                 if fin {
@@ -278,7 +285,11 @@ async fn run(
 }
 
 /// Write `status` on the error stream and finish every stream.
-async fn finish(out: &mpsc::Sender<Out>, streams: &HashMap<&'static str, u32>, status: Option<String>) {
+async fn finish(
+    out: &mpsc::Sender<Out>,
+    streams: &HashMap<&'static str, u32>,
+    status: Option<String>,
+) {
     if let (Some(&error), Some(status)) = (streams.get("error"), status) {
         let _ = out
             .send(Out::Data {
@@ -302,7 +313,11 @@ async fn finish(out: &mpsc::Sender<Out>, streams: &HashMap<&'static str, u32>, s
 
 /// Copy a stream into data frames until it ends (`None` stream: read and
 /// drop, so the command never blocks on a full pipe).
-async fn pump(mut from: Pin<Box<dyn AsyncRead + Send>>, stream: Option<u32>, out: mpsc::Sender<Out>) {
+async fn pump(
+    mut from: Pin<Box<dyn AsyncRead + Send>>,
+    stream: Option<u32>,
+    out: mpsc::Sender<Out>,
+) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         match from.read(&mut buf).await {

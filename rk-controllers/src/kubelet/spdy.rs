@@ -447,7 +447,6 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<O
     let _ = wr.shutdown().await;
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
