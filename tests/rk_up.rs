@@ -501,6 +501,30 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
         out.contains("first=one") && out.lines().any(|l| l.trim() == "2"),
         "{out}\n{err}"
     );
+    // The same attach over SPDY (client-go's SPDY executor).
+    let (code, out, err) = kubectl_with_input_env(
+        dir,
+        &[
+            "run",
+            "feed-spdy",
+            "--rm",
+            "-i",
+            "--restart=Never",
+            "--image=busybox",
+            "--",
+            "sh",
+            "-c",
+            "read first; echo first=$first; wc -l",
+        ],
+        b"one\ntwo\nthree\n",
+        &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")],
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("first=one") && out.lines().any(|l| l.trim() == "2"),
+        "{out}\n{err}"
+    );
+    assert!(!err.contains("falling back"), "{err}");
 
     // Scale to 6 and back.
     ok(dir, &["scale", "deployment", "web", "--replicas=6"]);

@@ -7,7 +7,8 @@
 //! the container's stdin when its spec asked for one (`stdin: true`);
 //! with `stdinOnce` the container's stdin is closed when the session's
 //! input ends (a v5 close of channel 0) or the session does. Containers
-//! without stdin drop the input, as upstream's do.
+//! without stdin drop the input, as upstream's do. Clients that upgrade to
+//! SPDY/3.1 get the same through [`super::exec_spdy`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,8 +38,10 @@ pub(crate) async fn handle(
     pod: &str,
     container: &str,
 ) -> Response<Body> {
+    let spdy = super::exec_spdy::is_spdy(&req);
     let handshake = match Handshake::check(&req, "attach") {
-        Ok(h) => h,
+        Ok(h) => Some(h),
+        Err(_) if spdy => None,
         Err(message) => return plain(StatusCode::BAD_REQUEST, message),
     };
     let options = ExecOptions::parse(req.uri().query().unwrap_or_default());
@@ -49,6 +52,18 @@ pub(crate) async fn handle(
     };
     let path = logs::log_path(&state.dir, container, instance);
     let container = container.to_owned();
+    let Some(handshake) = handshake else {
+        let session = Session {
+            state,
+            container,
+            instance,
+            path,
+            options: ExecOptions::parse(req.uri().query().unwrap_or_default()),
+        };
+        return super::exec_spdy::upgrade(req, options, move || async move {
+            Ok(as_exec_session(session, stdin))
+        });
+    };
     tokio::spawn(async move {
         let Some(ws) = exec::upgraded(req).await else {
             return;
@@ -78,6 +93,87 @@ fn route_line<'a>(raw: &'a str, options: &ExecOptions) -> Option<(u8, &'a str)> 
         true if options.stderr => Some((STDERR, text)),
         false if options.stdout || (options.tty && options.stderr) => Some((STDOUT, text)),
         _ => None,
+    }
+}
+
+/// An attach session in the shape of an exec session, for the SPDY
+/// transport: the container's output from now on as its stdout and stderr
+/// (ending when the container stops, which is the "exit", always 0), and
+/// input to the container's stdin when it has one.
+fn as_exec_session(
+    session: Session,
+    stdin: Option<Arc<ContainerStdin>>,
+) -> super::runtime::ExecSession {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Session {
+        state,
+        container,
+        instance,
+        path,
+        options,
+    } = session;
+    let (mut out_w, out_r) = tokio::io::duplex(64 * 1024);
+    let (mut err_w, err_r) = tokio::io::duplex(64 * 1024);
+    let follow = tokio::spawn(async move {
+        let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        loop {
+            let running = state.container_log_state(&container) == Some((instance, true));
+            let mut lines = Vec::new();
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() < offset) {
+                offset = 0; // rotated
+            }
+            offset = logs::read_lines(&path, offset, &mut lines).unwrap_or(offset);
+            for raw in &lines {
+                if let Some((channel, text)) = route_line(raw, &options) {
+                    let to = if channel == STDERR {
+                        &mut err_w
+                    } else {
+                        &mut out_w
+                    };
+                    let mut data = text.as_bytes().to_vec();
+                    data.push(b'\n');
+                    if to.write_all(&data).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !running {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    let aborter = follow.abort_handle();
+    // Input: whatever the session writes goes to the container's stdin;
+    // its end ends a `stdinOnce` stdin.
+    let (input_w, mut input_r) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match input_r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Some(pipe) = &stdin
+                        && !pipe.write(&buf[..n]).await
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(pipe) = stdin {
+            pipe.session_ended().await;
+        }
+    });
+    super::runtime::ExecSession {
+        stdin: Box::pin(input_w),
+        stdout: Box::pin(out_r),
+        stderr: Box::pin(err_r),
+        exit: Box::pin(async move {
+            let _ = follow.await;
+            0
+        }),
+        kill: Box::new(move || aborter.abort()),
     }
 }
 
