@@ -348,6 +348,41 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
         );
     }
 
+    // kubectl debug: an ephemeral container added to the running pod runs
+    // once, reports its status and keeps its logs.
+    ok(
+        dir,
+        &[
+            "debug",
+            pod,
+            "--image=busybox",
+            "--container=dbg",
+            "--",
+            "sh",
+            "-c",
+            "echo debugging",
+        ],
+    );
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = ok(
+            dir,
+            &[
+                "get",
+                "pod",
+                pod,
+                "-o",
+                "jsonpath={.status.ephemeralContainerStatuses[0].state.terminated.reason}",
+            ],
+        );
+        if state == "Completed" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(state, "Completed");
+    assert_eq!(ok(dir, &["logs", pod, "-c", "dbg"]).trim(), "debugging");
+
     // kubectl port-forward, through the API server and the pod's kubelet:
     // SPDY tunnelled in a WebSocket (kubectl's first choice), plain SPDY
     // (its fallback), and the Python client's WebSocket channels. The

@@ -29,6 +29,9 @@ pub enum Role {
     Sidecar,
     /// An app container.
     App,
+    /// An ephemeral container (`kubectl debug`): added to a running pod,
+    /// run once, never restarted.
+    Ephemeral,
 }
 
 /// How a container's supervision ended.
@@ -89,6 +92,9 @@ pub struct Supervisor {
     /// The pod object the container comes from (shared, not copied: a
     /// supervisor lives as long as its container).
     pub(crate) source: Arc<Pod>,
+    /// An ephemeral container's spec as a container's (the pod holds it as
+    /// an `EphemeralContainer`).
+    pub(crate) ephemeral: Option<Arc<Container>>,
 }
 
 enum Ended {
@@ -131,13 +137,14 @@ impl Supervisor {
         let list = match self.role {
             Role::App => spec.map(|s| &s.containers),
             Role::Init | Role::Sidecar => spec.and_then(|s| s.init_containers.as_ref()),
+            Role::Ephemeral => return self.ephemeral.as_deref().unwrap_or(&NONE),
         };
         list.and_then(|l| l.get(self.index)).unwrap_or(&NONE)
     }
 
     fn set_state(&self, f: impl FnOnce(&mut super::status::ContainerRecord)) {
         self.pod.state.update(|r| {
-            if let Some(c) = r.container_mut(self.role != Role::App, self.index) {
+            if let Some(c) = r.container_mut(self.role, self.index) {
                 f(c);
             }
         });
@@ -189,12 +196,9 @@ impl Supervisor {
         let mut backoff = Backoff::new(shared.config.backoff_initial, shared.config.backoff_max);
         // Continue the count of an earlier kubelet (its log files too).
         let mut restart_count = self.pod.state.read(|r| {
-            let list = if self.role == Role::App {
-                &r.app
-            } else {
-                &r.init
-            };
-            list.get(self.index).map_or(0, |c| c.restart_count)
+            r.records(self.role)
+                .get(self.index)
+                .map_or(0, |c| c.restart_count)
         });
         loop {
             if stop.borrow().is_some() {
@@ -246,15 +250,12 @@ impl Supervisor {
                 id: Some(id.clone()),
             };
             let started_at = self.pod.state.read(|r| {
-                let list = if self.role == Role::App {
-                    &r.app
-                } else {
-                    &r.init
-                };
-                list.get(self.index).and_then(|c| match c.state {
-                    CState::Running { started_at } => Some(started_at),
-                    _ => None,
-                })
+                r.records(self.role)
+                    .get(self.index)
+                    .and_then(|c| match c.state {
+                        CState::Running { started_at } => Some(started_at),
+                        _ => None,
+                    })
             });
             let terminated = match terminated {
                 CState::Terminated {
@@ -287,6 +288,7 @@ impl Supervisor {
                 (Role::App, "Always") => true,
                 (Role::App, "OnFailure") => exit.code != 0,
                 (Role::App, _) => false,
+                (Role::Ephemeral, _) => false,
             };
             if !restart {
                 return if exit.code == 0 {

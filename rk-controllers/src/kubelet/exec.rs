@@ -210,6 +210,7 @@ pub(crate) fn running_container(
         r.init
             .iter()
             .chain(r.app.iter())
+            .chain(r.ephemeral.iter())
             .find(|c| c.name == container)
             .map(|c| {
                 (

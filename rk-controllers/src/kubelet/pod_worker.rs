@@ -39,6 +39,9 @@ pub struct PodState {
     /// taken by the worker when it starts (boxed: gone once taken).
     admitted: Mutex<Option<Box<PodStatus>>>,
     dirty: watch::Sender<u64>,
+    /// Bumped when the pod's metadata or spec change (ephemeral containers
+    /// are added to a running pod).
+    changed: watch::Sender<u64>,
     /// Held while writing; the fingerprint of the status last written.
     write_lock: tokio::sync::Mutex<Option<u64>>,
     /// The pod's directory (volumes, logs).
@@ -58,6 +61,7 @@ impl PodState {
             admitted: Mutex::new(admitted.map(Box::new)),
             pod: Mutex::new(Arc::new(pod)),
             dirty: watch::channel(0).0,
+            changed: watch::channel(0).0,
             write_lock: tokio::sync::Mutex::new(None),
             dir,
             uid,
@@ -117,6 +121,8 @@ impl PodState {
         if !unchanged {
             pod.metadata.resource_version = version;
             *current = Arc::new(pod);
+            drop(current);
+            self.changed.send_modify(|v| *v = v.wrapping_add(1));
         }
     }
 
@@ -127,6 +133,7 @@ impl PodState {
             r.init
                 .iter()
                 .chain(r.app.iter())
+                .chain(r.ephemeral.iter())
                 .find(|c| c.name == container)
                 .map(|c| (c.restart_count, matches!(c.state, CState::Running { .. })))
         })
@@ -475,6 +482,7 @@ pub async fn run(
             },
             index,
             source: pod.clone(),
+            ephemeral: None,
         };
         if let (true, Some(side_stop)) = (sidecar(container), &side_stop) {
             let (tx, rx) = oneshot::channel();
@@ -517,14 +525,34 @@ pub async fn run(
                     role: Role::App,
                     index,
                     source: pod.clone(),
+                    ephemeral: None,
                 };
                 tokio::spawn(supervisor.run(app_stop.clone(), None))
             })
             .collect();
-        for outcome in futures::future::join_all(apps).await {
+        // While the app containers run, ephemeral containers added to the
+        // pod (`kubectl debug`) start as they come.
+        let mut apps = futures::future::join_all(apps);
+        let mut changes = state.changed.subscribe();
+        let mut debuggers = Vec::new();
+        let outcomes = loop {
+            start_ephemeral(&ctx, &state, &app_stop, &mut debuggers);
+            tokio::select! {
+                outcomes = &mut apps => break outcomes,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break apps.await;
+                    }
+                }
+            }
+        };
+        for outcome in outcomes {
             if !matches!(outcome, Ok(Outcome::Completed)) {
                 failed = true;
             }
+        }
+        for d in debuggers {
+            let _ = d.await;
         }
     } else {
         // Containers that never ran stay waiting; the pod does not start.
@@ -582,6 +610,56 @@ pub async fn run(
 
 /// Forward the pod's stop signal to its containers' (`app_stop`), or stop
 /// them when the active deadline passes, whichever comes first.
+/// Start the pod's ephemeral containers that have not started yet
+/// (`started` holds one task per container started, in spec order).
+fn start_ephemeral(
+    ctx: &Arc<PodCtx>,
+    state: &Arc<PodState>,
+    stop: &watch::Receiver<Option<Option<Duration>>>,
+    started: &mut Vec<tokio::task::JoinHandle<Outcome>>,
+) {
+    let pod = state.pod();
+    let Some(list) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+    else {
+        return;
+    };
+    for (index, ec) in list.iter().enumerate().skip(started.len()) {
+        // An ephemeral container has a container's fields (and a target
+        // it shares a process namespace with, which the process runtime
+        // does not separate anyway).
+        let container: k8s_openapi::api::core::v1::Container = match serde_json::to_value(ec)
+            .and_then(serde_json::from_value)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(container = %ec.name, error = %e, "ephemeral container not startable");
+                k8s_openapi::api::core::v1::Container {
+                    name: ec.name.clone(),
+                    ..Default::default()
+                }
+            }
+        };
+        state.update(|r| {
+            r.ephemeral.push(ContainerRecord::new(
+                &ec.name,
+                ec.image.as_deref().unwrap_or_default(),
+                "ContainerCreating",
+            ));
+        });
+        let supervisor = Supervisor {
+            pod: ctx.clone(),
+            role: Role::Ephemeral,
+            index,
+            source: pod.clone(),
+            ephemeral: Some(Arc::new(container)),
+        };
+        started.push(tokio::spawn(supervisor.run(stop.clone(), None)));
+    }
+}
+
 fn forward_stop_or_deadline(
     mut stop: watch::Receiver<Option<Option<Duration>>>,
     app_stop: watch::Sender<Option<Option<Duration>>>,

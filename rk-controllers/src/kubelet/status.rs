@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
+use super::container::Role;
 use super::runtime::{ContainerStdin, ExecTarget};
 
 /// A container's state as the kubelet records it.
@@ -180,6 +181,8 @@ pub struct PodRecord {
     pub init: Vec<ContainerRecord>,
     /// App containers.
     pub app: Vec<ContainerRecord>,
+    /// Ephemeral containers (`kubectl debug`), in the order they were added.
+    pub ephemeral: Vec<ContainerRecord>,
     /// The pod's IP.
     pub pod_ip: Option<String>,
     /// The node's IP.
@@ -197,12 +200,21 @@ pub struct PodRecord {
 }
 
 impl PodRecord {
-    /// The record of a container by name (init or app).
-    pub fn container_mut(&mut self, init: bool, index: usize) -> Option<&mut ContainerRecord> {
-        if init {
-            self.init.get_mut(index)
-        } else {
-            self.app.get_mut(index)
+    /// The records of the containers that play `role`.
+    pub fn records(&self, role: Role) -> &Vec<ContainerRecord> {
+        match role {
+            Role::Init | Role::Sidecar => &self.init,
+            Role::App => &self.app,
+            Role::Ephemeral => &self.ephemeral,
+        }
+    }
+
+    /// The record of container `index` among those that play `role`.
+    pub fn container_mut(&mut self, role: Role, index: usize) -> Option<&mut ContainerRecord> {
+        match role {
+            Role::Init | Role::Sidecar => self.init.get_mut(index),
+            Role::App => self.app.get_mut(index),
+            Role::Ephemeral => self.ephemeral.get_mut(index),
         }
     }
 
@@ -353,6 +365,17 @@ pub fn build(pod: &Pod, previous: &PodStatus, record: &PodRecord) -> PodStatus {
         container_statuses: Some(record.app.iter().map(ContainerRecord::to_k8s).collect()),
         init_container_statuses: (!record.init.is_empty())
             .then(|| record.init.iter().map(ContainerRecord::to_k8s).collect()),
+        // Readiness does not apply to ephemeral containers.
+        ephemeral_container_statuses: (!record.ephemeral.is_empty()).then(|| {
+            record
+                .ephemeral
+                .iter()
+                .map(|c| ContainerStatus {
+                    ready: false,
+                    ..c.to_k8s()
+                })
+                .collect()
+        }),
         pod_ip: record.pod_ip.clone(),
         pod_ips: record.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
         host_ip: host_ip.clone(),
