@@ -14,15 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::Shared;
-use super::exec::{
-    self, Body, CLOSE, ExecOptions, Handshake, STATUS, STDERR, STDIN, STDOUT, plain,
-};
+use super::exec::{self, Body, ExecOptions, Handshake, STDERR, STDOUT, plain};
 use super::logs;
 use super::pod_worker::PodState;
 use super::runtime::ContainerStdin;
@@ -50,36 +46,24 @@ pub(crate) async fn handle(
         Ok(r) => (r.state, r.instance, r.stdin.filter(|_| options.stdin)),
         Err((status, message)) => return plain(status, message),
     };
-    let path = logs::log_path(&state.dir, container, instance);
-    let container = container.to_owned();
+    let session = Session {
+        path: logs::log_path(&state.dir, container, instance),
+        state,
+        container: container.to_owned(),
+        instance,
+        options: ExecOptions::parse(req.uri().query().unwrap_or_default()),
+    };
     let Some(handshake) = handshake else {
-        let session = Session {
-            state,
-            container,
-            instance,
-            path,
-            options: ExecOptions::parse(req.uri().query().unwrap_or_default()),
-        };
         return super::exec_spdy::upgrade(req, options, move || async move {
             Ok(as_exec_session(session, stdin))
         });
     };
+    let v5 = handshake.protocol == exec::PROTOCOLS[0];
     tokio::spawn(async move {
         let Some(ws) = exec::upgraded(req).await else {
             return;
         };
-        let session = Session {
-            state,
-            container,
-            instance,
-            path,
-            options,
-        };
-        let ended = stdin.clone();
-        stream(ws, session, stdin).await;
-        if let Some(stdin) = ended {
-            stdin.session_ended().await;
-        }
+        exec::run(ws, Ok(as_exec_session(session, stdin)), options, v5).await;
     });
     handshake.accept()
 }
@@ -96,8 +80,8 @@ fn route_line<'a>(raw: &'a str, options: &ExecOptions) -> Option<(u8, &'a str)> 
     }
 }
 
-/// An attach session in the shape of an exec session, for the SPDY
-/// transport: the container's output from now on as its stdout and stderr
+/// An attach session in the shape of an exec session, so both transports
+/// serve it as they serve exec: the container's output from now on as its stdout and stderr
 /// (ending when the container stops, which is the "exit", always 0), and
 /// input to the container's stdin when it has one.
 fn as_exec_session(
@@ -184,70 +168,6 @@ struct Session {
     instance: i32,
     path: PathBuf,
     options: ExecOptions,
-}
-
-async fn stream<S>(
-    ws: tokio_tungstenite::WebSocketStream<S>,
-    session: Session,
-    mut stdin: Option<Arc<ContainerStdin>>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let Session {
-        state,
-        container,
-        instance,
-        path,
-        options,
-    } = session;
-    let (mut sink, mut source) = ws.split();
-    // From now on: what is in the log already is `kubectl logs`' business.
-    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    loop {
-        let running = state.container_log_state(&container) == Some((instance, true));
-        let mut lines = Vec::new();
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() < offset) {
-            offset = 0; // rotated
-        }
-        offset = logs::read_lines(&path, offset, &mut lines).unwrap_or(offset);
-        for raw in &lines {
-            if let Some((channel, text)) = route_line(raw, &options) {
-                let mut data = text.as_bytes().to_vec();
-                data.push(b'\n');
-                if sink.send(exec::framed(channel, &data)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        if !running {
-            break;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
-            msg = source.next() => match msg {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(Message::Binary(data))) => match (data.first(), data.get(1), &stdin) {
-                    (Some(&STDIN), _, Some(pipe)) if !pipe.write(&data[1..]).await => {
-                        stdin = None;
-                    }
-                    // v5: the client closed its stdin.
-                    (Some(&CLOSE), Some(&STDIN), Some(pipe)) => {
-                        pipe.session_ended().await;
-                        stdin = None;
-                    }
-                    // Input with nowhere to go.
-                    _ => {}
-                },
-                Some(Ok(_)) => {}
-            },
-        }
-    }
-    let status = serde_json::json!({"metadata": {}, "status": "Success"});
-    let _ = sink
-        .send(exec::framed(STATUS, status.to_string().as_bytes()))
-        .await;
-    let _ = sink.send(exec::normal_close()).await;
-    let _ = sink.close().await;
 }
 
 #[cfg(test)]

@@ -339,7 +339,7 @@ async fn pump(
     }
 }
 
-async fn run<S>(
+pub(crate) async fn run<S>(
     ws: WebSocketStream<S>,
     session: Result<ExecSession, super::runtime::RuntimeError>,
     options: ExecOptions,
