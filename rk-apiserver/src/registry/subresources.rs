@@ -303,6 +303,12 @@ async fn budgets_of(
     pod: &Value,
 ) -> Result<Vec<String>, ApiError> {
     let cache = state.cache(pdb_info).await?;
+    // A consistent read, as upstream lists the budgets from storage: a
+    // budget created a moment ago counts.
+    let _ = state
+        .caches
+        .sync_with_storage(std::time::Duration::from_secs(2))
+        .await;
     let labels: std::collections::BTreeMap<String, String> = pod["metadata"]["labels"]
         .as_object()
         .map(|m| {
