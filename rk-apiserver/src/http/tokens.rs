@@ -286,6 +286,18 @@ async fn still_valid(state: &ApiState, claims: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The strings of a JSON list (nothing for anything else).
+fn strings(list: &Value) -> Vec<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `POST /apis/authentication.k8s.io/v1/tokenreviews`: the review with its
 /// status filled in.
 pub async fn review(state: &ApiState, mut body: Value) -> Result<Value, ApiError> {
@@ -298,15 +310,7 @@ pub async fn review(state: &ApiState, mut body: Value) -> Result<Value, ApiError
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let asked: Vec<String> = body["spec"]["audiences"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let asked = strings(&body["spec"]["audiences"]);
     let accepted = if asked.is_empty() {
         vec![ISSUER.to_string()]
     } else {
@@ -317,15 +321,7 @@ pub async fn review(state: &ApiState, mut body: Value) -> Result<Value, ApiError
             return Err("token is required".to_string());
         }
         let claims = verify(state, &token).await?;
-        let audiences: Vec<String> = claims["aud"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let audiences = strings(&claims["aud"]);
         let matched: Vec<String> = accepted
             .iter()
             .filter(|a| audiences.contains(a))

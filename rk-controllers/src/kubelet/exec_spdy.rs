@@ -19,12 +19,12 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::exec::{Body, ExecOptions, exit_status, plain};
+use super::exec::{Body, ExecOptions, exit_status};
 use super::runtime::{ExecSession, RuntimeError};
 use super::spdy::{self, Frame, Out, write_frames};
 
@@ -53,42 +53,7 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Result<ExecSession, RuntimeError>> + Send,
 {
-    let offered: Vec<&str> = req
-        .headers()
-        .get_all("x-stream-protocol-version")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    if !offered.contains(&PROTOCOL) {
-        return plain(
-            StatusCode::FORBIDDEN,
-            format!(
-                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, \
-                 server supports [\"{PROTOCOL}\"]"
-            ),
-        );
-    }
-    tokio::spawn(async move {
-        match hyper::upgrade::on(req).await {
-            Ok(io) => serve(hyper_util::rt::TokioIo::new(io), options, start).await,
-            Err(e) => tracing::debug!(error = %e, "exec upgrade failed"),
-        }
-    });
-    let mut r = plain(StatusCode::SWITCHING_PROTOCOLS, String::new());
-    let headers = r.headers_mut();
-    headers.insert(
-        http::header::CONNECTION,
-        HeaderValue::from_static("Upgrade"),
-    );
-    headers.insert(http::header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-    headers.insert(
-        "x-stream-protocol-version",
-        HeaderValue::from_static(PROTOCOL),
-    );
-    r
+    spdy::accept_upgrade(req, PROTOCOL, true, move |io| serve(io, options, start))
 }
 
 /// The stream types the client opens for `options`.

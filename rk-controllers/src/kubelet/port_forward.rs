@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -101,42 +101,7 @@ pub(crate) async fn handle(
 
 /// The plain SPDY upgrade.
 fn spdy_upgrade(req: Request<Incoming>, target: Target) -> Response<Body> {
-    let offered: Vec<&str> = req
-        .headers()
-        .get_all("x-stream-protocol-version")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    if !offered.is_empty() && !offered.contains(&PROTOCOL) {
-        return plain(
-            StatusCode::FORBIDDEN,
-            format!(
-                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, \
-                 server supports [\"{PROTOCOL}\"]"
-            ),
-        );
-    }
-    tokio::spawn(async move {
-        match hyper::upgrade::on(req).await {
-            Ok(io) => serve_spdy(hyper_util::rt::TokioIo::new(io), target).await,
-            Err(e) => tracing::debug!(error = %e, "port-forward upgrade failed"),
-        }
-    });
-    let mut r = plain(StatusCode::SWITCHING_PROTOCOLS, String::new());
-    let headers = r.headers_mut();
-    headers.insert(
-        http::header::CONNECTION,
-        HeaderValue::from_static("Upgrade"),
-    );
-    headers.insert(http::header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-    headers.insert(
-        "x-stream-protocol-version",
-        HeaderValue::from_static(PROTOCOL),
-    );
-    r
+    spdy::accept_upgrade(req, PROTOCOL, false, move |io| serve_spdy(io, target))
 }
 
 /// The WebSocket ways in.

@@ -447,6 +447,60 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<O
     let _ = wr.shutdown().await;
 }
 
+/// Answer a request to upgrade to SPDY/3.1 speaking `protocol` (what the
+/// client lists in `X-Stream-Protocol-Version` must include it; with
+/// `required` false a client that lists nothing is let through too): `403`
+/// when the protocols do not meet, else `101`, and `serve` gets the
+/// upgraded connection.
+pub(crate) fn accept_upgrade<F, Fut>(
+    req: http::Request<hyper::body::Incoming>,
+    protocol: &'static str,
+    required: bool,
+    serve: F,
+) -> http::Response<super::exec::Body>
+where
+    F: FnOnce(hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    use http::{HeaderValue, StatusCode};
+    let offered: Vec<&str> = req
+        .headers()
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if (required || !offered.is_empty()) && !offered.contains(&protocol) {
+        return super::exec::plain(
+            StatusCode::FORBIDDEN,
+            format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, \
+                 server supports [\"{protocol}\"]"
+            ),
+        );
+    }
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(io) => serve(hyper_util::rt::TokioIo::new(io)).await,
+            Err(e) => tracing::debug!(error = %e, protocol, "SPDY upgrade failed"),
+        }
+    });
+    let mut r = super::exec::plain(StatusCode::SWITCHING_PROTOCOLS, String::new());
+    let headers = r.headers_mut();
+    headers.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("Upgrade"),
+    );
+    headers.insert(http::header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+    headers.insert(
+        "x-stream-protocol-version",
+        HeaderValue::from_static(protocol),
+    );
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
