@@ -514,52 +514,38 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
     assert!(!err.contains("falling back"), "{err}");
     // With input: `run -i` asks for stdin (and stdinOnce); what kubectl
     // reads goes to the container, and its end is the container's end of
-    // file.
-    let (code, out, err) = kubectl_with_input(
-        dir,
-        &[
-            "run",
-            "feed",
-            "--rm",
-            "-i",
-            "--restart=Never",
-            "--image=busybox",
-            "--",
-            "sh",
-            "-c",
-            "read first; echo first=$first; wc -l",
-        ],
-        b"one\ntwo\nthree\n",
-    );
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(
-        out.contains("first=one") && out.lines().any(|l| l.trim() == "2"),
-        "{out}\n{err}"
-    );
-    // The same attach over SPDY (client-go's SPDY executor).
-    let (code, out, err) = kubectl_with_input_env(
-        dir,
-        &[
-            "run",
+    // file. Over a WebSocket and over SPDY (client-go's SPDY executor).
+    for (name, env) in [
+        ("feed", &[][..]),
+        (
             "feed-spdy",
-            "--rm",
-            "-i",
-            "--restart=Never",
-            "--image=busybox",
-            "--",
-            "sh",
-            "-c",
-            "read first; echo first=$first; wc -l",
-        ],
-        b"one\ntwo\nthree\n",
-        &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")],
-    );
-    assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(
-        out.contains("first=one") && out.lines().any(|l| l.trim() == "2"),
-        "{out}\n{err}"
-    );
-    assert!(!err.contains("falling back"), "{err}");
+            &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..],
+        ),
+    ] {
+        let (code, out, err) = kubectl_with_input_env(
+            dir,
+            &[
+                "run",
+                name,
+                "--rm",
+                "-i",
+                "--restart=Never",
+                "--image=busybox",
+                "--",
+                "sh",
+                "-c",
+                "read first; echo first=$first; wc -l",
+            ],
+            b"one\ntwo\nthree\n",
+            env,
+        );
+        assert_eq!(code, Some(0), "{env:?}: {out}\n{err}");
+        assert!(
+            out.contains("first=one") && out.lines().any(|l| l.trim() == "2"),
+            "{env:?}: {out}\n{err}"
+        );
+        assert!(!err.contains("falling back"), "{env:?}: {err}");
+    }
 
     // Scale to 6 and back.
     ok(dir, &["scale", "deployment", "web", "--replicas=6"]);

@@ -317,20 +317,21 @@ pub(crate) fn normal_close() -> Message {
     }))
 }
 
-/// Copy a stream into channel messages until it ends (`None` channel:
-/// read and drop, so the command never blocks on a full pipe).
-async fn pump(
+/// Copy a stream into messages made by `frame` until it ends (`None`:
+/// read and drop, so the command never blocks on a full pipe). Shared by
+/// the WebSocket and SPDY transports.
+pub(crate) async fn pump<T>(
     mut from: std::pin::Pin<Box<dyn AsyncRead + Send>>,
-    channel: Option<u8>,
-    to: mpsc::Sender<Message>,
+    frame: Option<impl Fn(&[u8]) -> T>,
+    to: mpsc::Sender<T>,
 ) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if let Some(ch) = channel
-                    && to.send(framed(ch, &buf[..n])).await.is_err()
+                if let Some(frame) = &frame
+                    && to.send(frame(&buf[..n])).await.is_err()
                 {
                     return;
                 }
@@ -379,8 +380,16 @@ pub(crate) async fn run<S>(
         options.stderr.then_some(STDERR)
     };
     let pumps = [
-        tokio::spawn(pump(stdout, out_channel, tx.clone())),
-        tokio::spawn(pump(stderr, err_channel, tx.clone())),
+        tokio::spawn(pump(
+            stdout,
+            out_channel.map(|ch| move |d: &[u8]| framed(ch, d)),
+            tx.clone(),
+        )),
+        tokio::spawn(pump(
+            stderr,
+            err_channel.map(|ch| move |d: &[u8]| framed(ch, d)),
+            tx.clone(),
+        )),
     ];
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {

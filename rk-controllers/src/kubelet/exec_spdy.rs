@@ -21,10 +21,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::exec::{Body, ExecOptions, exit_status};
+use super::exec::{Body, ExecOptions, exit_status, pump};
 use super::runtime::{ExecSession, RuntimeError};
 use super::spdy::{self, Frame, Out, write_frames};
 
@@ -238,8 +238,8 @@ async fn run(
         streams.get("stderr").copied()
     };
     let pumps = [
-        tokio::spawn(pump(stdout, out_stream, out.clone())),
-        tokio::spawn(pump(stderr, err_stream, out.clone())),
+        tokio::spawn(pump(stdout, out_stream.map(data_frame), out.clone())),
+        tokio::spawn(pump(stderr, err_stream.map(data_frame), out.clone())),
     ];
     let code = exit.await;
     // Output written just before the exit still goes out.
@@ -276,33 +276,11 @@ async fn finish(
     }
 }
 
-/// Copy a stream into data frames until it ends (`None` stream: read and
-/// drop, so the command never blocks on a full pipe).
-async fn pump(
-    mut from: Pin<Box<dyn AsyncRead + Send>>,
-    stream: Option<u32>,
-    out: mpsc::Sender<Out>,
-) {
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if let Some(stream) = stream {
-                    let data = Bytes::copy_from_slice(&buf[..n]);
-                    if out
-                        .send(Out::Data {
-                            stream,
-                            fin: false,
-                            data,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        }
+/// A maker of data frames on `stream`.
+fn data_frame(stream: u32) -> impl Fn(&[u8]) -> Out {
+    move |data: &[u8]| Out::Data {
+        stream,
+        fin: false,
+        data: Bytes::copy_from_slice(data),
     }
 }
