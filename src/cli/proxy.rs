@@ -28,6 +28,10 @@ pub struct Args {
     /// How long to wait for a backend before trying the next, e.g. `2s`.
     #[arg(long, default_value = "2s")]
     pub connect_timeout: String,
+    /// Move TCP bytes with splice(2) instead of copying them (Linux; copying
+    /// is faster on loopback, splice can win on real NICs).
+    #[arg(long)]
+    pub splice: bool,
 }
 
 /// Build the proxy configuration from the flags.
@@ -49,6 +53,11 @@ pub fn config(args: &Args) -> anyhow::Result<Config> {
         node_addresses: args.node_address.clone(),
         add_loopback_addresses: args.add_loopback_addresses,
         connect_timeout,
+        forwarding: if args.splice {
+            proxy::Forwarding::Splice
+        } else {
+            proxy::Forwarding::Copy
+        },
         metrics_address,
         ..Config::default()
     })

@@ -34,6 +34,8 @@ pub mod endpoints;
 mod tcp;
 mod udp;
 
+pub use tcp::Forwarding;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -71,6 +73,8 @@ pub struct Config {
     pub add_loopback_addresses: bool,
     /// How long to wait for a backend connection before trying the next.
     pub connect_timeout: Duration,
+    /// How TCP bytes move through the proxy.
+    pub forwarding: Forwarding,
     /// How long a UDP session lives without traffic.
     pub udp_idle_timeout: Duration,
     /// Serve `/metrics` and `/healthz` here (none by default).
@@ -85,6 +89,7 @@ impl Default for Config {
             node_addresses: vec![IpAddr::from([127, 0, 0, 1])],
             add_loopback_addresses: false,
             connect_timeout: Duration::from_secs(2),
+            forwarding: Forwarding::default(),
             udp_idle_timeout: Duration::from_secs(60),
             metrics_address: None,
             resync_interval: Duration::from_secs(10),
@@ -191,6 +196,7 @@ impl Shared {
                         l,
                         port.clone(),
                         self.config.connect_timeout,
+                        self.config.forwarding,
                     )))
                 })
         };

@@ -1,6 +1,7 @@
 //! The service proxy against an in-process API server, with echo backends
 //! on loopback: ClusterIP and NodePort routing, endpoint removal, retries on
-//! a dead endpoint, ClientIP affinity and UDP.
+//! a dead endpoint, ClientIP affinity, UDP, and a large transfer both by
+//! copying and by splice.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -340,5 +341,75 @@ async fn udp_datagrams_reach_the_endpoint_and_replies_come_back() -> Result<(), 
     .await?;
     assert_eq!(answer, "udp:hello");
     proxy.shutdown().await;
+    Ok(())
+}
+
+/// Send `data` through `addr`, end the sending side, and read everything
+/// that comes back until the other side ends too.
+async fn echo_through(addr: SocketAddr, data: &[u8]) -> Result<Vec<u8>, Error> {
+    let s = TcpStream::connect(addr).await?;
+    let (mut r, mut w) = s.into_split();
+    let sent = data.to_vec();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await?;
+        w.shutdown().await
+    });
+    let mut back = Vec::with_capacity(data.len());
+    tokio::time::timeout(Duration::from_secs(20), r.read_to_end(&mut back)).await??;
+    writer.await??;
+    Ok(back)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copying_and_splicing_both_carry_a_large_transfer_and_its_end() -> Result<(), Error> {
+    let server = crate::support::test_server().await?;
+    // An echo backend: everything read is written back, and its end is
+    // passed on (a half-close, so the reply can still finish).
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let backend = listener.local_addr()?;
+    let _echo = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+                    let _ = w.shutdown().await;
+                }
+            });
+        }
+    });
+    let svc = create_service(
+        &server,
+        "bulk",
+        json!({"ports": [{"name": "tcp", "port": backend.port(), "targetPort": backend.port()}]}),
+    )
+    .await?;
+    Api::<EndpointSlice>::namespaced(server.client(), "default")
+        .create(
+            &PostParams::default(),
+            &slice("bulk", "tcp", "TCP", &[(backend, true)])?,
+        )
+        .await?;
+    let frontend = SocketAddr::new(cluster_ip(&svc)?, backend.port());
+    // 8 MiB that are not one repeated byte, so reordering would show.
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    for forwarding in [proxy::Forwarding::Copy, proxy::Forwarding::Splice] {
+        let config = Config {
+            node_addresses: vec![std::net::IpAddr::from([127, 43, 0, 9])],
+            forwarding,
+            resync_interval: Duration::from_secs(1),
+            ..Config::default()
+        };
+        let proxy = proxy::start(server.client(), config).await?;
+        wait_for(
+            "the frontend to listen",
+            Duration::from_secs(10),
+            || async { TcpStream::connect(frontend).await.ok().map(drop) },
+        )
+        .await?;
+        let back = echo_through(frontend, &data).await?;
+        assert_eq!(back.len(), data.len(), "{forwarding:?}: bytes came back");
+        assert!(back == data, "{forwarding:?}: the bytes came back in order");
+        proxy.shutdown().await;
+    }
     Ok(())
 }
