@@ -71,6 +71,12 @@ impl ApiError {
         self
     }
 
+    /// Any code and reason (an empty reason is none), e.g. an admission
+    /// webhook's refusal.
+    pub fn with_status(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(code, reason, message)
+    }
+
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)

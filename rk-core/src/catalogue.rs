@@ -162,6 +162,7 @@ pub const BUILTIN_GROUP_ORDER: &[&str] = &[
     "node.k8s.io",
     "discovery.k8s.io",
     "flowcontrol.apiserver.k8s.io",
+    "resource.k8s.io",
 ];
 
 /// Errors from catalogue changes.
@@ -569,6 +570,161 @@ const BUILTINS: &[Spec] = &[
         "certificatesigningrequests",
         &["csr"],
         &["status", "approval"],
+    ),
+    // admissionregistration.k8s.io/v1 (stored; the API server calls the
+    // webhooks they name)
+    cluster(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        &[],
+        &[],
+    ),
+    cluster(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        &[],
+        &[],
+    ),
+    cluster(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        &[],
+        &["status"],
+    ),
+    cluster(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        &[],
+        &[],
+    ),
+    cluster(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingAdmissionPolicy",
+        "mutatingadmissionpolicies",
+        &[],
+        &[],
+    ),
+    cluster(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingAdmissionPolicyBinding",
+        "mutatingadmissionpolicybindings",
+        &[],
+        &[],
+    ),
+    // apiregistration.k8s.io/v1 (stored only: rk aggregates no API servers)
+    cluster(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        &[],
+        &["status"],
+    ),
+    // flowcontrol.apiserver.k8s.io/v1 (stored only: rk limits requests by
+    // count, not by flow)
+    cluster(
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "FlowSchema",
+        "flowschemas",
+        &[],
+        &["status"],
+    ),
+    cluster(
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "PriorityLevelConfiguration",
+        "prioritylevelconfigurations",
+        &[],
+        &["status"],
+    ),
+    // storage.k8s.io/v1, the CSI kinds (stored for the drivers that use them)
+    cluster("storage.k8s.io", "v1", "CSIDriver", "csidrivers", &[], &[]),
+    cluster("storage.k8s.io", "v1", "CSINode", "csinodes", &[], &[]),
+    ns(
+        "storage.k8s.io",
+        "v1",
+        "CSIStorageCapacity",
+        "csistoragecapacities",
+        &[],
+        &[],
+    ),
+    cluster(
+        "storage.k8s.io",
+        "v1",
+        "VolumeAttachment",
+        "volumeattachments",
+        &[],
+        &["status"],
+    ),
+    cluster(
+        "storage.k8s.io",
+        "v1",
+        "VolumeAttributesClass",
+        "volumeattributesclasses",
+        &["vac"],
+        &[],
+    ),
+    // networking.k8s.io/v1, service IP ranges
+    cluster(
+        "networking.k8s.io",
+        "v1",
+        "IPAddress",
+        "ipaddresses",
+        &["ip"],
+        &[],
+    ),
+    cluster(
+        "networking.k8s.io",
+        "v1",
+        "ServiceCIDR",
+        "servicecidrs",
+        &[],
+        &["status"],
+    ),
+    // resource.k8s.io/v1 (dynamic resource allocation; stored for the
+    // drivers that use it)
+    cluster(
+        "resource.k8s.io",
+        "v1",
+        "DeviceClass",
+        "deviceclasses",
+        &[],
+        &[],
+    ),
+    ns(
+        "resource.k8s.io",
+        "v1",
+        "ResourceClaim",
+        "resourceclaims",
+        &[],
+        &["status"],
+    ),
+    ns(
+        "resource.k8s.io",
+        "v1",
+        "ResourceClaimTemplate",
+        "resourceclaimtemplates",
+        &[],
+        &[],
+    ),
+    cluster(
+        "resource.k8s.io",
+        "v1",
+        "ResourceSlice",
+        "resourceslices",
+        &[],
+        &[],
     ),
     // metrics.k8s.io/v1beta1 (computed from the kubelets' usage)
     computed_kind(cluster(

@@ -1,11 +1,13 @@
 //! Admission that needs cluster state, run after validation and before the
 //! write: Service IP and NodePort allocation ([`service_ips`]), LimitRange
-//! defaults and bounds ([`limit_ranges`]) and ResourceQuota enforcement
-//! ([`quota`]). Namespace lifecycle lives in the registry's create path.
+//! defaults and bounds ([`limit_ranges`]), ResourceQuota enforcement
+//! ([`quota`]), and the admission webhooks of the cluster's webhook
+//! configurations ([`webhooks`]). Namespace lifecycle lives in the registry's create path.
 
 pub mod limit_ranges;
 pub mod quota;
 pub mod service_ips;
+pub mod webhooks;
 
 use rk_core::catalogue::ResourceInfo;
 use serde_json::Value;

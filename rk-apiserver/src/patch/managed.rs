@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::fieldset::{FieldSet, display_path, field_pe};
-use super::typed::{compare, merge, prune, to_field_set};
+use super::typed::{compare, created_fields_v1, merge, prune, to_field_set};
 use super::{FieldConflict, PatchError, PatchSchema, depth_of, patch_strategy_for};
 
 const APPLY: &str = "Apply";
@@ -53,7 +53,13 @@ impl Entry {
         out
     }
 
-    fn into_json(self) -> Value {
+    fn into_json(mut self) -> Value {
+        let fields = std::mem::take(&mut self.set).into_fields_v1();
+        self.into_json_with(fields)
+    }
+
+    /// The entry's JSON with `fields_v1` in place of its set.
+    fn into_json_with(self, fields_v1: Value) -> Value {
         let mut m = Map::new();
         m.insert("manager".into(), Value::String(self.manager));
         m.insert("operation".into(), Value::String(self.operation));
@@ -62,7 +68,7 @@ impl Entry {
             m.insert("time".into(), Value::String(time));
         }
         m.insert("fieldsType".into(), json!("FieldsV1"));
-        m.insert("fieldsV1".into(), self.set.into_fields_v1());
+        m.insert("fieldsV1".into(), fields_v1);
         if !self.subresource.is_empty() {
             m.insert("subresource".into(), Value::String(self.subresource));
         }
@@ -178,6 +184,19 @@ fn without_managed_fields(obj: &Value) -> Value {
     out
 }
 
+/// The metadata fields no manager ever owns.
+const NEVER_OWNED_METADATA: [&str; 9] = [
+    "name",
+    "namespace",
+    "creationTimestamp",
+    "selfLink",
+    "uid",
+    "clusterName",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+];
+
 /// The fields no manager ever owns (upstream's stripMetaManager).
 fn never_owned() -> &'static FieldSet {
     static SET: std::sync::LazyLock<FieldSet> = std::sync::LazyLock::new(never_owned_set);
@@ -189,17 +208,7 @@ fn never_owned_set() -> FieldSet {
     for top in ["apiVersion", "kind", "metadata"] {
         set.insert(&[field_pe(top)]);
     }
-    for meta in [
-        "name",
-        "namespace",
-        "creationTimestamp",
-        "selfLink",
-        "uid",
-        "clusterName",
-        "generation",
-        "managedFields",
-        "resourceVersion",
-    ] {
+    for meta in NEVER_OWNED_METADATA {
         set.insert(&[field_pe("metadata"), field_pe(meta)]);
     }
     set
@@ -439,6 +448,43 @@ pub fn record_update_manager_with_schema(
     }
 }
 
+/// A create without managedFields of its own: every field is `manager`'s,
+/// written as FieldsV1 straight from the object (the same entry the
+/// general comparison would make, without its sets).
+fn record_create(
+    new: &mut Value,
+    manager: &str,
+    api_version: String,
+    schema: &PatchSchema,
+    now: &str,
+) -> Result<(), PatchError> {
+    let fields = created_fields_v1(new, schema.root(), &NEVER_OWNED_METADATA)?;
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let entry = Entry {
+        manager: manager.into(),
+        operation: UPDATE.into(),
+        api_version,
+        subresource: String::new(),
+        time: Some(now.to_string()),
+        set: FieldSet::default(),
+    };
+    let Some(obj) = new.as_object_mut() else {
+        return Ok(());
+    };
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(meta) = meta {
+        meta.insert(
+            "managedFields".into(),
+            Value::Array(vec![entry.into_json_with(Value::Object(fields))]),
+        );
+    }
+    Ok(())
+}
+
 fn try_record_update(
     old: Option<&Value>,
     new: &mut Value,
@@ -464,6 +510,10 @@ fn try_record_update(
         return Ok(());
     }
     let api_version = api_version_of(new);
+    if entries.is_empty() {
+        record_create(new, manager, api_version, schema, now)?;
+        return Ok(());
+    }
     // `compare` passes over `metadata.managedFields`, so `old` needs no copy
     // without them.
     let changes = compare(old, Some(new), schema.root())?;
@@ -497,4 +547,69 @@ fn try_record_update(
     }
     encode(new, entries);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A create's entry written straight from the object is the one the
+    /// general comparison makes.
+    #[test]
+    fn a_create_records_what_the_comparison_would() {
+        let objects = [
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "d", "uid": "u", "generation": 1,
+                    "creationTimestamp": "2026-01-01T00:00:00Z",
+                    "labels": {"a": "b"}, "annotations": {},
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "K", "name": "o", "uid": "u1"}]},
+                "spec": {
+                    "containers": [
+                        {"name": "a", "image": "i", "ports": [{"containerPort": 80}],
+                         "env": [{"name": "X", "value": "1"}, {"name": "X", "value": "2"}],
+                         "resources": {"requests": {"cpu": "1"}}, "command": ["sh", "-c"]},
+                        {"name": "b", "image": "j", "securityContext": {}}
+                    ],
+                    "tolerations": [{"key": "k", "operator": "Exists"}],
+                    "volumes": []
+                },
+                "status": {"phase": "Pending"}
+            }),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "d", "finalizers": ["x", "y"]},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "w"}},
+                    "template": {"metadata": {"labels": {"app": "w"}},
+                        "spec": {"containers": [{"name": "w", "image": "nginx"}]}}}}),
+            json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": "w"}, "spec": {"list": [1, 2], "m": {"k": null}}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "only"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "reset", "managedFields": []},
+                "data": {"k": "v"}}),
+        ];
+        for object in objects {
+            let mut fast = object.clone();
+            record_update_manager(None, &mut fast, "m", "2026-01-01T00:00:00Z");
+
+            let mut slow = object.clone();
+            if let Some(Value::Object(meta)) = slow.get_mut("metadata") {
+                meta.remove("managedFields");
+            }
+            let schema = patch_strategy_for(
+                &api_version_of(&object),
+                object["kind"].as_str().unwrap_or_default(),
+            );
+            let added = compare(None, Some(&slow), schema.root()).unwrap().added;
+            let entry = Entry {
+                manager: "m".into(),
+                operation: UPDATE.into(),
+                api_version: api_version_of(&object),
+                subresource: String::new(),
+                time: Some("2026-01-01T00:00:00Z".into()),
+                set: added.difference(never_owned()),
+            };
+            encode(&mut slow, vec![entry]);
+            assert_eq!(fast, slow, "{object}");
+        }
+    }
 }

@@ -309,6 +309,104 @@ fn add_all(
     Ok(())
 }
 
+/// The FieldsV1 JSON of what [`compare`] reports as added for a new object
+/// against nothing, with the fields nobody owns left out (`apiVersion`,
+/// `kind`, `metadata` itself and the metadata fields in `skip_metadata`):
+/// a create's ownership, written straight from the object without building
+/// a [`FieldSet`] first.
+pub(crate) fn created_fields_v1(
+    new: &Value,
+    node: Node<'_>,
+    skip_metadata: &[&str],
+) -> Result<Map<String, Value>, PatchError> {
+    let mut out = Map::new();
+    if let Value::Object(m) = new
+        && !node.is_atomic_map()
+    {
+        for (k, v) in m {
+            match k.as_str() {
+                "apiVersion" | "kind" => {}
+                "metadata" => {
+                    let skip = |key: &str| key == "managedFields" || skip_metadata.contains(&key);
+                    emit_added(v, node.field(k), &mut out, field_pe(k), false, 1, &skip)?;
+                }
+                _ => {
+                    let mark = !node.is_value_struct(k);
+                    emit_added(v, node.field(k), &mut out, field_pe(k), mark, 1, &|_| false)?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`add_all`] writing FieldsV1 JSON into `parent`: a member with children
+/// carries `"."`, a member alone is `{}`. `skip` names fields of this
+/// object that are left out.
+fn emit_added(
+    value: &Value,
+    node: Node<'_>,
+    parent: &mut Map<String, Value>,
+    pe: String,
+    mark_self: bool,
+    depth: usize,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<(), PatchError> {
+    check_depth(depth)?;
+    let mut inner = Map::new();
+    match value {
+        Value::Object(m) if !node.is_atomic_map() && !m.is_empty() => {
+            for (k, v) in m {
+                if skip(k) {
+                    continue;
+                }
+                let mark = !node.is_value_struct(k);
+                let child = node.field(k);
+                emit_added(v, child, &mut inner, field_pe(k), mark, depth + 1, &|_| {
+                    false
+                })?;
+            }
+        }
+        Value::Array(items) if node.ssa_list() != SsaList::Atomic && !items.is_empty() => {
+            let mut order = Vec::new();
+            let groups = group(items, &node.ssa_list(), &mut order)?;
+            for element in order {
+                match groups.get(&element).map(Vec::as_slice) {
+                    Some([only]) => emit_added(
+                        only,
+                        node.item(),
+                        &mut inner,
+                        element,
+                        true,
+                        depth + 1,
+                        &|_| false,
+                    )?,
+                    // Duplicates: the element as a whole.
+                    _ => {
+                        inner.insert(element, Value::Object(Map::new()));
+                    }
+                }
+            }
+        }
+        // A leaf: a scalar, an empty or atomic map or list.
+        _ => {
+            parent.insert(pe, Value::Object(Map::new()));
+            return Ok(());
+        }
+    }
+    if inner.is_empty() {
+        if mark_self {
+            parent.insert(pe, Value::Object(Map::new()));
+        }
+        return Ok(());
+    }
+    if mark_self {
+        inner.insert(".".to_string(), Value::Object(Map::new()));
+    }
+    parent.insert(pe, Value::Object(inner));
+    Ok(())
+}
+
 fn compare_at(
     l: Option<&Value>,
     r: Option<&Value>,

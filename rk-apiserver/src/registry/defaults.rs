@@ -293,6 +293,15 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
         ("scheduling.k8s.io", "PriorityClass") => {
             set_default(obj, "preemptionPolicy", json!("PreemptLowerPriority"))
         }
+        (
+            "admissionregistration.k8s.io",
+            kind @ ("MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration"),
+        ) => {
+            let mutating = kind == "MutatingWebhookConfiguration";
+            for webhook in obj["webhooks"].as_array_mut().into_iter().flatten() {
+                webhook_defaults(webhook, mutating);
+            }
+        }
         ("discovery.k8s.io", "EndpointSlice") => {
             for p in items(obj, "ports") {
                 set_default(p, "protocol", json!("TCP"));
@@ -469,5 +478,27 @@ mod tests {
         }
         assert!(!has_null(&p), "{p:#}");
         assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    }
+}
+
+/// A webhook of an admission webhook configuration, as upstream's v1
+/// `SetDefaults_ValidatingWebhook`/`SetDefaults_MutatingWebhook`.
+fn webhook_defaults(webhook: &mut Value, mutating: bool) {
+    if !webhook.is_object() {
+        return;
+    }
+    set_default(webhook, "failurePolicy", json!("Fail"));
+    set_default(webhook, "matchPolicy", json!("Equivalent"));
+    set_default(webhook, "namespaceSelector", json!({}));
+    set_default(webhook, "objectSelector", json!({}));
+    set_default(webhook, "timeoutSeconds", json!(10));
+    if mutating {
+        set_default(webhook, "reinvocationPolicy", json!("Never"));
+    }
+    for rule in webhook["rules"].as_array_mut().into_iter().flatten() {
+        set_default(rule, "scope", json!("*"));
+    }
+    if webhook["clientConfig"]["service"].is_object() {
+        set_default(&mut webhook["clientConfig"]["service"], "port", json!(443));
     }
 }

@@ -9,6 +9,7 @@ use rk_core::catalogue::ResourceInfo;
 use serde_json::{Value, json};
 
 use super::meta::{self, meta_mut, meta_str};
+use crate::admission::webhooks;
 use crate::cache::dispatch::decode_stored;
 use crate::error::{ApiError, StatusCause};
 use crate::request::FieldValidation;
@@ -330,6 +331,50 @@ fn prepare(
     Ok((obj, warnings))
 }
 
+/// The admission webhooks of a create (`old` is `None`) or update: the
+/// mutating ones first, their changes defaulted and validated again, then
+/// the validating ones. Their warnings join `warnings`.
+#[allow(clippy::too_many_arguments)]
+async fn call_webhooks(
+    state: &ApiState,
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    mut obj: Value,
+    old: Option<&Value>,
+    part: Part,
+    mut warnings: Vec<String>,
+    opts: &WriteOptions,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let name = meta::name(&obj).to_string();
+    let attrs = webhooks::Attributes {
+        info,
+        subresource: match part {
+            Part::Main => "",
+            Part::Status => "status",
+        },
+        operation: match old {
+            Some(_) => webhooks::Operation::Update,
+            None => webhooks::Operation::Create,
+        },
+        namespace,
+        name: &name,
+        dry_run: opts.dry_run,
+    };
+    let (sent, changed) = webhooks::mutate(state, &attrs, &mut obj, old).await?;
+    warnings.extend(sent);
+    if changed {
+        let (again, more) = prepare(state, info, obj, old, opts)?;
+        obj = again;
+        for warning in more {
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+        }
+    }
+    warnings.extend(webhooks::validate(state, &attrs, Some(&obj), old).await?);
+    Ok((obj, warnings))
+}
+
 fn schema_cause(c: crate::schema::Cause) -> StatusCause {
     StatusCause {
         reason: c.reason,
@@ -558,8 +603,19 @@ pub async fn create(
         }
     }
     prepare_for_create(info, &mut obj);
-    let (mut obj, warnings) = prepare(state, info, obj, None, opts)?;
+    let (obj, warnings) = prepare(state, info, obj, None, opts)?;
     admit_namespace(state, info, namespace).await?;
+    let (mut obj, warnings) = call_webhooks(
+        state,
+        info,
+        namespace,
+        obj,
+        None,
+        Part::Main,
+        warnings,
+        opts,
+    )
+    .await?;
     let _admitted = crate::admission::on_create(state, info, &mut obj).await?;
     if !opts.field_manager.is_empty() {
         crate::patch::record_update_manager(None, &mut obj, &opts.field_manager, &meta::now());
@@ -672,7 +728,18 @@ where
             Some(&target.name),
         )?;
         merge_server_fields(info, &old, &mut new, part);
-        let (mut new, warnings) = prepare(state, info, new, Some(&old), opts)?;
+        let (new, warnings) = prepare(state, info, new, Some(&old), opts)?;
+        let (mut new, warnings) = call_webhooks(
+            state,
+            info,
+            target.namespace.as_deref(),
+            new,
+            Some(&old),
+            part,
+            warnings,
+            opts,
+        )
+        .await?;
         if part == Part::Main
             && old
                 .get("metadata")
@@ -903,6 +970,15 @@ pub async fn delete(
                 ),
             ));
         }
+        let attrs = webhooks::Attributes {
+            info,
+            subresource: "",
+            operation: webhooks::Operation::Delete,
+            namespace: target.namespace.as_deref(),
+            name: &target.name,
+            dry_run: opts.dry_run,
+        };
+        webhooks::on_delete(state, &attrs, &obj).await?;
         let mut new = obj.clone();
         match opts.propagation.as_deref() {
             Some("Orphan") => meta::add_finalizer(&mut new, "orphan"),

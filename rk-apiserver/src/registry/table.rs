@@ -140,6 +140,10 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<Col> {
             AGE,
         ],
         ("", "ServiceAccount") => vec![NAME, ("Secrets", "integer", "", 0), AGE],
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration")
+        | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            vec![NAME, ("Webhooks", "integer", "", 0), AGE]
+        }
         ("", "Endpoints") => vec![NAME, ("Endpoints", "string", "", 0), AGE],
         ("discovery.k8s.io", "EndpointSlice") => vec![
             NAME,

@@ -6,6 +6,7 @@
 use rk_core::catalogue::ResourceInfo;
 use rk_core::k8s_openapi::api;
 use rk_core::k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+use rk_core::k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -84,6 +85,26 @@ pub fn normalize(info: &ResourceInfo, obj: Value) -> Result<Value, DecodeError> 
         "node.k8s.io" "RuntimeClass" => api::node::v1::RuntimeClass,
         "autoscaling" "HorizontalPodAutoscaler" => api::autoscaling::v2::HorizontalPodAutoscaler,
         "certificates.k8s.io" "CertificateSigningRequest" => api::certificates::v1::CertificateSigningRequest,
+        "admissionregistration.k8s.io" "MutatingWebhookConfiguration" => api::admissionregistration::v1::MutatingWebhookConfiguration,
+        "admissionregistration.k8s.io" "ValidatingWebhookConfiguration" => api::admissionregistration::v1::ValidatingWebhookConfiguration,
+        "admissionregistration.k8s.io" "ValidatingAdmissionPolicy" => api::admissionregistration::v1::ValidatingAdmissionPolicy,
+        "admissionregistration.k8s.io" "ValidatingAdmissionPolicyBinding" => api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+        "admissionregistration.k8s.io" "MutatingAdmissionPolicy" => api::admissionregistration::v1::MutatingAdmissionPolicy,
+        "admissionregistration.k8s.io" "MutatingAdmissionPolicyBinding" => api::admissionregistration::v1::MutatingAdmissionPolicyBinding,
+        "apiregistration.k8s.io" "APIService" => apiregistration::APIService,
+        "flowcontrol.apiserver.k8s.io" "FlowSchema" => api::flowcontrol::v1::FlowSchema,
+        "flowcontrol.apiserver.k8s.io" "PriorityLevelConfiguration" => api::flowcontrol::v1::PriorityLevelConfiguration,
+        "storage.k8s.io" "CSIDriver" => api::storage::v1::CSIDriver,
+        "storage.k8s.io" "CSINode" => api::storage::v1::CSINode,
+        "storage.k8s.io" "CSIStorageCapacity" => api::storage::v1::CSIStorageCapacity,
+        "storage.k8s.io" "VolumeAttachment" => api::storage::v1::VolumeAttachment,
+        "storage.k8s.io" "VolumeAttributesClass" => api::storage::v1::VolumeAttributesClass,
+        "networking.k8s.io" "IPAddress" => api::networking::v1::IPAddress,
+        "networking.k8s.io" "ServiceCIDR" => api::networking::v1::ServiceCIDR,
+        "resource.k8s.io" "DeviceClass" => api::resource::v1::DeviceClass,
+        "resource.k8s.io" "ResourceClaim" => api::resource::v1::ResourceClaim,
+        "resource.k8s.io" "ResourceClaimTemplate" => api::resource::v1::ResourceClaimTemplate,
+        "resource.k8s.io" "ResourceSlice" => api::resource::v1::ResourceSlice,
     }
 }
 

@@ -179,7 +179,7 @@ async fn http_creates(
     for t in tasks {
         lat.extend(t.await??);
     }
-    let rate = total as f64 / start.elapsed().as_secs_f64();
+    let rate = (per * clients) as f64 / start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.total_cmp(b));
     Ok((rate, lat))
 }

@@ -123,7 +123,12 @@ async fn start_up(
     let client = rk_apiserver::test_server::client_for(&url).map_err(anyhow::Error::msg)?;
     let api: Api<Node> = Api::all(client.clone());
     loop {
-        if let Ok(list) = api.list(&ListParams::default()).await {
+        // Until the port is open, a list would only fail (and kube's client
+        // logs every failed connect as an error).
+        let listening = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok();
+        if listening && let Ok(list) = api.list(&ListParams::default()).await {
             let ready = list
                 .items
                 .iter()

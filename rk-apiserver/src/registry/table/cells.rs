@@ -592,6 +592,12 @@ pub fn row(info: &ResourceInfo, obj: &Value, now: jiff::Timestamp, width: usize)
                 + obj["stringData"].as_object().map(|m| m.len()).unwrap_or(0);
             vec![name, json!(s(&obj["type"])), json!(n), created]
         }
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration")
+        | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => vec![
+            name,
+            json!(obj["webhooks"].as_array().map(Vec::len).unwrap_or(0)),
+            created,
+        ],
         ("", "ServiceAccount") => vec![
             name,
             json!(obj["secrets"].as_array().map(Vec::len).unwrap_or(0)),

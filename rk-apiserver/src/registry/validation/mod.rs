@@ -3,6 +3,7 @@
 //! annotations, required fields, workload selectors, Service ports, and the
 //! fields that may not change on update.
 
+mod admission;
 mod meta;
 mod workloads;
 
@@ -143,5 +144,16 @@ pub(crate) fn duplicate(field: &str, value: &Value) -> Cause {
 pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = meta::object_meta(info, obj, old);
     causes.extend(workloads::spec(info, obj, old));
+    if info.group == "admissionregistration.k8s.io" {
+        match info.kind.as_str() {
+            "MutatingWebhookConfiguration" => {
+                causes.extend(admission::webhook_configuration(obj, true))
+            }
+            "ValidatingWebhookConfiguration" => {
+                causes.extend(admission::webhook_configuration(obj, false))
+            }
+            _ => {}
+        }
+    }
     causes
 }

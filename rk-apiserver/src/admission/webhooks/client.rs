@@ -1,0 +1,312 @@
+//! Calling a webhook: where `clientConfig` points, and one HTTPS POST
+//! checked against its `caBundle`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+
+use crate::state::ApiState;
+
+/// The largest answer read from a webhook.
+const MAX_ANSWER: usize = 3 * 1024 * 1024;
+/// Where the system's trusted roots usually are (Debian, Alpine, Fedora).
+const SYSTEM_ROOTS: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
+/// Where to send a review.
+struct Destination {
+    /// The name the certificate must carry.
+    server_name: String,
+    /// Where to connect.
+    host: String,
+    port: u16,
+    /// Path and query of the request.
+    path: String,
+    /// The URL as errors name it.
+    url: String,
+}
+
+/// POSTs `body` to the webhook `config` (a `WebhookClientConfig`) names and
+/// returns the answer's body; any failure, a status other than 200
+/// included, is the error's text.
+pub(super) async fn post(
+    state: &ApiState,
+    config: &Value,
+    body: Vec<u8>,
+    timeout_seconds: u64,
+) -> Result<Bytes, String> {
+    let destination = destination(state, config, timeout_seconds).await?;
+    let url = destination.url.clone();
+    let tls = tls_config(config["caBundle"].as_str())?;
+    let call = send(destination, tls, body);
+    match tokio::time::timeout(Duration::from_secs(timeout_seconds), call).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(format!("Post {url:?}: {e}")),
+        Err(_) => Err(format!("Post {url:?}: context deadline exceeded")),
+    }
+}
+
+async fn send(
+    destination: Destination,
+    tls: rustls::ClientConfig,
+    body: Vec<u8>,
+) -> Result<Bytes, String> {
+    let server_name = ServerName::try_from(destination.server_name.clone())
+        .map_err(|e| format!("invalid server name {:?}: {e}", destination.server_name))?;
+    let tcp = tokio::net::TcpStream::connect((destination.host.as_str(), destination.port))
+        .await
+        .map_err(|e| format!("dial tcp {}:{}: {e}", destination.host, destination.port))?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| format!("tls: {e}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let authority = if destination.port == 443 {
+        destination.server_name.clone()
+    } else {
+        format!("{}:{}", destination.server_name, destination.port)
+    };
+    let request = http::Request::post(destination.path.as_str())
+        .header(http::header::HOST, authority)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json, */*")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let answer = Limited::new(response.into_body(), MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    if status != http::StatusCode::OK {
+        return Err(format!(
+            "the server answered {}: {}",
+            status.as_u16(),
+            String::from_utf8_lossy(&answer[..answer.len().min(512)])
+        ));
+    }
+    Ok(answer)
+}
+
+/// TLS for a webhook: its `caBundle` (base64 of PEM certificates) or, without
+/// one, the system's roots.
+fn tls_config(ca_bundle: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    match ca_bundle.filter(|b| !b.is_empty()) {
+        Some(bundle) => {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(bundle)
+                .map_err(|e| format!("caBundle is not base64: {e}"))?;
+            add_pem(&mut roots, &pem);
+            if roots.is_empty() {
+                return Err("caBundle holds no PEM certificate".into());
+            }
+        }
+        None => {
+            for path in SYSTEM_ROOTS {
+                if let Ok(pem) = std::fs::read(path) {
+                    add_pem(&mut roots, &pem);
+                }
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn add_pem(roots: &mut RootCertStore, pem: &[u8]) {
+    for cert in CertificateDer::pem_slice_iter(pem).flatten() {
+        let _ = roots.add(cert);
+    }
+}
+
+/// Where `config` points: a URL, or a Service (one of its ready
+/// endpoints, else its cluster IP), with `?timeout=` as upstream sends it.
+async fn destination(
+    state: &ApiState,
+    config: &Value,
+    timeout_seconds: u64,
+) -> Result<Destination, String> {
+    let timeout = format!("timeout={timeout_seconds}s");
+    if let Some(url) = config["url"].as_str() {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("webhook URL {url:?} is not https"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = split_host_port(authority)?;
+        let join = if path.contains('?') { '&' } else { '?' };
+        return Ok(Destination {
+            server_name: host.clone(),
+            host,
+            port,
+            path: format!("{path}{join}{timeout}"),
+            url: format!("{url}{join}{timeout}"),
+        });
+    }
+    let service = &config["service"];
+    let (Some(namespace), Some(name)) = (service["namespace"].as_str(), service["name"].as_str())
+    else {
+        return Err("clientConfig has neither url nor service".into());
+    };
+    let port = service["port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(443);
+    let path = service["path"].as_str().unwrap_or("/");
+    let join = if path.contains('?') { '&' } else { '?' };
+    let server_name = format!("{name}.{namespace}.svc");
+    let (host, target) = service_address(state, namespace, name, port).await?;
+    Ok(Destination {
+        url: format!("https://{server_name}:{port}{path}{join}{timeout}"),
+        server_name,
+        host,
+        port: target,
+        path: format!("{path}{join}{timeout}"),
+    })
+}
+
+fn split_host_port(authority: &str) -> Result<(String, u16), String> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        // [v6]:port
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("bad host {authority:?}"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("bad port in {authority:?}"))?,
+            None => 443,
+        };
+        return Ok((host.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Ok((
+            host.to_string(),
+            port.parse()
+                .map_err(|_| format!("bad port in {authority:?}"))?,
+        )),
+        None => Ok((authority.to_string(), 443)),
+    }
+}
+
+/// The address and port behind port `port` of Service `namespace/name`.
+async fn service_address(
+    state: &ApiState,
+    namespace: &str,
+    name: &str,
+    port: u16,
+) -> Result<(String, u16), String> {
+    let missing = || format!("service \"{name}\" not found");
+    let service = cached(state, "", "services", namespace, name)
+        .await
+        .ok_or_else(missing)?;
+    let spec = &service["spec"];
+    if spec["type"].as_str() == Some("ExternalName") {
+        let host = spec["externalName"].as_str().ok_or_else(missing)?;
+        return Ok((host.to_string(), port));
+    }
+    let service_port = spec["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["port"].as_u64() == Some(u64::from(port)))
+        .ok_or_else(|| format!("service \"{name}\" has no port {port}"))?;
+    let port_name = service_port["name"].as_str().unwrap_or_default();
+    if let Some(found) = ready_endpoint(state, namespace, name, port_name).await {
+        return Ok(found);
+    }
+    match spec["clusterIP"].as_str() {
+        Some(ip) if !ip.is_empty() && ip != "None" => Ok((ip.to_string(), port)),
+        _ => Err(format!("service \"{name}\" has no ready endpoints")),
+    }
+}
+
+/// A ready endpoint of the Service's port named `port_name`, from its
+/// EndpointSlices.
+async fn ready_endpoint(
+    state: &ApiState,
+    namespace: &str,
+    service: &str,
+    port_name: &str,
+) -> Option<(String, u16)> {
+    let info = state.resource("discovery.k8s.io", "v1", "endpointslices")?;
+    let prefix = format!("{}{namespace}/", info.storage_prefix());
+    let snapshot = state.cache(&info).await.ok()?.snapshot(&prefix);
+    for cached in &snapshot.objects {
+        if cached
+            .labels
+            .get("kubernetes.io/service-name")
+            .map(String::as_str)
+            != Some(service)
+        {
+            continue;
+        }
+        let Ok(slice) = serde_json::from_slice::<Value>(&cached.bytes) else {
+            continue;
+        };
+        let Some(port) = slice["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"].as_str().unwrap_or_default() == port_name)
+            .and_then(|p| p["port"].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            continue;
+        };
+        let ready = slice["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["conditions"]["ready"].as_bool() != Some(false))
+            .find_map(|e| e["addresses"][0].as_str());
+        if let Some(address) = ready {
+            return Some((address.to_string(), port));
+        }
+    }
+    None
+}
+
+/// An object from the watch cache.
+async fn cached(
+    state: &ApiState,
+    group: &str,
+    plural: &str,
+    namespace: &str,
+    name: &str,
+) -> Option<Value> {
+    let info = state.resource(group, "v1", plural)?;
+    let key = info.storage_key(Some(namespace), name);
+    let snapshot = state.cache(&info).await.ok()?.snapshot(&key);
+    snapshot
+        .objects
+        .iter()
+        .find(|o| o.key == key)
+        .and_then(|o| serde_json::from_slice(&o.bytes).ok())
+}

@@ -1,0 +1,432 @@
+//! Admission webhooks: the API server calls the webhooks of
+//! `MutatingWebhookConfiguration`s and `ValidatingWebhookConfiguration`s
+//! whose rules match a write, as upstream's `MutatingAdmissionWebhook` and
+//! `ValidatingAdmissionWebhook` plugins do.
+//!
+//! - Matching ([`rules`]): operations, API groups, versions, resources and
+//!   subresources (`pods`, `pods/status`, `*/*`, `pods/*`), scope,
+//!   `namespaceSelector` (the namespace's labels; a Namespace's own) and
+//!   `objectSelector` (the new or the old object's labels). Configurations
+//!   are taken in name order, webhooks in their order. Writes of the
+//!   admissionregistration kinds themselves are never sent to a webhook, so
+//!   a broken webhook can always be removed.
+//! - The call ([`client`]): an `admission.k8s.io/v1` `AdmissionReview`
+//!   POSTed over HTTPS to `clientConfig.url` or to the Service
+//!   `clientConfig.service` names (one of its ready endpoints, else its
+//!   cluster IP), the server's certificate checked against `caBundle` (the
+//!   system's roots without one), within `timeoutSeconds`.
+//! - The answer: `allowed: false` is the webhook's `Status` (code 403 when
+//!   it gives none below 400) with upstream's message
+//!   `admission webhook "NAME" denied the request: ...`; a mutating
+//!   webhook's `JSONPatch` is applied in turn; `warnings` become `Warning`
+//!   headers. A webhook that cannot be called, times out or answers
+//!   nonsense fails the request (500) under `failurePolicy: Fail` and is
+//!   skipped under `Ignore`.
+//! - `dryRun` requests are only sent to webhooks with `sideEffects` `None`
+//!   or `NoneOnDryRun`; any other matching webhook fails them (400).
+//!
+//! Not done: `matchConditions` (CEL) are not evaluated, so a webhook with
+//! conditions is called whenever its rules match; `matchPolicy:
+//! Equivalent` has nothing to convert to (rk serves one version of each
+//! kind); mutating webhooks are not re-invoked (`reinvocationPolicy:
+//! IfNeeded`).
+
+mod client;
+mod rules;
+
+use base64::Engine;
+use rk_core::catalogue::ResourceInfo;
+use serde_json::{Value, json};
+use tracing::warn;
+
+use crate::error::ApiError;
+use crate::state::ApiState;
+
+const GROUP: &str = "admissionregistration.k8s.io";
+const MUTATING: &str = "mutatingwebhookconfigurations";
+const VALIDATING: &str = "validatingwebhookconfigurations";
+
+/// The operation being admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// A create.
+    Create,
+    /// An update or patch.
+    Update,
+    /// A delete.
+    Delete,
+}
+
+impl Operation {
+    /// Upstream's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        }
+    }
+
+    fn options_kind(self) -> &'static str {
+        match self {
+            Operation::Create => "CreateOptions",
+            Operation::Update => "UpdateOptions",
+            Operation::Delete => "DeleteOptions",
+        }
+    }
+}
+
+/// What is being admitted.
+#[derive(Clone, Copy, Debug)]
+pub struct Attributes<'a> {
+    /// The resource written.
+    pub info: &'a ResourceInfo,
+    /// Its subresource (`status`), or empty for the main resource.
+    pub subresource: &'a str,
+    /// The operation.
+    pub operation: Operation,
+    /// The object's namespace.
+    pub namespace: Option<&'a str>,
+    /// The object's name.
+    pub name: &'a str,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+/// One webhook of a configuration, with what it needs to be called.
+struct Webhook {
+    /// The webhook's `name`.
+    name: String,
+    spec: Value,
+}
+
+impl Webhook {
+    fn fails_closed(&self) -> bool {
+        self.spec["failurePolicy"].as_str() != Some("Ignore")
+    }
+}
+
+/// Calls the mutating webhooks that match, one after another, applying
+/// their patches to `obj`. Returns their warnings and whether `obj`
+/// changed.
+pub async fn mutate(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<(Vec<String>, bool), ApiError> {
+    let webhooks = matching(state, attrs, MUTATING, Some(obj), old).await?;
+    let mut warnings = Vec::new();
+    let mut changed = false;
+    for webhook in webhooks {
+        let current = obj.clone();
+        match call(state, attrs, &webhook, Some(&current), old).await {
+            Ok(answer) => {
+                warnings.extend(answer.warnings);
+                if let Some(patch) = answer.patch {
+                    let applied = apply_patch(obj, &patch);
+                    changed |= applied.is_ok() && *obj != current;
+                    if let Err(message) = applied {
+                        *obj = current;
+                        let message =
+                            format!("failed calling webhook {:?}: {message}", webhook.name);
+                        if webhook.fails_closed() {
+                            return Err(ApiError::internal(message));
+                        }
+                        warn!(%message, "ignoring a failed mutating webhook");
+                    }
+                }
+            }
+            Err(CallError::Denied(e)) => return Err(e),
+            Err(CallError::Failed(message)) => {
+                if webhook.fails_closed() {
+                    return Err(ApiError::internal(message));
+                }
+                warn!(%message, "ignoring a failed mutating webhook");
+            }
+        }
+    }
+    Ok((warnings, changed))
+}
+
+/// Calls the validating webhooks that match, all at once. Returns their
+/// warnings; the first denial or failure (under `failurePolicy: Fail`) is
+/// the error.
+pub async fn validate(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<Vec<String>, ApiError> {
+    call_all(state, attrs, VALIDATING, obj, old).await
+}
+
+/// A delete: the mutating webhooks (whose patches have nothing to change)
+/// and then the validating ones that match, with `old` as the object that
+/// goes.
+pub async fn on_delete(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    old: &Value,
+) -> Result<Vec<String>, ApiError> {
+    let mut warnings = call_all(state, attrs, MUTATING, None, Some(old)).await?;
+    warnings.extend(call_all(state, attrs, VALIDATING, None, Some(old)).await?);
+    Ok(warnings)
+}
+
+/// Calls every matching webhook of the `plural` configurations at once,
+/// without applying patches (a validating webhook may not send one).
+async fn call_all(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    plural: &str,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<Vec<String>, ApiError> {
+    let webhooks = matching(state, attrs, plural, obj, old).await?;
+    if webhooks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let calls = webhooks
+        .iter()
+        .map(|webhook| async move { (webhook, call(state, attrs, webhook, obj, old).await) });
+    let mut warnings = Vec::new();
+    for (webhook, result) in futures::future::join_all(calls).await {
+        match result {
+            Ok(answer) if answer.patch.is_some() && plural == VALIDATING => {
+                let message = format!(
+                    "failed calling webhook {:?}: validating webhooks may not return a patch",
+                    webhook.name
+                );
+                if webhook.fails_closed() {
+                    return Err(ApiError::internal(message));
+                }
+                warn!(%message, "ignoring a failed validating webhook");
+            }
+            Ok(answer) => warnings.extend(answer.warnings),
+            Err(CallError::Denied(e)) => return Err(e),
+            Err(CallError::Failed(message)) => {
+                if webhook.fails_closed() {
+                    return Err(ApiError::internal(message));
+                }
+                warn!(%message, "ignoring a failed validating webhook");
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// The webhooks of the configurations stored under `plural` that match.
+async fn matching(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    plural: &str,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<Vec<Webhook>, ApiError> {
+    if attrs.info.group == GROUP {
+        return Ok(Vec::new());
+    }
+    let Some(info) = state.resource(GROUP, "v1", plural) else {
+        return Ok(Vec::new());
+    };
+    let snapshot = state.cache(&info).await?.snapshot(&info.storage_prefix());
+    if snapshot.objects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for cached in &snapshot.objects {
+        let Ok(config) = serde_json::from_slice::<Value>(&cached.bytes) else {
+            continue;
+        };
+        let Value::Array(webhooks) = config["webhooks"].clone() else {
+            continue;
+        };
+        for spec in webhooks {
+            if !rules::matches(state, attrs, &spec, obj, old).await? {
+                continue;
+            }
+            if attrs.dry_run
+                && !matches!(spec["sideEffects"].as_str(), Some("None" | "NoneOnDryRun"))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "admission webhook {:?} does not support dry run",
+                    spec["name"].as_str().unwrap_or_default()
+                )));
+            }
+            out.push(Webhook {
+                name: spec["name"].as_str().unwrap_or_default().to_string(),
+                spec,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What a webhook answered when it allowed the request.
+struct Answer {
+    patch: Option<Value>,
+    warnings: Vec<String>,
+}
+
+/// Why a call did not allow the request.
+enum CallError {
+    /// The webhook said no: its status, answered as is.
+    Denied(ApiError),
+    /// The webhook could not be called or answered nonsense: the message
+    /// of the error `failurePolicy` decides about.
+    Failed(String),
+}
+
+async fn call(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    webhook: &Webhook,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<Answer, CallError> {
+    let failed = |message: String| {
+        CallError::Failed(format!(
+            "failed calling webhook {:?}: {message}",
+            webhook.name
+        ))
+    };
+    let uid = uuid::Uuid::new_v4().to_string();
+    let review = review(attrs, &uid, obj, old);
+    let body = serde_json::to_vec(&review).map_err(|e| failed(e.to_string()))?;
+    let timeout = webhook.spec["timeoutSeconds"]
+        .as_u64()
+        .unwrap_or(10)
+        .clamp(1, 30);
+    let answer = client::post(state, &webhook.spec["clientConfig"], body, timeout)
+        .await
+        .map_err(|e| failed(format!("failed to call webhook: {e}")))?;
+    let reply: Value = serde_json::from_slice(&answer)
+        .map_err(|e| failed(format!("received invalid webhook response: {e}")))?;
+    let response = &reply["response"];
+    if !response.is_object() {
+        return Err(failed("webhook response was absent".into()));
+    }
+    if response["uid"].as_str() != Some(uid.as_str()) {
+        return Err(failed(format!(
+            "expected response.uid={uid:?}, got {:?}",
+            response["uid"].as_str().unwrap_or_default()
+        )));
+    }
+    let warnings = response["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    if response["allowed"].as_bool() != Some(true) {
+        return Err(CallError::Denied(denial(
+            &webhook.name,
+            &response["status"],
+        )));
+    }
+    let patch = match response["patch"].as_str() {
+        None => None,
+        Some(encoded) => {
+            if response["patchType"].as_str() != Some("JSONPatch") {
+                return Err(failed(format!(
+                    "unsupported patch type {:?}",
+                    response["patchType"].as_str().unwrap_or_default()
+                )));
+            }
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| failed(format!("the patch is not base64: {e}")))?;
+            Some(
+                serde_json::from_slice(&raw)
+                    .map_err(|e| failed(format!("the patch is not JSON: {e}")))?,
+            )
+        }
+    };
+    Ok(Answer { patch, warnings })
+}
+
+/// The `AdmissionReview` sent for a write.
+fn review(attrs: &Attributes<'_>, uid: &str, obj: Option<&Value>, old: Option<&Value>) -> Value {
+    let info = attrs.info;
+    let kind = json!({"group": info.group, "version": info.version, "kind": info.kind});
+    let resource = json!({"group": info.group, "version": info.version, "resource": info.plural});
+    let mut request = json!({
+        "uid": uid,
+        "kind": kind,
+        "resource": resource,
+        "requestKind": kind,
+        "requestResource": resource,
+        "name": attrs.name,
+        "operation": attrs.operation.as_str(),
+        // rk authenticates no one yet: every request is the cluster admin's.
+        "userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]},
+        "object": obj.cloned().unwrap_or(Value::Null),
+        "oldObject": old.cloned().unwrap_or(Value::Null),
+        "dryRun": attrs.dry_run,
+        "options": {"apiVersion": "meta.k8s.io/v1", "kind": attrs.operation.options_kind()},
+    });
+    if !attrs.subresource.is_empty() {
+        request["subResource"] = json!(attrs.subresource);
+        request["requestSubResource"] = json!(attrs.subresource);
+    }
+    if let Some(ns) = attrs.namespace {
+        request["namespace"] = json!(ns);
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+}
+
+/// A webhook's refusal as upstream turns it into an error: its status with
+/// a code of at least 400 (403 without one) and the message prefixed.
+fn denial(name: &str, status: &Value) -> ApiError {
+    let denied_by = format!("admission webhook {name:?} denied the request");
+    let message = status["message"].as_str().filter(|m| !m.is_empty());
+    let reason = status["reason"].as_str().unwrap_or_default();
+    let message = match (message, reason) {
+        (Some(m), _) => format!("{denied_by}: {m}"),
+        (None, r) if !r.is_empty() => format!("{denied_by}: {r}"),
+        _ => format!("{denied_by} without explanation"),
+    };
+    let code = status["code"]
+        .as_u64()
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (400..600).contains(c))
+        .unwrap_or(403);
+    ApiError::with_status(code, known_reason(reason), message)
+}
+
+/// A webhook's `reason` among upstream's, or none.
+fn known_reason(reason: &str) -> &'static str {
+    const REASONS: &[&str] = &[
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "AlreadyExists",
+        "Conflict",
+        "Gone",
+        "Invalid",
+        "ServerTimeout",
+        "Timeout",
+        "TooManyRequests",
+        "BadRequest",
+        "MethodNotAllowed",
+        "NotAcceptable",
+        "RequestEntityTooLarge",
+        "UnsupportedMediaType",
+        "InternalError",
+        "Expired",
+        "ServiceUnavailable",
+    ];
+    REASONS
+        .iter()
+        .find(|r| **r == reason)
+        .copied()
+        .unwrap_or("")
+}
+
+fn apply_patch(obj: &mut Value, patch: &Value) -> Result<(), String> {
+    let patch: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| format!("the webhook's JSONPatch is invalid: {e}"))?;
+    json_patch::patch(obj, &patch).map_err(|e| format!("the webhook's JSONPatch failed: {e}"))
+}

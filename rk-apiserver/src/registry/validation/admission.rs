@@ -1,0 +1,204 @@
+//! Admission webhook configurations, as upstream's
+//! `pkg/apis/admissionregistration/validation` checks them: each webhook's
+//! name, client config, rules and policies.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::{Cause, duplicate, invalid, not_supported, required};
+
+const OPERATIONS: &[&str] = &["CREATE", "UPDATE", "DELETE", "CONNECT", "*"];
+
+/// The causes of a `MutatingWebhookConfiguration` or
+/// `ValidatingWebhookConfiguration`.
+pub(super) fn webhook_configuration(obj: &Value, mutating: bool) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for (i, webhook) in obj["webhooks"].as_array().into_iter().flatten().enumerate() {
+        let at = format!("webhooks[{i}]");
+        match webhook["name"].as_str() {
+            None | Some("") => out.push(required(&format!("{at}.name"))),
+            Some(name) => {
+                let segments = name.split('.').count();
+                if segments < 3
+                    || !rk_core::labels::validation::validate_dns1123_subdomain(name).is_empty()
+                {
+                    out.push(invalid(
+                        &format!("{at}.name"),
+                        &webhook["name"],
+                        "should be a domain with at least three segments separated by dots",
+                    ));
+                } else if !names.insert(name.to_string()) {
+                    out.push(duplicate(&format!("{at}.name"), &webhook["name"]));
+                }
+            }
+        }
+        client_config(&mut out, &at, &webhook["clientConfig"]);
+        for (j, rule) in webhook["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for (k, op) in rule["operations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if !op.as_str().is_some_and(|o| OPERATIONS.contains(&o)) {
+                    let field = format!("{at}.rules[{j}].operations[{k}]");
+                    out.push(not_supported(&field, op, OPERATIONS));
+                }
+            }
+            let scope = &rule["scope"];
+            if !scope.is_null()
+                && !["Cluster", "Namespaced", "*"].contains(&scope.as_str().unwrap_or(""))
+            {
+                let field = format!("{at}.rules[{j}].scope");
+                out.push(not_supported(
+                    &field,
+                    scope,
+                    &["Cluster", "Namespaced", "*"],
+                ));
+            }
+        }
+        let versions: Vec<&str> = webhook["admissionReviewVersions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !versions.iter().any(|v| *v == "v1" || *v == "v1beta1") {
+            let mut cause = required(&format!("{at}.admissionReviewVersions"));
+            cause.message = "must specify one of v1, v1beta1".into();
+            out.push(cause);
+        }
+        one_of(
+            &mut out,
+            &at,
+            webhook,
+            "sideEffects",
+            &["None", "NoneOnDryRun"],
+            true,
+        );
+        one_of(
+            &mut out,
+            &at,
+            webhook,
+            "failurePolicy",
+            &["Fail", "Ignore"],
+            false,
+        );
+        one_of(
+            &mut out,
+            &at,
+            webhook,
+            "matchPolicy",
+            &["Equivalent", "Exact"],
+            false,
+        );
+        if mutating {
+            one_of(
+                &mut out,
+                &at,
+                webhook,
+                "reinvocationPolicy",
+                &["Never", "IfNeeded"],
+                false,
+            );
+        }
+        if let Some(t) = webhook["timeoutSeconds"].as_i64()
+            && !(1..=30).contains(&t)
+        {
+            out.push(invalid(
+                &format!("{at}.timeoutSeconds"),
+                &webhook["timeoutSeconds"],
+                "the timeout value must be between 1 and 30 seconds",
+            ));
+        }
+    }
+    out
+}
+
+fn one_of(
+    out: &mut Vec<Cause>,
+    at: &str,
+    webhook: &Value,
+    key: &str,
+    allowed: &[&str],
+    needed: bool,
+) {
+    let value = &webhook[key];
+    let field = format!("{at}.{key}");
+    match value.as_str() {
+        None if value.is_null() => {
+            if needed {
+                let mut cause = not_supported(&field, &Value::String(String::new()), allowed);
+                cause.value = Some("\"\"".into());
+                out.push(cause);
+            }
+        }
+        Some(v) if allowed.contains(&v) => {}
+        _ => out.push(not_supported(&field, value, allowed)),
+    }
+}
+
+fn client_config(out: &mut Vec<Cause>, at: &str, config: &Value) {
+    let field = format!("{at}.clientConfig");
+    match (config["url"].as_str(), config["service"].is_object()) {
+        (Some(_), true) | (None, false) => {
+            let mut cause = required(&field);
+            cause.message = "exactly one of url or service is required".into();
+            out.push(cause);
+        }
+        (Some(url), false) => {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let problem = if scheme != "https" {
+                Some("'https' is the only allowed URL scheme")
+            } else if rest.is_empty() || rest.starts_with('/') {
+                Some("host must be specified")
+            } else if rest.contains('#') {
+                Some("fragments are not permitted in the URL")
+            } else if rest
+                .split('/')
+                .next()
+                .is_some_and(|host| host.contains('@'))
+            {
+                Some("user information is not permitted in the URL")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                out.push(invalid(&format!("{field}.url"), &config["url"], problem));
+            }
+        }
+        (None, true) => {
+            let service = &config["service"];
+            for key in ["name", "namespace"] {
+                if service[key].as_str().is_none_or(str::is_empty) {
+                    out.push(required(&format!("{field}.service.{key}")));
+                }
+            }
+            if let Some(path) = service["path"].as_str()
+                && !path.starts_with('/')
+            {
+                out.push(invalid(
+                    &format!("{field}.service.path"),
+                    &service["path"],
+                    "must start with a '/'",
+                ));
+            }
+            if let Some(port) = service["port"].as_i64()
+                && !(1..=65535).contains(&port)
+            {
+                out.push(invalid(
+                    &format!("{field}.service.port"),
+                    &service["port"],
+                    "port is not valid: must be between 1 and 65535, inclusive",
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! Admission webhooks: a TLS webhook server in the test, configurations
+//! pointing at it by URL and by Service, and what writes see through
+//! `kube::Client`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use rk_apiserver::TestServer;
+use serde_json::{Value, json};
+
+/// The reviews the webhook server saw: (path, operation, name).
+type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A CA and a server certificate for 127.0.0.1 and `webhook.default.svc`.
+struct Certs {
+    ca_pem: String,
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
+
+fn certs() -> Certs {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "rk test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec![
+        "127.0.0.1".to_string(),
+        "webhook.default.svc".to_string(),
+    ])
+    .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    Certs {
+        ca_pem: ca.pem(),
+        cert_der: cert.der().to_vec(),
+        key_der: key.serialize_der(),
+    }
+}
+
+/// What the webhook answers for one review.
+fn answer(path: &str, review: &Value) -> Value {
+    let request = &review["request"];
+    let uid = request["uid"].clone();
+    let object = if request["object"].is_null() {
+        &request["oldObject"]
+    } else {
+        &request["object"]
+    };
+    let labels = &object["metadata"]["labels"];
+    match path {
+        "/mutate" => {
+            let patch = if labels.is_object() {
+                json!([{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}])
+            } else {
+                json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}])
+            };
+            let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
+            json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch})
+        }
+        _ => {
+            let deny = labels["deny"] == "true"
+                || (request["operation"] == "DELETE" && labels["protect"] == "true");
+            if deny {
+                json!({"uid": uid, "allowed": false,
+                       "status": {"code": 403, "reason": "Forbidden", "message": "labels say no"}})
+            } else {
+                json!({"uid": uid, "allowed": true, "warnings": ["seen by the validator"]})
+            }
+        }
+    }
+}
+
+/// Serves reviews over TLS on 127.0.0.1; returns the port.
+async fn webhook_server(certs: &Certs, seen: Seen) -> u16 {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(
+                certs.cert_der.clone(),
+            )],
+            rustls::pki_types::PrivateKeyDer::try_from(certs.key_der.clone()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let review: Value =
+                                serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            let request = &review["request"];
+                            seen.lock().unwrap().push((
+                                path.clone(),
+                                request["operation"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_string(),
+                                request["name"].as_str().unwrap_or_default().to_string(),
+                            ));
+                            let reply = json!({
+                                "apiVersion": "admission.k8s.io/v1",
+                                "kind": "AdmissionReview",
+                                "response": answer(&path, &review),
+                            });
+                            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(
+                                reply.to_string(),
+                            ))))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+fn webhook(name: &str, client_config: Value, resources: &[&str], failure: &str) -> Value {
+    json!({
+        "name": name,
+        "clientConfig": client_config,
+        "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": resources,
+                   "operations": ["CREATE", "UPDATE", "DELETE"]}],
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "failurePolicy": failure,
+        "timeoutSeconds": 5
+    })
+}
+
+fn api_error<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String) {
+    match r {
+        Err(kube::Error::Api(s)) => (s.code, s.message.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn config_map(name: &str, labels: Value) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": labels},
+        "data": {"k": "v"}
+    }))
+    .unwrap()
+}
+
+/// Creates `name` until the configurations are seen (the webhooks read
+/// them from the watch cache, a moment behind).
+async fn create_until<F: Fn(&ConfigMap) -> bool>(
+    api: &Api<ConfigMap>,
+    name: &str,
+    done: F,
+) -> ConfigMap {
+    for _ in 0..100 {
+        let created = api
+            .create(&PostParams::default(), &config_map(name, json!({})))
+            .await
+            .unwrap();
+        if done(&created) {
+            return created;
+        }
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the webhook configuration never took effect");
+}
+
+#[tokio::test]
+async fn webhooks_mutate_validate_and_fail_as_their_policy_says() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let certs = certs();
+    let seen: Seen = Arc::default();
+    let port = webhook_server(&certs, seen.clone()).await;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&certs.ca_pem);
+
+    // The validator is reached through a Service and its EndpointSlice.
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": "webhook"},
+                "spec": {"ports": [{"port": 443, "targetPort": port}]}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    slices
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "webhook-1", "labels": {"kubernetes.io/service-name": "webhook"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+                "ports": [{"port": port, "protocol": "TCP"}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let created = mutating
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingWebhookConfiguration",
+                "metadata": {"name": "labeller"},
+                "webhooks": [webhook(
+                    "label.rk.test",
+                    json!({"url": format!("https://127.0.0.1:{port}/mutate"), "caBundle": ca_bundle}),
+                    &["configmaps"],
+                    "Fail",
+                )]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Defaults, as upstream sets them.
+    let hook = &created.webhooks.as_ref().unwrap()[0];
+    assert_eq!(hook.match_policy.as_deref(), Some("Equivalent"));
+    assert_eq!(hook.reinvocation_policy.as_deref(), Some("Never"));
+    assert_eq!(hook.rules.as_ref().unwrap()[0].scope.as_deref(), Some("*"));
+
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    validating
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "guard"},
+                "webhooks": [webhook(
+                    "deny.rk.test",
+                    json!({"service": {"namespace": "default", "name": "webhook", "path": "/validate"},
+                           "caBundle": ca_bundle}),
+                    &["configmaps"],
+                    "Fail",
+                )]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // The mutating webhook labels what is created.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let first = create_until(&cms, "first", |cm| {
+        cm.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("mutated"))
+            .map(String::as_str)
+            == Some("yes")
+    })
+    .await;
+    assert_eq!(first.data.unwrap()["k"], "v");
+    // Once the validator is seen (its configuration, too, is read from the
+    // watch cache), it refuses what it should.
+    let _ = create_until(&cms, "probe", |_| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(p, _, _)| p == "/validate")
+    })
+    .await;
+    let denied = cms
+        .create(
+            &PostParams::default(),
+            &config_map("bad", json!({"deny": "true"})),
+        )
+        .await;
+    let (code, message) = api_error(denied);
+    assert_eq!(code, 403);
+    assert_eq!(
+        message,
+        "admission webhook \"deny.rk.test\" denied the request: labels say no"
+    );
+    // Updates and deletes are reviewed too.
+    let patch = json!({"metadata": {"labels": {"deny": "true"}}});
+    let (code, _) = api_error(
+        cms.patch("first", &PatchParams::default(), &Patch::Merge(&patch))
+            .await,
+    );
+    assert_eq!(code, 403);
+    let protect = json!({"metadata": {"labels": {"protect": "true"}}});
+    cms.patch("first", &PatchParams::default(), &Patch::Merge(&protect))
+        .await
+        .unwrap();
+    let (code, _) = api_error(cms.delete("first", &DeleteParams::default()).await);
+    assert_eq!(code, 403);
+    assert!(
+        cms.get("first").await.is_ok(),
+        "a refused delete deletes nothing"
+    );
+    {
+        let seen = seen.lock().unwrap();
+        for op in ["CREATE", "UPDATE", "DELETE"] {
+            assert!(
+                seen.iter().any(|(p, o, _)| p == "/validate" && o == op),
+                "no {op} review in {seen:?}"
+            );
+        }
+    }
+
+    // A webhook that cannot be reached: Ignore lets the write through,
+    // Fail refuses it with upstream's message.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let unreachable = |name: &str, failure: &str| {
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": name},
+            "webhooks": [webhook(
+                &format!("{name}.rk.test"),
+                json!({"url": format!("https://127.0.0.1:{closed_port}/"), "caBundle": ca_bundle}),
+                &["secrets"],
+                failure,
+            )]
+        })
+    };
+    validating
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(unreachable("lenient", "Ignore")).unwrap(),
+        )
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secret = |name: &str| -> Secret {
+        serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}),
+        )
+        .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    secrets
+        .create(&PostParams::default(), &secret("allowed"))
+        .await
+        .unwrap();
+    validating
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(unreachable("strict", "Fail")).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut refused = None;
+    for i in 0..100 {
+        match secrets
+            .create(&PostParams::default(), &secret(&format!("s{i}")))
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let (code, message) = api_error::<()>(Err(refused.expect("the Fail webhook never refused")));
+    assert_eq!(code, 500);
+    assert!(
+        message.starts_with(
+            "Internal error occurred: failed calling webhook \"strict.rk.test\": failed to call webhook: Post \"https://127.0.0.1:"
+        ),
+        "{message}"
+    );
+    // Removing the broken configuration is never blocked by a webhook.
+    validating
+        .delete("strict", &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_webhook_whose_certificate_is_not_trusted_fails_the_call() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let certs = certs();
+    let port = webhook_server(&certs, Arc::default()).await;
+    let stranger = base64::engine::general_purpose::STANDARD.encode(certs_ca_only());
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    validating
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "untrusted"},
+                "webhooks": [webhook(
+                    "untrusted.rk.test",
+                    json!({"url": format!("https://127.0.0.1:{port}/validate"), "caBundle": stranger}),
+                    &["configmaps"],
+                    "Fail",
+                )]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    for i in 0..100 {
+        match cms
+            .create(
+                &PostParams::default(),
+                &config_map(&format!("c{i}"), json!({})),
+            )
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                let (code, message) = api_error::<()>(Err(e));
+                assert_eq!(code, 500);
+                assert!(message.contains("certificate"), "{message}");
+                return;
+            }
+        }
+    }
+    panic!("a webhook with an untrusted certificate was called");
+}
+
+/// The PEM of a CA that signed nothing the webhook serves.
+fn certs_ca_only() -> String {
+    certs().ca_pem
+}
+
+#[tokio::test]
+async fn webhook_configurations_are_validated() {
+    let server = TestServer::start().await.unwrap();
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(server.client());
+    let bad = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "bad"},
+        "webhooks": [{
+            "name": "short",
+            "clientConfig": {"url": "http://127.0.0.1:1/"},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "operations": ["MAKE"]}],
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 60
+        }]
+    });
+    let result = validating
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(bad).unwrap(),
+        )
+        .await;
+    let (code, message) = api_error(result);
+    assert_eq!(code, 422);
+    for part in [
+        "webhooks[0].name: Invalid value: \"short\": should be a domain with at least three segments separated by dots",
+        "webhooks[0].clientConfig.url: Invalid value: \"http://127.0.0.1:1/\": 'https' is the only allowed URL scheme",
+        "webhooks[0].rules[0].operations[0]: Unsupported value: \"MAKE\"",
+        "webhooks[0].sideEffects: Unsupported value: \"\"",
+        "webhooks[0].timeoutSeconds: Invalid value: 60: the timeout value must be between 1 and 30 seconds",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+}
