@@ -556,3 +556,146 @@ async fn exec_is_refused_with_upstreams_reasons_before_a_kubelet_is_needed() {
         "{err}"
     );
 }
+
+const WEBHOOK_CONFIGURATION: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: policy
+webhooks:
+- name: pods.policy.example.com
+  clientConfig:
+    service: {namespace: policy-system, name: policy-webhook, path: /validate}
+  rules:
+  - apiGroups: [""]
+    apiVersions: [v1]
+    resources: [pods]
+    operations: [CREATE]
+  namespaceSelector:
+    matchLabels: {policy: enforced}
+  sideEffects: None
+  admissionReviewVersions: [v1]
+- name: services.policy.example.com
+  clientConfig:
+    url: https://127.0.0.1:1/validate
+  rules:
+  - apiGroups: [""]
+    apiVersions: [v1]
+    resources: [services]
+    operations: [CREATE]
+  sideEffects: None
+  admissionReviewVersions: [v1]
+  failurePolicy: Ignore
+---
+apiVersion: storage.k8s.io/v1
+kind: CSIDriver
+metadata:
+  name: hostpath.csi.example.com
+spec:
+  attachRequired: false
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata:
+  name: operators
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 10
+    limitResponse: {type: Reject}
+"#;
+
+/// The manifests operators ship (webhook configurations, CSI drivers,
+/// flow control) apply; a webhook only applies where its selector says, and
+/// one that cannot be reached under `failurePolicy: Ignore` blocks nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_manifests_with_webhook_configurations_apply() {
+    let c = Cluster::start().await;
+    let out = c
+        .kubectl_in(&["apply", "-f", "-"], Some(WEBHOOK_CONFIGURATION))
+        .await;
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "validatingwebhookconfiguration.admissionregistration.k8s.io/policy created",
+            "csidriver.storage.k8s.io/hostpath.csi.example.com created",
+            "prioritylevelconfiguration.flowcontrol.apiserver.k8s.io/operators created",
+        ],
+        "{out}"
+    );
+    let table = c.kubectl(&["get", "validatingwebhookconfigurations"]).await;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], vec!["NAME", "WEBHOOKS", "AGE"], "{table}");
+    assert_eq!(&rows[1][..2], &["policy", "2"], "{table}");
+    let config = c
+        .get_json(&["validatingwebhookconfiguration", "policy"])
+        .await;
+    let first = &config["webhooks"][0];
+    assert_eq!(first["failurePolicy"], "Fail");
+    assert_eq!(first["timeoutSeconds"], 10);
+    assert_eq!(first["clientConfig"]["service"]["port"], 443);
+    let resources = c
+        .kubectl(&[
+            "api-resources",
+            "--api-group=admissionregistration.k8s.io",
+            "-o",
+            "name",
+        ])
+        .await;
+    for want in [
+        "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+        "validatingwebhookconfigurations.admissionregistration.k8s.io",
+    ] {
+        assert!(resources.lines().any(|l| l == want), "{resources}");
+    }
+    // Pods in namespaces the selector does not pick are not sent to the
+    // (missing) webhook; a Service goes past the unreachable Ignore one.
+    let pod = c
+        .kubectl(&[
+            "run",
+            "free",
+            "--image=busybox",
+            "--restart=Never",
+            "--",
+            "sleep",
+            "1",
+        ])
+        .await;
+    assert_eq!(pod.trim(), "pod/free created");
+    c.kubectl(&["create", "service", "clusterip", "svc", "--tcp=80:8080"])
+        .await;
+    // In a namespace it picks, the webhook's Service does not exist, and
+    // failurePolicy Fail refuses the pod.
+    c.kubectl(&["create", "namespace", "strict"]).await;
+    c.kubectl(&["label", "namespace", "strict", "policy=enforced"])
+        .await;
+    let mut refused = String::new();
+    for _ in 0..50 {
+        let run = [
+            "run",
+            "held",
+            "-n",
+            "strict",
+            "--image=busybox",
+            "--restart=Never",
+        ];
+        let out = c.kubectl_output(&run, None, &[]).await;
+        if out.status.success() {
+            c.kubectl(&["delete", "pod", "held", "-n", "strict", "--wait=false"])
+                .await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        } else {
+            refused = String::from_utf8_lossy(&out.stderr).into_owned();
+            break;
+        }
+    }
+    assert!(
+        refused.contains(
+            "failed calling webhook \"pods.policy.example.com\": failed to call webhook: service \"policy-webhook\" not found"
+        ),
+        "{refused}"
+    );
+}
