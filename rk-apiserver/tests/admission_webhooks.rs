@@ -61,11 +61,16 @@ fn answer(path: &str, review: &Value) -> Value {
     };
     let labels = &object["metadata"]["labels"];
     match path {
-        "/mutate" => {
-            let patch = if labels.is_object() {
-                json!([{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}])
+        "/mutate" | "/second" => {
+            let key = if path == "/mutate" {
+                "mutated"
             } else {
-                json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}])
+                "second"
+            };
+            let patch = if labels.is_object() {
+                json!([{"op": "add", "path": format!("/metadata/labels/{key}"), "value": "yes"}])
+            } else {
+                json!([{"op": "add", "path": "/metadata/labels", "value": {key: "yes"}}])
             };
             let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
             json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch})
@@ -498,4 +503,62 @@ async fn webhook_configurations_are_validated() {
     ] {
         assert!(message.contains(part), "{part:?} not in {message}");
     }
+}
+
+#[tokio::test]
+async fn an_if_needed_webhook_is_called_again_after_a_later_change() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let certs = certs();
+    let seen: Seen = Arc::default();
+    let port = webhook_server(&certs, seen.clone()).await;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&certs.ca_pem);
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    for (name, path, policy) in [
+        ("a-first", "/mutate", "IfNeeded"),
+        ("b-second", "/second", "Never"),
+    ] {
+        let mut hook = webhook(
+            &format!("{name}.rk.test"),
+            json!({"url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_bundle}),
+            &["configmaps"],
+            "Fail",
+        );
+        hook["reinvocationPolicy"] = json!(policy);
+        mutating
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "admissionregistration.k8s.io/v1",
+                    "kind": "MutatingWebhookConfiguration",
+                    "metadata": {"name": name},
+                    "webhooks": [hook]
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let both = |cm: &ConfigMap| {
+        cm.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key("mutated") && l.contains_key("second"))
+    };
+    let _ = create_until(&cms, "twice", both).await;
+    seen.lock().unwrap().clear();
+    cms.delete("twice", &DeleteParams::default()).await.unwrap();
+    seen.lock().unwrap().clear();
+    cms.create(&PostParams::default(), &config_map("again", json!({})))
+        .await
+        .unwrap();
+    let calls: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, op, name)| op == "CREATE" && name == "again")
+        .map(|(path, _, _)| path.clone())
+        .collect();
+    assert_eq!(calls, vec!["/mutate", "/second", "/mutate"]);
 }

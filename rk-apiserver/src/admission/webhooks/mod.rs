@@ -28,8 +28,9 @@
 //! Not done: `matchConditions` (CEL) are not evaluated, so a webhook with
 //! conditions is called whenever its rules match; `matchPolicy:
 //! Equivalent` has nothing to convert to (rk serves one version of each
-//! kind); mutating webhooks are not re-invoked (`reinvocationPolicy:
-//! IfNeeded`).
+//! kind); reinvocation (`reinvocationPolicy: IfNeeded`) calls a webhook
+//! again only when a later webhook changed the object, not for built-in
+//! admission.
 
 mod client;
 mod rules;
@@ -107,8 +108,9 @@ impl Webhook {
 }
 
 /// Calls the mutating webhooks that match, one after another, applying
-/// their patches to `obj`. Returns their warnings and whether `obj`
-/// changed.
+/// their patches to `obj`; a webhook with `reinvocationPolicy: IfNeeded`
+/// is called once more when a later one changed the object. Returns their
+/// warnings and whether `obj` changed.
 pub async fn mutate(
     state: &ApiState,
     attrs: &Attributes<'_>,
@@ -117,36 +119,56 @@ pub async fn mutate(
 ) -> Result<(Vec<String>, bool), ApiError> {
     let webhooks = matching(state, attrs, MUTATING, Some(obj), old).await?;
     let mut warnings = Vec::new();
-    let mut changed = false;
-    for webhook in webhooks {
-        let current = obj.clone();
-        match call(state, attrs, &webhook, Some(&current), old).await {
-            Ok(answer) => {
-                warnings.extend(answer.warnings);
-                if let Some(patch) = answer.patch {
-                    let applied = apply_patch(obj, &patch);
-                    changed |= applied.is_ok() && *obj != current;
-                    if let Err(message) = applied {
-                        *obj = current;
-                        let message =
-                            format!("failed calling webhook {:?}: {message}", webhook.name);
-                        if webhook.fails_closed() {
-                            return Err(ApiError::internal(message));
-                        }
-                        warn!(%message, "ignoring a failed mutating webhook");
-                    }
-                }
-            }
-            Err(CallError::Denied(e)) => return Err(e),
-            Err(CallError::Failed(message)) => {
-                if webhook.fails_closed() {
-                    return Err(ApiError::internal(message));
-                }
-                warn!(%message, "ignoring a failed mutating webhook");
-            }
+    let mut last_change = None;
+    for (i, webhook) in webhooks.iter().enumerate() {
+        if mutate_once(state, attrs, webhook, obj, old, &mut warnings).await? {
+            last_change = Some(i);
         }
     }
-    Ok((warnings, changed))
+    if let Some(last) = last_change {
+        for webhook in webhooks[..last]
+            .iter()
+            .filter(|w| w.spec["reinvocationPolicy"].as_str() == Some("IfNeeded"))
+        {
+            mutate_once(state, attrs, webhook, obj, old, &mut warnings).await?;
+        }
+    }
+    Ok((warnings, last_change.is_some()))
+}
+
+/// One call of a mutating webhook; returns whether it changed `obj`.
+async fn mutate_once(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    webhook: &Webhook,
+    obj: &mut Value,
+    old: Option<&Value>,
+    warnings: &mut Vec<String>,
+) -> Result<bool, ApiError> {
+    let message = match call(state, attrs, webhook, Some(obj), old).await {
+        Ok(answer) => {
+            warnings.extend(answer.warnings);
+            let Some(patch) = answer.patch else {
+                return Ok(false);
+            };
+            let mut patched = obj.clone();
+            match apply_patch(&mut patched, &patch) {
+                Ok(()) => {
+                    let changed = patched != *obj;
+                    *obj = patched;
+                    return Ok(changed);
+                }
+                Err(message) => format!("failed calling webhook {:?}: {message}", webhook.name),
+            }
+        }
+        Err(CallError::Denied(e)) => return Err(e),
+        Err(CallError::Failed(message)) => message,
+    };
+    if webhook.fails_closed() {
+        return Err(ApiError::internal(message));
+    }
+    warn!(%message, "ignoring a failed mutating webhook");
+    Ok(false)
 }
 
 /// Calls the validating webhooks that match, all at once. Returns their
