@@ -384,6 +384,28 @@ fn job_selector(obj: &mut Value) {
     spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
 }
 
+/// A webhook of an admission webhook configuration, as upstream's v1
+/// `SetDefaults_ValidatingWebhook`/`SetDefaults_MutatingWebhook`.
+fn webhook_defaults(webhook: &mut Value, mutating: bool) {
+    if !webhook.is_object() {
+        return;
+    }
+    set_default(webhook, "failurePolicy", json!("Fail"));
+    set_default(webhook, "matchPolicy", json!("Equivalent"));
+    set_default(webhook, "namespaceSelector", json!({}));
+    set_default(webhook, "objectSelector", json!({}));
+    set_default(webhook, "timeoutSeconds", json!(10));
+    if mutating {
+        set_default(webhook, "reinvocationPolicy", json!("Never"));
+    }
+    for rule in webhook["rules"].as_array_mut().into_iter().flatten() {
+        set_default(rule, "scope", json!("*"));
+    }
+    if webhook["clientConfig"]["service"].is_object() {
+        set_default(&mut webhook["clientConfig"]["service"], "port", json!(443));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,27 +500,5 @@ mod tests {
         }
         assert!(!has_null(&p), "{p:#}");
         assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
-    }
-}
-
-/// A webhook of an admission webhook configuration, as upstream's v1
-/// `SetDefaults_ValidatingWebhook`/`SetDefaults_MutatingWebhook`.
-fn webhook_defaults(webhook: &mut Value, mutating: bool) {
-    if !webhook.is_object() {
-        return;
-    }
-    set_default(webhook, "failurePolicy", json!("Fail"));
-    set_default(webhook, "matchPolicy", json!("Equivalent"));
-    set_default(webhook, "namespaceSelector", json!({}));
-    set_default(webhook, "objectSelector", json!({}));
-    set_default(webhook, "timeoutSeconds", json!(10));
-    if mutating {
-        set_default(webhook, "reinvocationPolicy", json!("Never"));
-    }
-    for rule in webhook["rules"].as_array_mut().into_iter().flatten() {
-        set_default(rule, "scope", json!("*"));
-    }
-    if webhook["clientConfig"]["service"].is_object() {
-        set_default(&mut webhook["clientConfig"]["service"], "port", json!(443));
     }
 }
