@@ -131,9 +131,10 @@ impl CacheSet {
         key: &str,
         kind: &str,
         stored: &bytes::Bytes,
+        rv_slot: Option<super::object::RvSlot>,
         object: Value,
     ) -> Arc<PendingWrite> {
-        self.pending.announce(key, kind, stored, object)
+        self.pending.announce(key, kind, stored, rv_slot, object)
     }
 
     /// The announced write is stored at `rev`: the object with its

@@ -6,8 +6,9 @@
 //! registry announces the write (key, object, the exact stored buffer)
 //! before it reaches storage, and whichever side has the revision first —
 //! the dispatcher seeing the event, or the registry seeing the write
-//! return — serializes the object with its `resourceVersion` once; the
-//! other side reuses those bytes. A storage that hands its watch a
+//! return — makes the cached bytes once, by splicing `resourceVersion` into
+//! the stored buffer where the registry noted it goes (serializing the
+//! object again only when it did not); the other side reuses those bytes. A storage that hands its watch a
 //! different buffer (etcd) just never matches, and the dispatcher decodes
 //! as before.
 
@@ -18,7 +19,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::CachedObject;
-use super::object::json_bytes_with_rv;
+use super::object::{RvSlot, json_bytes_with_rv, splice_rv};
 use crate::storage::Revision;
 
 /// Most announced writes kept waiting for their event.
@@ -33,6 +34,9 @@ pub struct PendingWrite {
     /// unchanged. Holding it keeps its address from being reused by
     /// another write while the announcement waits.
     stored: Bytes,
+    /// Where `resourceVersion` goes in `stored`, when known: the cached
+    /// bytes are then `stored` with it spliced in.
+    rv_slot: Option<RvSlot>,
     /// The object as written, without `resourceVersion`; taken back by the
     /// registry once the cached object is built.
     object: Mutex<Option<Value>>,
@@ -51,7 +55,10 @@ impl PendingWrite {
             .get_or_init(|| {
                 let object = self.object.lock().unwrap_or_else(|p| p.into_inner());
                 let object = object.as_ref()?;
-                let bytes = json_bytes_with_rv(object, rev);
+                let bytes = match self.rv_slot {
+                    Some(slot) => splice_rv(&self.stored, slot, rev),
+                    None => json_bytes_with_rv(object, rev),
+                };
                 Some(Arc::new(CachedObject::from_parts(
                     self.key.clone(),
                     &self.kind,
@@ -76,18 +83,21 @@ impl PendingWrites {
     }
 
     /// Announce that `object` (without `resourceVersion`) is about to be
-    /// stored under `key` as `stored`.
+    /// stored under `key` as `stored`, with `resourceVersion`'s place in it
+    /// if known.
     pub fn announce(
         &self,
         key: &str,
         kind: &str,
         stored: &Bytes,
+        rv_slot: Option<RvSlot>,
         object: Value,
     ) -> Arc<PendingWrite> {
         let pending = Arc::new(PendingWrite {
             key: key.to_string(),
             kind: kind.to_string(),
             stored: stored.clone(),
+            rv_slot,
             object: Mutex::new(Some(object)),
             built: OnceLock::new(),
         });
@@ -183,7 +193,7 @@ mod tests {
     fn the_dispatcher_reuses_an_announced_write_and_the_registry_its_bytes() {
         let writes = PendingWrites::default();
         let stored = Bytes::from(serde_json::to_vec(&pod()).unwrap());
-        let pending = writes.announce("/registry/pods/n/p", "Pod", &stored, pod());
+        let pending = writes.announce("/registry/pods/n/p", "Pod", &stored, None, pod());
         // The event carries the same buffer: the dispatcher takes it.
         let taken = writes
             .take("/registry/pods/n/p", &stored.clone(), false)
@@ -201,7 +211,7 @@ mod tests {
     fn an_equal_but_different_buffer_is_not_the_announced_write() {
         let writes = PendingWrites::default();
         let stored = Bytes::from(serde_json::to_vec(&pod()).unwrap());
-        let pending = writes.announce("/registry/pods/n/p", "Pod", &stored, pod());
+        let pending = writes.announce("/registry/pods/n/p", "Pod", &stored, None, pod());
         let copy = Bytes::from(stored.to_vec());
         assert!(writes.take("/registry/pods/n/p", &copy, false).is_none());
         // The registry finishes first; the announcement waits for its event.
@@ -217,10 +227,10 @@ mod tests {
     fn abandoned_and_deleted_announcements_are_dropped() {
         let writes = PendingWrites::default();
         let stored = Bytes::from_static(b"{}");
-        let pending = writes.announce("/k", "Pod", &stored, pod());
+        let pending = writes.announce("/k", "Pod", &stored, None, pod());
         assert_eq!(writes.abandon(&pending), Some(pod()));
         assert!(writes.lock().is_empty());
-        writes.announce("/k", "Pod", &stored, pod());
+        writes.announce("/k", "Pod", &stored, None, pod());
         assert!(writes.take("/k", &stored, true).is_none());
         assert!(writes.lock().is_empty());
     }

@@ -27,6 +27,153 @@ pub fn json_bytes_with_rv(value: &Value, rev: Revision) -> Bytes {
     })
 }
 
+/// Where `metadata.resourceVersion` goes in an object serialized without
+/// it, so the bytes with it can be made by copying rather than serializing
+/// again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RvSlot {
+    /// The byte offset to insert at.
+    at: usize,
+    /// Whether a metadata field comes before it (so a comma precedes it).
+    after_field: bool,
+    /// Whether a metadata field comes after it (with nothing before, a
+    /// comma follows it).
+    before_field: bool,
+}
+
+/// `value` (which has no `metadata.resourceVersion`) serialized, and where
+/// that field would go; no slot when `value` has no `metadata` object.
+pub fn json_bytes_marking_rv(value: &Value) -> Result<(Bytes, Option<RvSlot>), serde_json::Error> {
+    let buf = SharedBuf::default();
+    let slot = std::cell::Cell::new(None);
+    serde_json::to_writer(
+        buf.clone(),
+        &MarkRv {
+            object: value,
+            buf: &buf,
+            slot: &slot,
+        },
+    )?;
+    let bytes = buf.0.take();
+    Ok((Bytes::from(bytes), slot.get()))
+}
+
+/// `stored` (from [`json_bytes_marking_rv`]) with `metadata.resourceVersion`
+/// set to `rev`: the same bytes as [`json_bytes_with_rv`] of the object.
+pub fn splice_rv(stored: &[u8], slot: RvSlot, rev: Revision) -> Bytes {
+    let rv = rev.to_string();
+    let at = slot.at.min(stored.len());
+    let mut out = Vec::with_capacity(stored.len() + rv.len() + 22);
+    out.extend_from_slice(&stored[..at]);
+    if slot.after_field {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(rv.as_bytes());
+    out.push(b'"');
+    if !slot.after_field && slot.before_field {
+        out.push(b',');
+    }
+    out.extend_from_slice(&stored[at..]);
+    Bytes::from(out)
+}
+
+/// A buffer the serializer writes to while [`MarkRv`] reads its length.
+#[derive(Clone, Default)]
+struct SharedBuf(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl SharedBuf {
+    fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+}
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.0.borrow_mut().extend_from_slice(data);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An object serialized as it is, noting where `resourceVersion` would go
+/// in its metadata.
+struct MarkRv<'a> {
+    object: &'a Value,
+    buf: &'a SharedBuf,
+    slot: &'a std::cell::Cell<Option<RvSlot>>,
+}
+
+impl Serialize for MarkRv<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(map) = self.object else {
+            return self.object.serialize(s);
+        };
+        let mut out = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            match v {
+                Value::Object(meta) if k == "metadata" => out.serialize_entry(
+                    k,
+                    &MetaMarkRv {
+                        meta,
+                        buf: self.buf,
+                        slot: self.slot,
+                    },
+                )?,
+                _ => out.serialize_entry(k, v)?,
+            }
+        }
+        out.end()
+    }
+}
+
+struct MetaMarkRv<'a> {
+    meta: &'a serde_json::Map<String, Value>,
+    buf: &'a SharedBuf,
+    slot: &'a std::cell::Cell<Option<RvSlot>>,
+}
+
+impl Serialize for MetaMarkRv<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const FIELD: &str = "resourceVersion";
+        // No length: serde_json then writes the opening brace alone, even
+        // for an empty map, and the closing one at the end.
+        let mut out = s.serialize_map(None)?;
+        let mut marked = false;
+        let mut after_field = false;
+        for (k, v) in self.meta {
+            if !marked && k.as_str() > FIELD {
+                // The map's opening brace or the previous value is written:
+                // the field goes here.
+                self.slot.set(Some(RvSlot {
+                    at: self.buf.len(),
+                    after_field,
+                    before_field: true,
+                }));
+                marked = true;
+            }
+            out.serialize_entry(k, v)?;
+            after_field = true;
+        }
+        if !marked {
+            self.slot.set(Some(RvSlot {
+                at: self.buf.len(),
+                after_field,
+                before_field: false,
+            }));
+        }
+        out.end()
+    }
+}
+
 fn serialize_exact(value: &impl Serialize) -> Bytes {
     /// Buffers grown past this by one huge object are not kept.
     const KEEP: usize = 1 << 20;
@@ -197,6 +344,25 @@ impl CachedObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spliced_resource_version_gives_the_bytes_of_serializing_with_it() {
+        for obj in [
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "n", "uid": "u", "labels": {"x": "y"}}, "spec": {"a": [1, {"b": null}]}}),
+            serde_json::json!({"metadata": {}}),
+            serde_json::json!({"metadata": {}, "z": "after"}),
+            serde_json::json!({"metadata": {"uid": "u"}}),
+            serde_json::json!({"metadata": {"annotations": {"k": "v \" quoted"}, "name": "x"}, "z": 1}),
+            serde_json::json!({"a": 1, "metadata": {"name": "x", "resourceVersionish": "q"}}),
+        ] {
+            let (bytes, slot) = json_bytes_marking_rv(&obj).unwrap();
+            assert_eq!(bytes, serde_json::to_vec(&obj).unwrap(), "{obj}");
+            let spliced = splice_rv(&bytes, slot.unwrap(), 4217);
+            assert_eq!(spliced, json_bytes_with_rv(&obj, 4217), "{obj}");
+        }
+        let (_, slot) = json_bytes_marking_rv(&serde_json::json!({"kind": "X"})).unwrap();
+        assert_eq!(slot, None);
+    }
 
     #[test]
     fn bytes_with_rv_are_the_bytes_of_the_object_with_it_inserted() {

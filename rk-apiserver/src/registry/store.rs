@@ -129,10 +129,12 @@ where
     F: FnOnce(Bytes) -> Fut,
     Fut: std::future::Future<Output = Result<Revision, StorageError>>,
 {
-    let stored = encode(&mut obj).map_err(StoreError::Api)?;
+    meta_mut(&mut obj).remove("resourceVersion");
+    let (stored, rv_slot) = crate::cache::object::json_bytes_marking_rv(&obj)
+        .map_err(|e| StoreError::Api(ApiError::internal(e.to_string())))?;
     let pending = state
         .caches
-        .announce(&target.key(), &target.info.kind, &stored, obj);
+        .announce(&target.key(), &target.info.kind, &stored, rv_slot, obj);
     match write(stored).await {
         // `written` has the object unless it was taken back, which only
         // `abandon` does.

@@ -1,7 +1,8 @@
 //! Calling a webhook: where `clientConfig` points, and one HTTPS POST
 //! checked against its `caBundle`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -46,7 +47,7 @@ pub(super) async fn post(
 ) -> Result<Bytes, String> {
     let destination = destination(state, config, timeout_seconds).await?;
     let url = destination.url.clone();
-    let tls = tls_config(config["caBundle"].as_str())?;
+    let tls = tls_config(config["caBundle"].as_str().unwrap_or_default())?;
     let call = send(destination, tls, body);
     match tokio::time::timeout(Duration::from_secs(timeout_seconds), call).await {
         Ok(Ok(answer)) => Ok(answer),
@@ -57,7 +58,7 @@ pub(super) async fn post(
 
 async fn send(
     destination: Destination,
-    tls: rustls::ClientConfig,
+    tls: Arc<rustls::ClientConfig>,
     body: Vec<u8>,
 ) -> Result<Bytes, String> {
     let server_name = ServerName::try_from(destination.server_name.clone())
@@ -65,7 +66,7 @@ async fn send(
     let tcp = tokio::net::TcpStream::connect((destination.host.as_str(), destination.port))
         .await
         .map_err(|e| format!("dial tcp {}:{}: {e}", destination.host, destination.port))?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+    let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(server_name, tcp)
         .await
         .map_err(|e| format!("tls: {e}"))?;
@@ -107,26 +108,45 @@ async fn send(
     Ok(answer)
 }
 
-/// TLS for a webhook: its `caBundle` (base64 of PEM certificates) or, without
-/// one, the system's roots.
-fn tls_config(ca_bundle: Option<&str>) -> Result<rustls::ClientConfig, String> {
+/// TLS for a webhook: its `caBundle` (base64 of PEM certificates) or, when
+/// it is empty, the system's roots. Built once per bundle: the same few
+/// configurations serve every call.
+fn tls_config(ca_bundle: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    /// More distinct bundles than this and the cache starts over.
+    const KEEP: usize = 64;
+    static BUILT: LazyLock<Mutex<HashMap<String, Arc<rustls::ClientConfig>>>> =
+        LazyLock::new(Mutex::default);
+    if let Some(config) = BUILT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(ca_bundle)
+    {
+        return Ok(config.clone());
+    }
+    let config = Arc::new(build_tls_config(ca_bundle)?);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if built.len() >= KEEP {
+        built.clear();
+    }
+    built.insert(ca_bundle.to_string(), config.clone());
+    Ok(config)
+}
+
+fn build_tls_config(ca_bundle: &str) -> Result<rustls::ClientConfig, String> {
     let mut roots = RootCertStore::empty();
-    match ca_bundle.filter(|b| !b.is_empty()) {
-        Some(bundle) => {
-            let pem = base64::engine::general_purpose::STANDARD
-                .decode(bundle)
-                .map_err(|e| format!("caBundle is not base64: {e}"))?;
-            add_pem(&mut roots, &pem);
-            if roots.is_empty() {
-                return Err("caBundle holds no PEM certificate".into());
+    if ca_bundle.is_empty() {
+        for path in SYSTEM_ROOTS {
+            if let Ok(pem) = std::fs::read(path) {
+                add_pem(&mut roots, &pem);
             }
         }
-        None => {
-            for path in SYSTEM_ROOTS {
-                if let Ok(pem) = std::fs::read(path) {
-                    add_pem(&mut roots, &pem);
-                }
-            }
+    } else {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(ca_bundle)
+            .map_err(|e| format!("caBundle is not base64: {e}"))?;
+        add_pem(&mut roots, &pem);
+        if roots.is_empty() {
+            return Err("caBundle holds no PEM certificate".into());
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
