@@ -596,12 +596,15 @@ fn to_bytes(value: &Value) -> Bytes {
         .unwrap_or_else(|_| Bytes::from_static(b"{}"))
 }
 
-/// One serialized v3 document.
+/// One v3 document: its hash, and its bytes once a client asked for it.
 #[derive(Clone, Debug)]
 struct CachedDoc {
     /// Digest of what the document was built from.
     input: String,
-    bytes: Bytes,
+    /// Built again on first request (the build is deterministic, so the
+    /// bytes are those `hash` was taken of); shared with the caches rebuilt
+    /// from this one.
+    bytes: Arc<OnceLock<Bytes>>,
     hash: String,
 }
 
@@ -618,7 +621,8 @@ struct CacheInner {
 /// The serialized OpenAPI documents, built once per set of served kinds.
 ///
 /// Every `/openapi/v3` document is built and hashed up front (the index
-/// carries each hash); `/openapi/v2` is built on first request. The cache is
+/// carries each hash) and kept from its first request on; `/openapi/v2` is
+/// built on first request. The cache is
 /// immutable and cheap to clone; when CRDs are added, changed or removed,
 /// build a new one with [`OpenApiCache::rebuild`], which reuses every document
 /// whose inputs did not change (built-in group versions are never rebuilt).
@@ -665,9 +669,15 @@ impl OpenApiCache {
                     let Some(value) = v3_document(catalogue, crds, &key) else {
                         continue;
                     };
-                    let bytes = to_bytes(&value);
-                    let hash = sha512_hex(&bytes);
-                    CachedDoc { input, bytes, hash }
+                    // Hashed now for the index; the bytes are dropped until a
+                    // client asks (most never ask for most group versions,
+                    // and all of them together are ~4 MB).
+                    let hash = sha512_hex(&to_bytes(&value));
+                    CachedDoc {
+                        input,
+                        bytes: Arc::new(OnceLock::new()),
+                        hash,
+                    }
                 }
             };
             index.insert(
@@ -697,10 +707,14 @@ impl OpenApiCache {
     /// The v3 document at a key (`apis/apps/v1`; a leading `/openapi/v3/` and
     /// a `?hash=` query are ignored), or `None` if there is none.
     pub fn v3(&self, path: &str) -> Option<Bytes> {
-        self.inner
-            .docs
-            .get(normalize_v3_path(path))
-            .map(|d| d.bytes.clone())
+        let key = normalize_v3_path(path);
+        let doc = self.inner.docs.get(key)?;
+        let bytes = doc.bytes.get_or_init(|| {
+            v3_document(&self.inner.catalogue, &self.inner.crds, key)
+                .map(|value| to_bytes(&value))
+                .unwrap_or_else(|| Bytes::from_static(b"{}"))
+        });
+        Some(bytes.clone())
     }
 
     /// The hash (ETag) of the v3 document at a key.

@@ -63,6 +63,20 @@ fn v3_hash_is_sha512_of_the_served_bytes() {
     let cache = OpenApiCache::new(&Catalogue::builtin(), &[]);
     let bytes = cache.v3("/openapi/v3/apis/apps/v1?hash=whatever").unwrap();
     assert_eq!(cache.v3_hash("apis/apps/v1").unwrap(), sha512_hex(&bytes));
+    // Every document is built again on first request: the build must give
+    // the bytes hashed for the index.
+    let index: Value = serde_json::from_slice(&cache.v3_index()).unwrap();
+    let keys: Vec<String> = index["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert!(keys.len() > 20, "{keys:?}");
+    for key in keys {
+        let bytes = cache.v3(&key).unwrap();
+        assert_eq!(cache.v3_hash(&key).unwrap(), sha512_hex(&bytes), "{key}");
+    }
 }
 
 #[test]
