@@ -352,22 +352,34 @@ async fn webhooks_mutate_validate_and_fail_as_their_policy_says() {
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
     let unreachable = |name: &str, failure: &str| {
-        json!({
+        webhook(
+            &format!("{name}.rk.test"),
+            json!({"url": format!("https://127.0.0.1:{closed_port}/"), "caBundle": ca_bundle}),
+            &["secrets"],
+            failure,
+        )
+    };
+    let configuration = |name: &str, webhooks: Vec<Value>| -> ValidatingWebhookConfiguration {
+        serde_json::from_value(json!({
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": name},
-            "webhooks": [webhook(
-                &format!("{name}.rk.test"),
-                json!({"url": format!("https://127.0.0.1:{closed_port}/"), "caBundle": ca_bundle}),
-                &["secrets"],
-                failure,
-            )]
-        })
+            "webhooks": webhooks
+        }))
+        .unwrap()
     };
+    // The Ignore webhook shares its configuration with one that answers, so
+    // a review reaching the latter shows the configuration is in effect.
+    let witness = webhook(
+        "witness.rk.test",
+        json!({"url": format!("https://127.0.0.1:{port}/validate"), "caBundle": ca_bundle}),
+        &["secrets"],
+        "Fail",
+    );
     validating
         .create(
             &PostParams::default(),
-            &serde_json::from_value(unreachable("lenient", "Ignore")).unwrap(),
+            &configuration("lenient", vec![unreachable("lenient", "Ignore"), witness]),
         )
         .await
         .unwrap();
@@ -378,15 +390,28 @@ async fn webhooks_mutate_validate_and_fail_as_their_policy_says() {
         )
         .unwrap()
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    secrets
-        .create(&PostParams::default(), &secret("allowed"))
+    let mut reviewed = false;
+    for i in 0..100 {
+        let name = format!("allowed-{i}");
+        secrets
+            .create(&PostParams::default(), &secret(&name))
+            .await
+            .expect("an unreachable Ignore webhook blocks nothing");
+        if seen.lock().unwrap().iter().any(|(_, _, n)| *n == name) {
+            reviewed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reviewed, "the lenient configuration never took effect");
+    validating
+        .delete("lenient", &DeleteParams::default())
         .await
         .unwrap();
     validating
         .create(
             &PostParams::default(),
-            &serde_json::from_value(unreachable("strict", "Fail")).unwrap(),
+            &configuration("strict", vec![unreachable("strict", "Fail")]),
         )
         .await
         .unwrap();
