@@ -323,10 +323,6 @@ async fn cached(
 ) -> Option<Value> {
     let info = state.resource(group, "v1", plural)?;
     let key = info.storage_key(Some(namespace), name);
-    let snapshot = state.cache(&info).await.ok()?.snapshot(&key);
-    snapshot
-        .objects
-        .iter()
-        .find(|o| o.key == key)
-        .and_then(|o| serde_json::from_slice(&o.bytes).ok())
+    let object = state.cache(&info).await.ok()?.get(&key)?;
+    serde_json::from_slice(&object.bytes).ok()
 }

@@ -130,13 +130,12 @@ async fn namespace_labels(
     let Some(info) = state.resource("", "v1", "namespaces") else {
         return Ok(BTreeMap::new());
     };
-    let key = format!("{}{name}", info.storage_prefix());
-    let snapshot = state.cache(&info).await?.snapshot(&key);
-    Ok(snapshot
-        .objects
-        .iter()
-        .find(|o| o.key == key)
-        .map(|o| o.labels.clone())
+    let key = info.storage_key(None, name);
+    Ok(state
+        .cache(&info)
+        .await?
+        .get(&key)
+        .map(|ns| ns.labels.clone())
         .unwrap_or_default())
 }
 
