@@ -165,14 +165,18 @@ fn encode(obj: &mut Value, mut entries: Vec<Entry>) {
         }
         return;
     }
+    let list = entries.into_iter().map(Entry::into_json).collect();
+    set_managed_fields(obj, list);
+}
+
+/// Puts `list` in `obj`'s `metadata.managedFields`, making the metadata if
+/// need be.
+fn set_managed_fields(obj: &mut Map<String, Value>, list: Vec<Value>) {
     let meta = obj
         .entry("metadata")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(meta) = meta {
-        meta.insert(
-            "managedFields".into(),
-            Value::Array(entries.into_iter().map(Entry::into_json).collect()),
-        );
+        meta.insert("managedFields".into(), Value::Array(list));
     }
 }
 
@@ -470,17 +474,8 @@ fn record_create(
         time: Some(now.to_string()),
         set: FieldSet::default(),
     };
-    let Some(obj) = new.as_object_mut() else {
-        return Ok(());
-    };
-    let meta = obj
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(meta) = meta {
-        meta.insert(
-            "managedFields".into(),
-            Value::Array(vec![entry.into_json_with(Value::Object(fields))]),
-        );
+    if let Some(obj) = new.as_object_mut() {
+        set_managed_fields(obj, vec![entry.into_json_with(Value::Object(fields))]);
     }
     Ok(())
 }

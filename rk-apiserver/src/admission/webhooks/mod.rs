@@ -102,8 +102,14 @@ struct Webhook {
 }
 
 impl Webhook {
-    fn fails_closed(&self) -> bool {
-        self.spec["failurePolicy"].as_str() != Some("Ignore")
+    /// A call that failed, as its `failurePolicy` says: the request's
+    /// error (`Fail`, the default), or a log line (`Ignore`).
+    fn failed(&self, message: String) -> Result<(), ApiError> {
+        if self.spec["failurePolicy"].as_str() != Some("Ignore") {
+            return Err(ApiError::internal(message));
+        }
+        warn!(webhook = %self.name, %message, "ignoring a failed webhook (failurePolicy: Ignore)");
+        Ok(())
     }
 }
 
@@ -164,10 +170,7 @@ async fn mutate_once(
         Err(CallError::Denied(e)) => return Err(e),
         Err(CallError::Failed(message)) => message,
     };
-    if webhook.fails_closed() {
-        return Err(ApiError::internal(message));
-    }
-    warn!(%message, "ignoring a failed mutating webhook");
+    webhook.failed(message)?;
     Ok(false)
 }
 
@@ -216,23 +219,14 @@ async fn call_all(
     for (webhook, result) in futures::future::join_all(calls).await {
         match result {
             Ok(answer) if answer.patch.is_some() && plural == VALIDATING => {
-                let message = format!(
+                webhook.failed(format!(
                     "failed calling webhook {:?}: validating webhooks may not return a patch",
                     webhook.name
-                );
-                if webhook.fails_closed() {
-                    return Err(ApiError::internal(message));
-                }
-                warn!(%message, "ignoring a failed validating webhook");
+                ))?;
             }
             Ok(answer) => warnings.extend(answer.warnings),
             Err(CallError::Denied(e)) => return Err(e),
-            Err(CallError::Failed(message)) => {
-                if webhook.fails_closed() {
-                    return Err(ApiError::internal(message));
-                }
-                warn!(%message, "ignoring a failed validating webhook");
-            }
+            Err(CallError::Failed(message)) => webhook.failed(message)?,
         }
     }
     Ok(warnings)
