@@ -165,6 +165,26 @@ fn webhook(name: &str, client_config: Value, resources: &[&str], failure: &str) 
     })
 }
 
+fn validating_configuration(name: &str, webhooks: Vec<Value>) -> ValidatingWebhookConfiguration {
+    serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": webhooks
+    }))
+    .unwrap()
+}
+
+fn mutating_configuration(name: &str, webhooks: Vec<Value>) -> MutatingWebhookConfiguration {
+    serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": webhooks
+    }))
+    .unwrap()
+}
+
 fn api_error<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String) {
     match r {
         Err(kube::Error::Api(s)) => (s.code, s.message.clone()),
@@ -244,18 +264,12 @@ async fn webhooks_mutate_validate_and_fail_as_their_policy_says() {
     let created = mutating
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "MutatingWebhookConfiguration",
-                "metadata": {"name": "labeller"},
-                "webhooks": [webhook(
+            &mutating_configuration("labeller", vec![webhook(
                     "label.rk.test",
                     json!({"url": format!("https://127.0.0.1:{port}/mutate"), "caBundle": ca_bundle}),
                     &["configmaps"],
                     "Fail",
-                )]
-            }))
-            .unwrap(),
+                )]),
         )
         .await
         .unwrap();
@@ -269,19 +283,13 @@ async fn webhooks_mutate_validate_and_fail_as_their_policy_says() {
     validating
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "ValidatingWebhookConfiguration",
-                "metadata": {"name": "guard"},
-                "webhooks": [webhook(
+            &validating_configuration("guard", vec![webhook(
                     "deny.rk.test",
                     json!({"service": {"namespace": "default", "name": "webhook", "path": "/validate"},
                            "caBundle": ca_bundle}),
                     &["configmaps"],
                     "Fail",
-                )]
-            }))
-            .unwrap(),
+                )]),
         )
         .await
         .unwrap();
@@ -359,15 +367,6 @@ async fn webhooks_mutate_validate_and_fail_as_their_policy_says() {
             failure,
         )
     };
-    let configuration = |name: &str, webhooks: Vec<Value>| -> ValidatingWebhookConfiguration {
-        serde_json::from_value(json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": name},
-            "webhooks": webhooks
-        }))
-        .unwrap()
-    };
     // The Ignore webhook shares its configuration with one that answers, so
     // a review reaching the latter shows the configuration is in effect.
     let witness = webhook(
@@ -379,7 +378,7 @@ async fn webhooks_mutate_validate_and_fail_as_their_policy_says() {
     validating
         .create(
             &PostParams::default(),
-            &configuration("lenient", vec![unreachable("lenient", "Ignore"), witness]),
+            &validating_configuration("lenient", vec![unreachable("lenient", "Ignore"), witness]),
         )
         .await
         .unwrap();
@@ -411,7 +410,7 @@ async fn webhooks_mutate_validate_and_fail_as_their_policy_says() {
     validating
         .create(
             &PostParams::default(),
-            &configuration("strict", vec![unreachable("strict", "Fail")]),
+            &validating_configuration("strict", vec![unreachable("strict", "Fail")]),
         )
         .await
         .unwrap();
@@ -454,18 +453,12 @@ async fn a_webhook_whose_certificate_is_not_trusted_fails_the_call() {
     validating
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "ValidatingWebhookConfiguration",
-                "metadata": {"name": "untrusted"},
-                "webhooks": [webhook(
+            &validating_configuration("untrusted", vec![webhook(
                     "untrusted.rk.test",
                     json!({"url": format!("https://127.0.0.1:{port}/validate"), "caBundle": stranger}),
                     &["configmaps"],
                     "Fail",
-                )]
-            }))
-            .unwrap(),
+                )]),
         )
         .await
         .unwrap();
@@ -553,13 +546,7 @@ async fn an_if_needed_webhook_is_called_again_after_a_later_change() {
         mutating
             .create(
                 &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "apiVersion": "admissionregistration.k8s.io/v1",
-                    "kind": "MutatingWebhookConfiguration",
-                    "metadata": {"name": name},
-                    "webhooks": [hook]
-                }))
-                .unwrap(),
+                &mutating_configuration(name, vec![hook]),
             )
             .await
             .unwrap();
