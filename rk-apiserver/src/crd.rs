@@ -107,10 +107,7 @@ pub async fn register(state: &ApiState, crd: &Value) {
         .unwrap_or_else(|p| p.into_inner())
         .insert(
             (group.clone(), plural.clone()),
-            CustomResource {
-                crd: crd.clone(),
-                storage_version: storage_version(crd),
-            },
+            Arc::new(CustomResource::new(crd.clone(), storage_version(crd))),
         );
     if let Err(e) = state.caches.add(&first.storage_prefix(), &first.kind).await {
         tracing::error!(error = %e, "starting the watch cache of a custom resource failed");

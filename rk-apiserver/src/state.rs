@@ -11,22 +11,90 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::storage::Storage;
 
-/// What the API server knows about one custom resource (from its CRD).
-#[derive(Clone, Debug)]
+/// What the API server knows about one custom resource (from its CRD), with
+/// what each version needs per request worked out once when the CRD is
+/// served: its compiled schema, its merge rules and its printer columns.
+/// Handlers share it through an [`Arc`]; a changed CRD replaces it whole.
+#[derive(Debug)]
 pub struct CustomResource {
     /// The CRD object as stored.
     pub crd: Value,
     /// The storage version.
     pub storage_version: String,
+    versions: HashMap<String, CompiledVersion>,
 }
 
+/// One version of a CRD, prepared for requests.
+#[derive(Debug)]
+struct CompiledVersion {
+    /// The compiled `openAPIV3Schema`, its compile error, or `None` without one.
+    schema: Option<Result<crate::schema::CrdSchema, String>>,
+    /// How lists and maps of this version merge in patches and apply.
+    patch: crate::patch::PatchSchema,
+    /// `additionalPrinterColumns`, when the version declares them.
+    columns: Option<Vec<PrinterColumn>>,
+}
+
+type PrinterColumn = rk_core::k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceColumnDefinition;
+
 impl CustomResource {
+    /// Prepares the versions of `crd` (a stored CustomResourceDefinition).
+    pub fn new(crd: Value, storage_version: String) -> Self {
+        let versions = crd["spec"]["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| Some((v["name"].as_str()?.to_string(), CompiledVersion::new(v))))
+            .collect();
+        Self {
+            crd,
+            storage_version,
+            versions,
+        }
+    }
+
     /// The version entry of the CRD for `version`.
     pub fn version(&self, version: &str) -> Option<&Value> {
         self.crd["spec"]["versions"]
             .as_array()?
             .iter()
             .find(|v| v["name"].as_str() == Some(version))
+    }
+
+    /// The compiled schema of `version`: `None` when it has none, `Err` with
+    /// the reason when it does not compile.
+    pub fn schema(&self, version: &str) -> Option<Result<&crate::schema::CrdSchema, &str>> {
+        match self.versions.get(version)?.schema.as_ref()? {
+            Ok(schema) => Some(Ok(schema)),
+            Err(message) => Some(Err(message)),
+        }
+    }
+
+    /// The merge rules of `version` (untyped when the version is unknown).
+    pub fn patch_schema(&self, version: &str) -> crate::patch::PatchSchema {
+        self.versions
+            .get(version)
+            .map(|v| v.patch.clone())
+            .unwrap_or_else(crate::patch::PatchSchema::untyped)
+    }
+
+    /// The `additionalPrinterColumns` of `version`, if it declares any.
+    pub fn printer_columns(&self, version: &str) -> Option<&[PrinterColumn]> {
+        self.versions.get(version)?.columns.as_deref()
+    }
+}
+
+impl CompiledVersion {
+    fn new(version: &Value) -> Self {
+        let schema = version.get("schema").and_then(|s| s.get("openAPIV3Schema"));
+        Self {
+            schema: schema
+                .map(|s| crate::schema::CrdSchema::from_value(s).map_err(|e| e.to_string())),
+            patch: crate::patch::PatchSchema::from_openapi_v3(schema.unwrap_or(&Value::Null)),
+            columns: version
+                .get("additionalPrinterColumns")
+                .and_then(|c| serde_json::from_value(c.clone()).ok()),
+        }
     }
 }
 
@@ -63,7 +131,7 @@ pub struct ApiState {
     /// Served resources (built-ins and established CRDs).
     pub catalogue: RwLock<Catalogue>,
     /// Established custom resources by (group, plural).
-    pub custom: RwLock<HashMap<(String, String), CustomResource>>,
+    pub custom: RwLock<HashMap<(String, String), Arc<CustomResource>>>,
     /// Limits.
     pub limits: Limits,
     /// Metrics.
@@ -99,7 +167,7 @@ impl ApiState {
     }
 
     /// The custom resource behind `info`, if it is one.
-    pub fn custom_resource(&self, info: &ResourceInfo) -> Option<CustomResource> {
+    pub fn custom_resource(&self, info: &ResourceInfo) -> Option<Arc<CustomResource>> {
         self.custom
             .read()
             .unwrap_or_else(|p| p.into_inner())

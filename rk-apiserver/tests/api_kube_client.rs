@@ -640,3 +640,90 @@ async fn service_account_tokens_are_issued_and_reviewed() {
     assert_ne!(r.authenticated, Some(true));
     assert!(r.error.unwrap_or_default().contains("not found"));
 }
+
+fn widget_crd(
+    max_size: i64,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "size": {"type": "integer", "maximum": max_size}
+                    }}
+                }}},
+                "additionalPrinterColumns": [
+                    {"name": "Size", "type": "integer", "jsonPath": ".spec.size"}
+                ]
+            }]
+        }
+    }))
+    .unwrap()
+}
+
+/// A custom resource is checked against the schema of the CRD as it is now:
+/// the compiled schema the server keeps per CRD version is replaced when the
+/// CRD changes.
+#[tokio::test]
+async fn a_changed_crd_schema_applies_to_the_next_write() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let server = TestServer::start().await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client());
+    crds.create(&PostParams::default(), &widget_crd(5))
+        .await
+        .unwrap();
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let widgets: Api<DynamicObject> =
+        Api::namespaced_with(server.client(), "default", &ApiResource::from_gvk(&gvk));
+    let widget = |name: &str, size: i64| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": name}, "spec": {"size": size}
+        }))
+        .unwrap()
+    };
+    let pp = PostParams::default();
+    let mut created = false;
+    for _ in 0..100 {
+        match widgets.create(&pp, &widget("small", 3)).await {
+            Ok(_) => {
+                created = true;
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(created, "the CRD's kind was never served");
+    assert_eq!(err_code(widgets.create(&pp, &widget("big", 9)).await), 422);
+
+    let mut crd = crds.get("widgets.example.com").await.unwrap();
+    crd.spec.versions[0] = widget_crd(10).spec.versions.remove(0);
+    crds.replace("widgets.example.com", &pp, &crd)
+        .await
+        .unwrap();
+    let mut accepted = false;
+    for _ in 0..100 {
+        match widgets.create(&pp, &widget("big", 9)).await {
+            Ok(_) => {
+                accepted = true;
+                break;
+            }
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert!(accepted, "the raised maximum never took effect");
+    assert_eq!(
+        err_code(widgets.create(&pp, &widget("huge", 11)).await),
+        422
+    );
+}

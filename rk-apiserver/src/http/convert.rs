@@ -10,30 +10,23 @@ use crate::state::ApiState;
 /// Column definitions for a resource (built-in columns, or a CRD's
 /// `additionalPrinterColumns`).
 pub fn columns(state: &ApiState, info: &ResourceInfo) -> Vec<Value> {
-    match printer_columns(state, info) {
-        Some(cols) => crate::registry::table::crd_columns(&cols),
+    match state.custom_resource(info) {
+        Some(cr) => {
+            crate::registry::table::crd_columns(cr.printer_columns(&info.version).unwrap_or(&[]))
+        }
         None => crate::registry::table::columns(info),
     }
-}
-
-fn printer_columns(
-    state: &ApiState,
-    info: &ResourceInfo,
-) -> Option<Vec<rk_core::k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceColumnDefinition>>{
-    let cr = state.custom_resource(info)?;
-    let v = cr.version(&info.version)?;
-    let cols = v
-        .get("additionalPrinterColumns")
-        .cloned()
-        .unwrap_or(Value::Array(Vec::new()));
-    serde_json::from_value(cols).ok()
 }
 
 /// One row's cells.
 pub fn cells(state: &ApiState, info: &ResourceInfo, obj: &Value) -> Vec<Value> {
     let now = jiff::Timestamp::now();
-    match printer_columns(state, info) {
-        Some(cols) => crate::registry::table::crd_row_cells(&cols, obj, now),
+    match state.custom_resource(info) {
+        Some(cr) => crate::registry::table::crd_row_cells(
+            cr.printer_columns(&info.version).unwrap_or(&[]),
+            obj,
+            now,
+        ),
         None => crate::registry::table::row_cells(info, obj, now),
     }
 }

@@ -389,15 +389,7 @@ fn patch_type(call: &Call) -> Result<PatchType, ApiError> {
 
 fn patch_schema(call: &Call, info: &ResourceInfo) -> crate::patch::PatchSchema {
     match call.state.custom_resource(info) {
-        Some(cr) => {
-            let schema = cr
-                .version(&info.version)
-                .and_then(|v| v.get("schema"))
-                .and_then(|s| s.get("openAPIV3Schema"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            crate::patch::PatchSchema::from_openapi_v3(&schema)
-        }
+        Some(cr) => cr.patch_schema(&info.version),
         None => crate::patch::patch_strategy_for(&info.api_version(), &info.kind),
     }
 }

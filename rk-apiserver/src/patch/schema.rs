@@ -18,8 +18,7 @@ use super::builtin::{self, Field, Item, ListDef, Smp, Ssa, TypeDef};
 ///
 /// Obtain one with [`patch_strategy_for`] (built-in kinds),
 /// [`PatchSchema::from_openapi_v3`] (custom resources with a structural
-/// schema) or [`PatchSchema::untyped`] (no schema at all). Cloning is cheap
-/// for built-in kinds.
+/// schema) or [`PatchSchema::untyped`] (no schema at all). Cloning is cheap.
 #[derive(Clone, Debug)]
 pub struct PatchSchema {
     repr: Repr,
@@ -28,7 +27,7 @@ pub struct PatchSchema {
 #[derive(Clone, Debug)]
 enum Repr {
     Builtin(&'static TypeDef),
-    OpenApi(Value),
+    OpenApi(std::sync::Arc<Value>),
     Untyped,
 }
 
@@ -41,7 +40,7 @@ impl PatchSchema {
     /// resources.
     pub fn from_openapi_v3(schema: &Value) -> Self {
         Self {
-            repr: Repr::OpenApi(schema.clone()),
+            repr: Repr::OpenApi(std::sync::Arc::new(schema.clone())),
         }
     }
 

@@ -274,10 +274,8 @@ fn prepare(
     let mut warnings = Vec::new();
     let mut obj = obj;
     if let Some(cr) = state.custom_resource(info) {
-        let version = cr.version(&info.version).cloned().unwrap_or(Value::Null);
-        if let Some(schema) = version.get("schema").and_then(|s| s.get("openAPIV3Schema")) {
-            let schema = crate::schema::CrdSchema::from_value(schema)
-                .map_err(|e| ApiError::internal(format!("bad CRD schema: {e}")))?;
+        if let Some(schema) = cr.schema(&info.version) {
+            let schema = schema.map_err(|e| ApiError::internal(format!("bad CRD schema: {e}")))?;
             let pruned = schema.prune(&mut obj);
             unknown_field_policy(info, opts.field_validation, &pruned, &mut warnings)?;
             let causes = schema.validate(&obj);

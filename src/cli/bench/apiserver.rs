@@ -58,6 +58,22 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) a process has used so far, in seconds, from
+/// `/proc/PID/stat` (fields 14 and 15, in USER_HZ = 100 ticks per second).
+fn cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // The command name may hold spaces; the fields after it do not.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn pod_json(ns: &str, i: usize) -> Bytes {
     Bytes::from(
         serde_json::json!({
@@ -339,9 +355,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(pid);
 
+    let own_cpu = cpu_seconds(std::process::id());
     let raw = raw_storage_writes(dir.path(), args.clients, args.pods * 2).await?;
+    let raw_cpu = (cpu_seconds(std::process::id()) - own_cpu)
+        / ((args.pods * 2) / args.clients * args.clients).max(1) as f64;
     let cache_before = cache_memory(server.addr).await?;
+    let server_cpu = cpu_seconds(pid);
     let (http_rate, create_lat) = http_creates(server.addr, args.clients, args.pods).await?;
+    let create_cpu =
+        (cpu_seconds(pid) - server_cpu) / (args.pods / args.clients * args.clients).max(1) as f64;
     let loaded_rss = rss_kib(pid);
     let cache_after = cache_memory(server.addr).await?;
     let (list_lat, items, list_bytes) = list_latency(server.addr, 50).await?;
@@ -364,6 +386,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "| HTTP creates as share of raw storage writes | {:.0}% |",
         http_rate / raw * 100.0
+    );
+    println!(
+        "| CPU per write: raw storage (writer and callers) / server per HTTP create | {:.0} µs / {:.0} µs |",
+        raw_cpu * 1e6,
+        create_cpu * 1e6
     );
     println!(
         "| create latency p50 / p99 | {:.2} ms / {:.2} ms |",
