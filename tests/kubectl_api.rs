@@ -699,3 +699,201 @@ async fn operator_manifests_with_webhook_configurations_apply() {
         "{refused}"
     );
 }
+
+/// Upstream's documented example policy (replicas at most 5 in namespaces
+/// labelled `environment=test`), a parameterised one reading its limit
+/// from a ConfigMap, and a `Warn` binding.
+const ADMISSION_POLICIES: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: demo-policy.example.com
+spec:
+  matchConstraints:
+    resourceRules:
+    - apiGroups: ["apps"]
+      apiVersions: ["v1"]
+      operations: ["CREATE", "UPDATE"]
+      resources: ["deployments"]
+  validations:
+  - expression: "object.spec.replicas <= 5"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: demo-binding-test.example.com
+spec:
+  policyName: demo-policy.example.com
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        environment: test
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: limits
+  namespace: default
+data:
+  maxReplicas: "3"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: param-policy.example.com
+spec:
+  paramKind:
+    apiVersion: v1
+    kind: ConfigMap
+  matchConstraints:
+    resourceRules:
+    - apiGroups: ["apps"]
+      apiVersions: ["v1"]
+      operations: ["CREATE", "UPDATE"]
+      resources: ["deployments"]
+  variables:
+  - name: limit
+    expression: "int(params.data.maxReplicas)"
+  validations:
+  - expression: "object.spec.replicas <= variables.limit"
+    messageExpression: "'replicas must be at most ' + string(variables.limit) + ', not ' + string(object.spec.replicas)"
+    reason: Forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: param-binding.example.com
+spec:
+  policyName: param-policy.example.com
+  validationActions: [Warn]
+  paramRef:
+    name: limits
+    namespace: default
+    parameterNotFoundAction: Deny
+"#;
+
+#[tokio::test]
+async fn validating_admission_policies_deny_and_warn() {
+    let c = Cluster::start().await;
+    c.kubectl(&["create", "namespace", "test"]).await;
+    c.kubectl(&["label", "namespace", "test", "environment=test"])
+        .await;
+    c.kubectl_in(&["apply", "-f", "-"], Some(ADMISSION_POLICIES))
+        .await;
+    let policy = c
+        .get_json(&["validatingadmissionpolicy", "demo-policy.example.com"])
+        .await;
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    assert_eq!(
+        policy["spec"]["matchConstraints"]["matchPolicy"],
+        "Equivalent"
+    );
+
+    // The policy is read from the watch cache: wait for it to be in force.
+    let create = [
+        "create",
+        "deployment",
+        "big",
+        "-n",
+        "test",
+        "--image=nginx",
+        "--replicas=6",
+    ];
+    let mut refused = String::new();
+    for _ in 0..50 {
+        let out = c.kubectl_output(&create, None, &[]).await;
+        if out.status.success() {
+            c.kubectl(&["delete", "deployment", "big", "-n", "test"])
+                .await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        } else {
+            refused = String::from_utf8_lossy(&out.stderr).into_owned();
+            break;
+        }
+    }
+    assert!(
+        refused.contains(
+            "ValidatingAdmissionPolicy 'demo-policy.example.com' with binding 'demo-binding-test.example.com' denied request: failed expression: object.spec.replicas <= 5"
+        ),
+        "{refused}"
+    );
+    assert!(refused.contains("is invalid"), "{refused}");
+
+    // Outside the selected namespace only the Warn binding speaks: the
+    // deployment is created and kubectl prints the warning.
+    let out = c
+        .kubectl_output(
+            &[
+                "create",
+                "deployment",
+                "wide",
+                "--image=nginx",
+                "--replicas=6",
+            ],
+            None,
+            &[],
+        )
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "Validation failed for ValidatingAdmissionPolicy 'param-policy.example.com' with binding 'param-binding.example.com': replicas must be at most 3, not 6"
+        ),
+        "{stderr}"
+    );
+    // Within both limits nothing is said.
+    let out = c
+        .kubectl_output(
+            &[
+                "create",
+                "deployment",
+                "small",
+                "-n",
+                "test",
+                "--image=nginx",
+                "--replicas=2",
+            ],
+            None,
+            &[],
+        )
+        .await;
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Validation failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An update is judged too: scaling past the limit is refused.
+    let scaled = c
+        .kubectl_fails(&["scale", "deployment", "small", "-n", "test", "--replicas=7"])
+        .await;
+    assert!(scaled.contains("denied request"), "{scaled}");
+
+    // A policy whose expression does not compile is refused when written.
+    let broken = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: broken.example.com
+spec:
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: ["CREATE"]
+      resources: ["pods"]
+  validations:
+  - expression: "object.spec.("
+"#;
+    let out = c
+        .kubectl_output(&["apply", "-f", "-"], Some(broken), &[])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("spec.validations[0].expression") && stderr.contains("compilation failed"),
+        "{stderr}"
+    );
+}

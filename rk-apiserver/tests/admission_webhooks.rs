@@ -574,3 +574,121 @@ async fn an_if_needed_webhook_is_called_again_after_a_later_change() {
         .collect();
     assert_eq!(calls, vec!["/mutate", "/second", "/mutate"]);
 }
+
+/// A webhook is called only when its `matchConditions` (CEL) all hold; a
+/// condition that cannot be evaluated fails the request under `Fail` and
+/// skips the webhook under `Ignore`.
+#[tokio::test]
+async fn match_conditions_decide_whether_a_webhook_is_called() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let certs = certs();
+    let seen: Seen = Arc::default();
+    let port = webhook_server(&certs, seen.clone()).await;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&certs.ca_pem);
+    let config =
+        json!({"url": format!("https://127.0.0.1:{port}/validate"), "caBundle": ca_bundle});
+    let mut guarded = webhook("guarded.rk.test", config.clone(), &["configmaps"], "Fail");
+    guarded["matchConditions"] = json!([
+        {"name": "not-exempt", "expression": "!has(object.metadata.labels) || !('exempt' in object.metadata.labels)"},
+        {"name": "creates-only", "expression": "request.operation == 'CREATE'"}
+    ]);
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    validating
+        .create(
+            &PostParams::default(),
+            &validating_configuration("conditions", vec![guarded]),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    // Wait until the webhook is in force: it refuses what is labelled deny.
+    let mut denied = None;
+    for i in 0..100 {
+        let name = format!("probe{i}");
+        match cms
+            .create(
+                &PostParams::default(),
+                &config_map(&name, json!({"deny": "true"})),
+            )
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                denied = Some(api_error::<()>(Err(e)));
+                break;
+            }
+        }
+    }
+    let (code, message) = denied.expect("the webhook never took effect");
+    assert_eq!(code, 403);
+    assert!(message.contains("labels say no"), "{message}");
+
+    // Exempt objects are not sent at all.
+    let calls_before = seen.lock().unwrap().len();
+    cms.create(
+        &PostParams::default(),
+        &config_map("exempt", json!({"deny": "true", "exempt": "yes"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.lock().unwrap().len(), calls_before);
+
+    // A condition that cannot be evaluated: Fail refuses, Ignore skips.
+    let mut broken = webhook("broken.rk.test", config, &["secrets"], "Fail");
+    broken["matchConditions"] = json!([{"name": "typo", "expression": "object.nothing.here == 1"}]);
+    validating
+        .create(
+            &PostParams::default(),
+            &validating_configuration("broken", vec![broken.clone()]),
+        )
+        .await
+        .unwrap();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "default");
+    let secret = |name: &str| -> k8s_openapi::api::core::v1::Secret {
+        serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}),
+        )
+        .unwrap()
+    };
+    let mut failed = None;
+    for i in 0..100 {
+        match secrets
+            .create(&PostParams::default(), &secret(&format!("s{i}")))
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                failed = Some(api_error::<()>(Err(e)));
+                break;
+            }
+        }
+    }
+    let (code, message) = failed.expect("the broken condition never took effect");
+    assert_eq!(code, 500);
+    assert!(
+        message.contains("failed to evaluate match condition \"typo\""),
+        "{message}"
+    );
+    broken["failurePolicy"] = json!("Ignore");
+    let mut current = validating.get("broken").await.unwrap();
+    current.webhooks = validating_configuration("broken", vec![broken]).webhooks;
+    validating
+        .replace("broken", &PostParams::default(), &current)
+        .await
+        .unwrap();
+    let mut created = false;
+    for i in 0..100 {
+        if secrets
+            .create(&PostParams::default(), &secret(&format!("t{i}")))
+            .await
+            .is_ok()
+        {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(created, "failurePolicy Ignore did not skip the webhook");
+}

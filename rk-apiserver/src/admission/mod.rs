@@ -1,10 +1,13 @@
 //! Admission that needs cluster state, run after validation and before the
 //! write: Service IP and NodePort allocation ([`service_ips`]), LimitRange
 //! defaults and bounds ([`limit_ranges`]), ResourceQuota enforcement
-//! ([`quota`]), and the admission webhooks of the cluster's webhook
+//! ([`quota`]), the cluster's `ValidatingAdmissionPolicies` ([`policies`],
+//! CEL from [`cel`]) and the admission webhooks of its webhook
 //! configurations ([`webhooks`]). Namespace lifecycle lives in the registry's create path.
 
+pub mod cel;
 pub mod limit_ranges;
+pub mod policies;
 pub mod quota;
 pub mod service_ips;
 pub mod webhooks;

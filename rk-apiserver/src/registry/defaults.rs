@@ -302,6 +302,18 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
                 webhook_defaults(webhook, mutating);
             }
         }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            let spec = &mut obj["spec"];
+            if spec.is_object() {
+                set_default(spec, "failurePolicy", json!("Fail"));
+                let constraints = &mut spec["matchConstraints"];
+                if constraints.is_object() {
+                    set_default(constraints, "matchPolicy", json!("Equivalent"));
+                    set_default(constraints, "namespaceSelector", json!({}));
+                    set_default(constraints, "objectSelector", json!({}));
+                }
+            }
+        }
         ("discovery.k8s.io", "EndpointSlice") => {
             for p in items(obj, "ports") {
                 set_default(p, "protocol", json!("TCP"));

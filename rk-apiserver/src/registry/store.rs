@@ -371,6 +371,7 @@ async fn call_webhooks(
             }
         }
     }
+    warnings.extend(crate::admission::policies::validate(state, &attrs, Some(&obj), old).await?);
     warnings.extend(webhooks::validate(state, &attrs, Some(&obj), old).await?);
     Ok((obj, warnings))
 }
@@ -979,6 +980,7 @@ pub async fn delete(
             dry_run: opts.dry_run,
         };
         webhooks::on_delete(state, &attrs, &obj).await?;
+        crate::admission::policies::validate(state, &attrs, None, Some(&obj)).await?;
         let mut new = obj.clone();
         match opts.propagation.as_deref() {
             Some("Orphan") => meta::add_finalizer(&mut new, "orphan"),

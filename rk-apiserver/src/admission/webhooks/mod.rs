@@ -25,8 +25,11 @@
 //! - `dryRun` requests are only sent to webhooks with `sideEffects` `None`
 //!   or `NoneOnDryRun`; any other matching webhook fails them (400).
 //!
-//! Not done: `matchConditions` (CEL) are not evaluated, so a webhook with
-//! conditions is called whenever its rules match; `matchPolicy:
+//! - `matchConditions` (CEL, [`super::cel`]): a webhook is called only when
+//!   every condition holds; a condition that cannot be evaluated fails the
+//!   request under `failurePolicy: Fail` and skips the webhook under `Ignore`.
+//!
+//! Not done: `matchPolicy:
 //! Equivalent` has nothing to convert to (rk serves one version of each
 //! kind); reinvocation (`reinvocationPolicy: IfNeeded`) calls a webhook
 //! again only when a later webhook changed the object, not for built-in
@@ -35,11 +38,14 @@
 mod client;
 mod rules;
 
+pub(crate) use rules::{matches, rule_matches, selects_labels};
+
 use base64::Engine;
 use rk_core::catalogue::ResourceInfo;
 use serde_json::{Value, json};
 use tracing::warn;
 
+use super::cel::{Activation, Conditions, match_conditions};
 use crate::error::ApiError;
 use crate::state::ApiState;
 
@@ -262,6 +268,32 @@ async fn matching(
             if !rules::matches(state, attrs, &spec, obj, old).await? {
                 continue;
             }
+            if spec["matchConditions"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty())
+            {
+                let activation = Activation {
+                    object: obj.cloned().unwrap_or(Value::Null),
+                    old_object: old.cloned().unwrap_or(Value::Null),
+                    request: request(attrs, obj, old),
+                    ..Activation::default()
+                };
+                match match_conditions(&spec["matchConditions"], &activation) {
+                    Conditions::Match => {}
+                    Conditions::NoMatch => continue,
+                    Conditions::Error(message) => {
+                        let webhook = Webhook {
+                            name: spec["name"].as_str().unwrap_or_default().to_string(),
+                            spec,
+                        };
+                        webhook.failed(format!(
+                            "failed calling webhook {:?}: {message}",
+                            webhook.name
+                        ))?;
+                        continue;
+                    }
+                }
+            }
             if attrs.dry_run
                 && !matches!(spec["sideEffects"].as_str(), Some("None" | "NoneOnDryRun"))
             {
@@ -365,11 +397,19 @@ async fn call(
 
 /// The `AdmissionReview` sent for a write.
 fn review(attrs: &Attributes<'_>, uid: &str, obj: Option<&Value>, old: Option<&Value>) -> Value {
+    let mut request = request(attrs, obj, old);
+    request["uid"] = json!(uid);
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+}
+
+/// The `AdmissionRequest` of a write: what a webhook is sent and what CEL
+/// expressions see as `request`.
+pub(crate) fn request(attrs: &Attributes<'_>, obj: Option<&Value>, old: Option<&Value>) -> Value {
     let info = attrs.info;
     let kind = json!({"group": info.group, "version": info.version, "kind": info.kind});
     let resource = json!({"group": info.group, "version": info.version, "resource": info.plural});
     let mut request = json!({
-        "uid": uid,
+        "uid": "",
         "kind": kind,
         "resource": resource,
         "requestKind": kind,
@@ -390,7 +430,7 @@ fn review(attrs: &Attributes<'_>, uid: &str, obj: Option<&Value>, old: Option<&V
     if let Some(ns) = attrs.namespace {
         request["namespace"] = json!(ns);
     }
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+    request
 }
 
 /// A webhook's refusal as upstream turns it into an error: its status with

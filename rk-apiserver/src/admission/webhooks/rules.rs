@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::state::ApiState;
 
 /// Whether `webhook` (one entry of `webhooks`) wants this write.
-pub(super) async fn matches(
+pub(crate) async fn matches(
     state: &ApiState,
     attrs: &Attributes<'_>,
     webhook: &Value,
@@ -57,7 +57,7 @@ pub(super) async fn matches(
 
 /// A rule (`operations`, `apiGroups`, `apiVersions`, `resources`, `scope`)
 /// against the write.
-fn rule_matches(rule: &Value, attrs: &Attributes<'_>) -> bool {
+pub(crate) fn rule_matches(rule: &Value, attrs: &Attributes<'_>) -> bool {
     let listed = |key: &str, want: &str| {
         rule[key]
             .as_array()
@@ -85,6 +85,13 @@ fn rule_matches(rule: &Value, attrs: &Attributes<'_>) -> bool {
     if !resource_listed {
         return false;
     }
+    // A policy's rules may name objects (`resourceNames`); empty is all.
+    let names = rule["resourceNames"].as_array().filter(|n| !n.is_empty());
+    if let Some(names) = names
+        && !names.iter().any(|n| n.as_str() == Some(attrs.name))
+    {
+        return false;
+    }
     match rule["scope"].as_str().unwrap_or("*") {
         "Cluster" => !info.scope.is_namespaced(),
         "Namespaced" => info.scope.is_namespaced(),
@@ -110,6 +117,12 @@ fn is_everything(selector: &Value) -> bool {
                 || v.as_array().is_some_and(|a| a.is_empty())
         })
     })
+}
+
+/// Whether `selector` (a `LabelSelector`, absent or empty for everything)
+/// selects an object with `labels` (its `metadata.labels`).
+pub(crate) fn selects_labels(selector: &Value, labels_value: &Value) -> bool {
+    is_everything(selector) || selects(selector, &labels(labels_value))
 }
 
 /// Whether `selector` (a `LabelSelector`) selects `labels`; one that cannot

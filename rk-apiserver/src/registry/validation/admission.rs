@@ -1,6 +1,8 @@
-//! Admission webhook configurations, as upstream's
-//! `pkg/apis/admissionregistration/validation` checks them: each webhook's
-//! name, client config, rules and policies.
+//! Admission webhook configurations and validating admission policies, as
+//! upstream's `pkg/apis/admissionregistration/validation` checks them: each
+//! webhook's name, client config, rules and policies; a policy's
+//! expressions (compiled here, so a typo is refused when written rather
+//! than failing every request) and a binding's policy and actions.
 
 use std::collections::HashSet;
 
@@ -201,4 +203,122 @@ fn client_config(out: &mut Vec<Cause>, at: &str, config: &Value) {
             }
         }
     }
+}
+
+const FAILURE_POLICIES: &[&str] = &["Fail", "Ignore"];
+const VALIDATION_ACTIONS: &[&str] = &["Deny", "Warn", "Audit"];
+
+/// The causes of a `ValidatingAdmissionPolicy`.
+pub(super) fn validating_policy(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let spec = &obj["spec"];
+    let validations = spec["validations"].as_array().filter(|v| !v.is_empty());
+    let audits = spec["auditAnnotations"]
+        .as_array()
+        .filter(|v| !v.is_empty());
+    if validations.is_none() && audits.is_none() {
+        out.push(required("spec.validations"));
+    }
+    let policy = &spec["failurePolicy"];
+    if !policy.is_null()
+        && !policy
+            .as_str()
+            .is_some_and(|p| FAILURE_POLICIES.contains(&p))
+    {
+        out.push(not_supported(
+            "spec.failurePolicy",
+            policy,
+            FAILURE_POLICIES,
+        ));
+    }
+    let rules = spec["matchConstraints"]["resourceRules"].as_array();
+    if rules.is_none_or(|r| r.is_empty()) {
+        out.push(required("spec.matchConstraints.resourceRules"));
+    }
+    let kind = &spec["paramKind"];
+    if kind.is_object() {
+        for key in ["apiVersion", "kind"] {
+            if kind[key].as_str().is_none_or(str::is_empty) {
+                out.push(required(&format!("spec.paramKind.{key}")));
+            }
+        }
+    }
+    let mut expressions = |list: &str, key: &str, required_expression: bool| {
+        for (i, entry) in spec[list].as_array().into_iter().flatten().enumerate() {
+            let field = format!("spec.{list}[{i}].{key}");
+            match entry[key].as_str() {
+                None | Some("") if required_expression => out.push(required(&field)),
+                None | Some("") => {}
+                Some(expression) => {
+                    if let Err(e) = ::cel::Program::compile(expression) {
+                        let message = format!("compilation failed: {e}");
+                        out.push(invalid(&field, &entry[key], &message));
+                    }
+                }
+            }
+        }
+    };
+    expressions("validations", "expression", true);
+    expressions("validations", "messageExpression", false);
+    expressions("matchConditions", "expression", true);
+    expressions("variables", "expression", true);
+    out
+}
+
+/// The causes of a `ValidatingAdmissionPolicyBinding`.
+pub(super) fn validating_policy_binding(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let spec = &obj["spec"];
+    if spec["policyName"].as_str().is_none_or(str::is_empty) {
+        out.push(required("spec.policyName"));
+    }
+    let actions = spec["validationActions"].as_array();
+    match actions {
+        None => out.push(required("spec.validationActions")),
+        Some(list) if list.is_empty() => out.push(required("spec.validationActions")),
+        Some(list) => {
+            let mut seen = HashSet::new();
+            for (i, action) in list.iter().enumerate() {
+                let field = format!("spec.validationActions[{i}]");
+                match action.as_str() {
+                    Some(a) if VALIDATION_ACTIONS.contains(&a) => {
+                        if !seen.insert(a) {
+                            out.push(duplicate(&field, action));
+                        }
+                    }
+                    _ => out.push(not_supported(&field, action, VALIDATION_ACTIONS)),
+                }
+            }
+            if seen.contains("Deny") && seen.contains("Warn") {
+                out.push(invalid(
+                    "spec.validationActions",
+                    &spec["validationActions"],
+                    "must not contain both Deny and Warn (repeating the same validation failure information in the API response and headers serves no purpose)",
+                ));
+            }
+        }
+    }
+    let reference = &spec["paramRef"];
+    if reference.is_object() {
+        let named = reference["name"].as_str().is_some_and(|n| !n.is_empty());
+        if named == reference["selector"].is_object() {
+            out.push(invalid(
+                "spec.paramRef",
+                reference,
+                "one of name or selector must be specified",
+            ));
+        }
+        let action = &reference["parameterNotFoundAction"];
+        if !action
+            .as_str()
+            .is_some_and(|a| ["Allow", "Deny"].contains(&a))
+        {
+            out.push(not_supported(
+                "spec.paramRef.parameterNotFoundAction",
+                action,
+                &["Allow", "Deny"],
+            ));
+        }
+    }
+    out
 }

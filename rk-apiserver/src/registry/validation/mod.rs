@@ -152,6 +152,10 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
             "ValidatingWebhookConfiguration" => {
                 causes.extend(admission::webhook_configuration(obj, false))
             }
+            "ValidatingAdmissionPolicy" => causes.extend(admission::validating_policy(obj)),
+            "ValidatingAdmissionPolicyBinding" => {
+                causes.extend(admission::validating_policy_binding(obj))
+            }
             _ => {}
         }
     }

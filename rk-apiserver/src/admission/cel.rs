@@ -1,0 +1,205 @@
+//! CEL expressions of admission: `matchConditions` of webhooks and
+//! policies, and the `validations` and `variables` of a
+//! `ValidatingAdmissionPolicy`, evaluated with the `cel` crate (the standard
+//! library and its strings, lists and math extensions).
+//!
+//! The variables are upstream's: `object`, `oldObject` (null when absent),
+//! `request` (the `AdmissionRequest` an admission webhook would get),
+//! `params`, `namespaceObject` and `variables` (the policy's variables
+//! evaluated so far, by name).
+
+use std::sync::{Arc, LazyLock};
+
+use serde_json::{Map, Value};
+
+/// The environment every expression is compiled and run in.
+static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
+    let mut env = cel::Env::stdlib();
+    for extension in [
+        cel::extensions::strings,
+        cel::extensions::lists,
+        cel::extensions::math,
+    ] {
+        if let Err(error) = env.add_extension(extension) {
+            tracing::warn!(%error, "a CEL extension could not be added");
+        }
+    }
+    Arc::new(env)
+});
+
+/// What an expression can see.
+#[derive(Debug, Default)]
+pub struct Activation {
+    /// `object`: the new object (null for a delete).
+    pub object: Value,
+    /// `oldObject`: the current object (null for a create).
+    pub old_object: Value,
+    /// `request`: the admission request.
+    pub request: Value,
+    /// `params`: the parameter object of a policy binding, or null.
+    pub params: Value,
+    /// `namespaceObject`: the object's namespace, or null.
+    pub namespace_object: Value,
+    /// `variables`: the policy's variables evaluated so far.
+    pub variables: Map<String, Value>,
+}
+
+impl Activation {
+    /// Evaluates `expression` to a JSON value, or says why it could not.
+    pub fn eval(&self, expression: &str) -> Result<Value, String> {
+        let program = ENV
+            .compile(expression)
+            .map_err(|e| format!("compilation failed: {e}"))?;
+        let mut context = cel::Context::with_env(ENV.clone());
+        let bind = |context: &mut cel::Context, name: &str, value: &Value| {
+            context
+                .add_variable(name, value)
+                .map_err(|e| format!("variable {name} could not be bound: {e}"))
+        };
+        bind(&mut context, "object", &self.object)?;
+        bind(&mut context, "oldObject", &self.old_object)?;
+        bind(&mut context, "request", &self.request)?;
+        bind(&mut context, "params", &self.params)?;
+        bind(&mut context, "namespaceObject", &self.namespace_object)?;
+        context
+            .add_variable("variables", &self.variables)
+            .map_err(|e| format!("variables could not be bound: {e}"))?;
+        let result = program.execute(&context).map_err(|e| e.to_string())?;
+        result
+            .json()
+            .map_err(|e| format!("the result cannot be used: {e}"))
+    }
+
+    /// Evaluates an expression that must give a boolean.
+    pub fn eval_bool(&self, expression: &str) -> Result<bool, String> {
+        match self.eval(expression)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!(
+                "expression must evaluate to bool, got {}",
+                type_name(&other)
+            )),
+        }
+    }
+
+    /// Evaluates an expression that must give a string.
+    pub fn eval_string(&self, expression: &str) -> Result<String, String> {
+        match self.eval(expression)? {
+            Value::String(s) => Ok(s),
+            other => Err(format!(
+                "expression must evaluate to string, got {}",
+                type_name(&other)
+            )),
+        }
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "map",
+    }
+}
+
+/// How `matchConditions` decided: every condition true (`Match`), one
+/// false (`NoMatch`), or none false and one failed (`Error`, with its
+/// message), as upstream's matcher.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Conditions {
+    /// Call the webhook / apply the policy.
+    Match,
+    /// Skip it.
+    NoMatch,
+    /// A condition could not be evaluated; the failure policy decides.
+    Error(String),
+}
+
+/// Evaluates `matchConditions` (a list of `{name, expression}`).
+pub fn match_conditions(conditions: &Value, activation: &Activation) -> Conditions {
+    let mut error = None;
+    for condition in conditions.as_array().into_iter().flatten() {
+        let name = condition["name"].as_str().unwrap_or_default();
+        let expression = condition["expression"].as_str().unwrap_or_default();
+        match activation.eval_bool(expression) {
+            Ok(true) => {}
+            Ok(false) => return Conditions::NoMatch,
+            Err(message) => {
+                error.get_or_insert_with(|| {
+                    format!("failed to evaluate match condition {name:?}: {message}")
+                });
+            }
+        }
+    }
+    match error {
+        Some(message) => Conditions::Error(message),
+        None => Conditions::Match,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn with_object(object: Value) -> Activation {
+        Activation {
+            object,
+            request: json!({"operation": "CREATE", "userInfo": {"username": "alice"}}),
+            ..Activation::default()
+        }
+    }
+
+    #[test]
+    fn expressions_see_the_object_the_request_and_variables() {
+        let mut a = with_object(json!({"spec": {"replicas": 3, "name": "Web"}}));
+        assert_eq!(a.eval_bool("object.spec.replicas <= 5"), Ok(true));
+        assert_eq!(a.eval_bool("has(object.spec.paused)"), Ok(false));
+        assert_eq!(a.eval_bool("oldObject == null"), Ok(true));
+        assert_eq!(a.eval_bool("request.operation == 'CREATE'"), Ok(true));
+        assert_eq!(
+            a.eval_string("'replicas: ' + string(object.spec.replicas)"),
+            Ok("replicas: 3".to_string())
+        );
+        assert_eq!(
+            a.eval_string("object.spec.name.lowerAscii()"),
+            Ok("web".to_string())
+        );
+        a.variables.insert("max".into(), json!(2));
+        assert_eq!(
+            a.eval_bool("object.spec.replicas <= variables.max"),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn errors_are_messages_not_panics() {
+        let a = with_object(json!({"spec": {}}));
+        assert!(a.eval_bool("object.spec.replicas > 1").is_err());
+        assert!(a.eval_bool("object.spec.(").is_err());
+        assert!(a.eval_bool("'text'").is_err());
+        assert!(a.eval_string("1 + 1").is_err());
+    }
+
+    #[test]
+    fn match_conditions_need_all_true_and_a_false_beats_an_error() {
+        let a = with_object(json!({"metadata": {"name": "x"}}));
+        let both = json!([
+            {"name": "named-x", "expression": "object.metadata.name == 'x'"},
+            {"name": "creating", "expression": "request.operation == 'CREATE'"}
+        ]);
+        assert_eq!(match_conditions(&both, &a), Conditions::Match);
+        let one_false = json!([
+            {"name": "broken", "expression": "object.nope.deeper == 1"},
+            {"name": "named-y", "expression": "object.metadata.name == 'y'"}
+        ]);
+        assert_eq!(match_conditions(&one_false, &a), Conditions::NoMatch);
+        let broken = json!([{"name": "broken", "expression": "object.nope.deeper == 1"}]);
+        assert!(
+            matches!(match_conditions(&broken, &a), Conditions::Error(m) if m.contains("broken"))
+        );
+        assert_eq!(match_conditions(&Value::Null, &a), Conditions::Match);
+    }
+}
