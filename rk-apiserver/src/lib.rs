@@ -28,6 +28,7 @@
 
 pub mod admission;
 pub mod cache;
+pub mod cel;
 pub mod crd;
 pub mod error;
 pub mod http;

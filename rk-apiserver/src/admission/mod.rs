@@ -2,10 +2,9 @@
 //! write: Service IP and NodePort allocation ([`service_ips`]), LimitRange
 //! defaults and bounds ([`limit_ranges`]), ResourceQuota enforcement
 //! ([`quota`]), the cluster's `ValidatingAdmissionPolicies` ([`policies`],
-//! CEL from [`cel`]) and the admission webhooks of its webhook
+//! CEL from [`crate::cel`]) and the admission webhooks of its webhook
 //! configurations ([`webhooks`]). Namespace lifecycle lives in the registry's create path.
 
-pub mod cel;
 pub mod limit_ranges;
 pub mod policies;
 pub mod quota;

@@ -29,8 +29,8 @@ use rk_core::catalogue::ResourceInfo;
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 
-use super::cel::{Activation, Conditions, match_conditions};
 use super::webhooks::{self, Attributes};
+use crate::cel::{Activation, Conditions, match_conditions};
 use crate::error::{ApiError, StatusCause};
 use crate::state::ApiState;
 

@@ -76,6 +76,25 @@ struct Node {
     embedded_resource: bool,
     list_type: Option<String>,
     list_map_keys: Vec<String>,
+    rules: Vec<Rule>,
+}
+
+/// One `x-kubernetes-validations` entry.
+#[derive(Debug, Clone, Default)]
+struct Rule {
+    rule: String,
+    message: Option<String>,
+    message_expression: Option<String>,
+    reason: Option<String>,
+    field_path: Option<String>,
+}
+
+impl Rule {
+    /// A transition rule compares with the old object, which object
+    /// validation does not have.
+    fn is_transition(&self) -> bool {
+        self.rule.contains("oldSelf")
+    }
 }
 
 /// A CRD version's structural schema, compiled for validating and pruning
@@ -184,6 +203,22 @@ fn compile(v: &Value, path: &str, depth: usize) -> Result<Node, SchemaError> {
         embedded_resource: b("x-kubernetes-embedded-resource"),
         list_type: s("x-kubernetes-list-type"),
         list_map_keys: string_list(m.get("x-kubernetes-list-map-keys")),
+        rules: m
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_owned);
+                Some(Rule {
+                    rule: text("rule").filter(|r| !r.is_empty())?,
+                    message: text("message").filter(|m| !m.is_empty()),
+                    message_expression: text("messageExpression").filter(|m| !m.is_empty()),
+                    reason: text("reason").filter(|m| !m.is_empty()),
+                    field_path: text("fieldPath").filter(|m| !m.is_empty()),
+                })
+            })
+            .collect(),
         ..Node::default()
     };
     if let Some(p) = s("pattern") {
@@ -372,6 +407,67 @@ fn validate(
         _ => {}
     }
     validate_composition(node, value, path, depth, out);
+    validate_rules(node, value, path, out);
+}
+
+/// `x-kubernetes-validations`: each rule (CEL, `self` the value here) that
+/// evaluates to false is a cause, with its `message`, `messageExpression`
+/// or `failed rule: RULE`, at `fieldPath` below this field if it names one,
+/// of its `reason` (`FieldValueInvalid` by default). A rule that cannot be
+/// evaluated (rk's CEL lacks Kubernetes' own libraries, such as
+/// `quantity()` or `isURL()`) is not held against the object, nor is a
+/// transition rule (one using `oldSelf`).
+fn validate_rules(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) {
+    for rule in node.rules.iter().filter(|r| !r.is_transition()) {
+        match crate::cel::eval_rule(&rule.rule, value) {
+            Ok(Value::Bool(false)) => {}
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::debug!(rule = %rule.rule, %error, "CRD validation rule not evaluated");
+                continue;
+            }
+        }
+        let message = rule
+            .message_expression
+            .as_deref()
+            .and_then(|e| match crate::cel::eval_rule(e, value) {
+                Ok(Value::String(m)) if !m.trim().is_empty() => Some(m),
+                _ => None,
+            })
+            .or_else(|| rule.message.clone())
+            .unwrap_or_else(|| format!("failed rule: {}", rule.rule));
+        let mut field = path.to_owned();
+        if let Some(extra) = &rule.field_path {
+            let extra = extra.trim_start_matches('.');
+            if field.is_empty() {
+                field = extra.to_owned();
+            } else if extra.starts_with('[') {
+                field.push_str(extra);
+            } else {
+                field = format!("{field}.{extra}");
+            }
+        }
+        let shown = Value::String(type_name(value).to_owned());
+        let cause = match rule.reason.as_deref() {
+            Some("FieldValueRequired") => Cause::new(
+                "FieldValueRequired",
+                &field,
+                format!("Required value: {message}"),
+            ),
+            Some("FieldValueForbidden") => Cause::new(
+                "FieldValueForbidden",
+                &field,
+                format!("Forbidden: {message}"),
+            ),
+            Some("FieldValueDuplicate") => Cause::new(
+                "FieldValueDuplicate",
+                &field,
+                format!("Duplicate value: {shown}: {message}"),
+            ),
+            _ => Cause::invalid(&field, &shown, &message),
+        };
+        out.push(cause);
+    }
 }
 
 fn validate_format(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) {

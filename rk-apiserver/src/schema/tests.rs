@@ -246,3 +246,53 @@ fn crd_validation_reports_upstream_messages() {
     ));
     assert!(got.iter().any(|m| m.starts_with(r#"spec.names.kind: Invalid value: "widget_thing": may have mixed case, but should otherwise match: a DNS-1035 label"#)));
 }
+
+#[test]
+fn validation_rules_are_checked_with_self_bound_to_their_field() {
+    let schema = CrdSchema::from_value(&json!({
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "x-kubernetes-validations": [
+                    {"rule": "self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"},
+                    {"rule": "!has(self.mode) || self.mode != 'legacy'", "fieldPath": ".mode", "reason": "FieldValueForbidden", "message": "legacy mode is gone"},
+                    {"rule": "self.name.startsWith('w-')", "messageExpression": "'name ' + self.name + ' lacks the w- prefix'"},
+                    {"rule": "self.replicas == oldSelf.replicas", "message": "transition rules need the old object"},
+                    {"rule": "quantity(self.size).isGreaterThan(quantity('1Gi'))", "message": "a function rk lacks"}
+                ],
+                "properties": {
+                    "minReplicas": {"type": "integer"},
+                    "maxReplicas": {"type": "integer"},
+                    "mode": {"type": "string"},
+                    "name": {"type": "string"},
+                    "size": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "string",
+                        "x-kubernetes-validations": [{"rule": "size(self) <= 5"}]}},
+                },
+            },
+        },
+    }))
+    .unwrap();
+    let good = obj(
+        json!({"minReplicas": 1, "maxReplicas": 3, "name": "w-a", "size": "1Mi", "tags": ["ok"]}),
+    );
+    assert!(
+        schema.validate(&good).is_empty(),
+        "{:?}",
+        schema.validate(&good)
+    );
+
+    let bad = obj(
+        json!({"minReplicas": 4, "maxReplicas": 3, "mode": "legacy", "name": "x", "tags": ["ok", "toolong"]}),
+    );
+    assert_eq!(
+        messages(&schema.validate(&bad)),
+        vec![
+            "spec.tags[1]: Invalid value: \"string\": failed rule: size(self) <= 5",
+            "spec: Invalid value: \"object\": minReplicas must not exceed maxReplicas",
+            "spec.mode: Forbidden: legacy mode is gone",
+            "spec: Invalid value: \"object\": name x lacks the w- prefix",
+        ]
+    );
+}

@@ -25,7 +25,7 @@
 //! - `dryRun` requests are only sent to webhooks with `sideEffects` `None`
 //!   or `NoneOnDryRun`; any other matching webhook fails them (400).
 //!
-//! - `matchConditions` (CEL, [`super::cel`]): a webhook is called only when
+//! - `matchConditions` (CEL, [`crate::cel`]): a webhook is called only when
 //!   every condition holds; a condition that cannot be evaluated fails the
 //!   request under `failurePolicy: Fail` and skips the webhook under `Ignore`.
 //!
@@ -45,7 +45,7 @@ use rk_core::catalogue::ResourceInfo;
 use serde_json::{Value, json};
 use tracing::warn;
 
-use super::cel::{Activation, Conditions, match_conditions};
+use crate::cel::{Activation, Conditions, match_conditions};
 use crate::error::ApiError;
 use crate::state::ApiState;
 

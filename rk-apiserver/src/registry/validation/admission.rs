@@ -250,8 +250,7 @@ pub(super) fn validating_policy(obj: &Value) -> Vec<Cause> {
                 None | Some("") if required_expression => out.push(required(&field)),
                 None | Some("") => {}
                 Some(expression) => {
-                    if let Err(e) = ::cel::Program::compile(expression) {
-                        let message = format!("compilation failed: {e}");
+                    if let Err(message) = crate::cel::parses(expression) {
                         out.push(invalid(&field, &entry[key], &message));
                     }
                 }

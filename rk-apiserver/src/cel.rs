@@ -1,12 +1,23 @@
-//! CEL expressions of admission: `matchConditions` of webhooks and
-//! policies, and the `validations` and `variables` of a
-//! `ValidatingAdmissionPolicy`, evaluated with the `cel` crate (the standard
-//! library and its strings, lists and math extensions).
+//! CEL expressions, evaluated with the `cel` crate (the standard library
+//! and its strings, lists and math extensions):
 //!
-//! The variables are upstream's: `object`, `oldObject` (null when absent),
-//! `request` (the `AdmissionRequest` an admission webhook would get),
-//! `params`, `namespaceObject` and `variables` (the policy's variables
-//! evaluated so far, by name).
+//! - admission: `matchConditions` of webhooks and policies, and the
+//!   `validations` and `variables` of a `ValidatingAdmissionPolicy`
+//!   ([`Activation`]), with upstream's variables `object`, `oldObject` (null
+//!   when absent), `request` (the `AdmissionRequest` a webhook would get),
+//!   `params`, `namespaceObject` and `variables` (the policy's variables
+//!   evaluated so far, by name);
+//! - CRD validation rules (`x-kubernetes-validations`, [`eval_rule`]), with
+//!   `self` the value the rule is written on.
+//!
+//! ```
+//! use rk_apiserver::cel::{Activation, eval_rule};
+//! use serde_json::json;
+//!
+//! let a = Activation { object: json!({"spec": {"replicas": 3}}), ..Activation::default() };
+//! assert_eq!(a.eval_bool("object.spec.replicas <= 5"), Ok(true));
+//! assert_eq!(eval_rule("self.min <= self.max", &json!({"min": 1, "max": 2})), Ok(json!(true)));
+//! ```
 
 use std::sync::{Arc, LazyLock};
 
@@ -91,6 +102,28 @@ impl Activation {
             )),
         }
     }
+}
+
+/// Evaluates a CRD validation rule with `self` bound to `this`.
+pub fn eval_rule(rule: &str, this: &Value) -> Result<Value, String> {
+    let program = ENV
+        .compile(rule)
+        .map_err(|e| format!("compilation failed: {e}"))?;
+    let mut context = cel::Context::with_env(ENV.clone());
+    context
+        .add_variable("self", this)
+        .map_err(|e| format!("self could not be bound: {e}"))?;
+    let result = program.execute(&context).map_err(|e| e.to_string())?;
+    result
+        .json()
+        .map_err(|e| format!("the result cannot be used: {e}"))
+}
+
+/// Whether `expression` parses as CEL; the parser's complaint if not.
+pub fn parses(expression: &str) -> Result<(), String> {
+    ENV.compile(expression)
+        .map(|_| ())
+        .map_err(|e| format!("compilation failed: {e}"))
 }
 
 fn type_name(value: &Value) -> &'static str {
