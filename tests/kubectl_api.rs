@@ -789,6 +789,35 @@ async fn validating_admission_policies_deny_and_warn() {
         policy["spec"]["matchConstraints"]["matchPolicy"],
         "Equivalent"
     );
+    let rows = |table: String| -> Vec<Vec<String>> {
+        table
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
+    };
+    let policies = rows(c.kubectl(&["get", "validatingadmissionpolicies"]).await);
+    assert_eq!(policies[0], ["NAME", "VALIDATIONS", "PARAMKIND", "AGE"]);
+    assert_eq!(
+        policies[1][..3],
+        ["demo-policy.example.com", "1", "<unset>"]
+    );
+    assert_eq!(
+        policies[2][..3],
+        ["param-policy.example.com", "1", "v1/ConfigMap"]
+    );
+    let bindings = rows(
+        c.kubectl(&["get", "validatingadmissionpolicybindings"])
+            .await,
+    );
+    assert_eq!(bindings[0], ["NAME", "POLICYNAME", "PARAMREF", "AGE"]);
+    assert_eq!(
+        bindings[2][..3],
+        [
+            "param-binding.example.com",
+            "param-policy.example.com",
+            "default/limits"
+        ]
+    );
 
     // The policy is read from the watch cache: wait for it to be in force.
     let create = [

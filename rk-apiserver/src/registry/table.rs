@@ -144,6 +144,18 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<Col> {
         | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             vec![NAME, ("Webhooks", "integer", "", 0), AGE]
         }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => vec![
+            NAME,
+            ("Validations", "integer", "", 0),
+            ("ParamKind", "string", "", 0),
+            AGE,
+        ],
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => vec![
+            NAME,
+            ("PolicyName", "string", "", 0),
+            ("ParamRef", "string", "", 0),
+            AGE,
+        ],
         ("", "Endpoints") => vec![NAME, ("Endpoints", "string", "", 0), AGE],
         ("discovery.k8s.io", "EndpointSlice") => vec![
             NAME,

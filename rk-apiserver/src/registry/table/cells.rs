@@ -598,6 +598,31 @@ pub fn row(info: &ResourceInfo, obj: &Value, now: jiff::Timestamp, width: usize)
             json!(obj["webhooks"].as_array().map(Vec::len).unwrap_or(0)),
             created,
         ],
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            let kind = &obj["spec"]["paramKind"];
+            let param_kind = if kind.is_object() {
+                format!("{}/{}", s(&kind["apiVersion"]), s(&kind["kind"]))
+            } else {
+                "<unset>".to_string()
+            };
+            let validations = obj["spec"]["validations"].as_array().map_or(0, Vec::len);
+            vec![name, json!(validations), json!(param_kind), created]
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            let reference = &obj["spec"]["paramRef"];
+            let param_ref = match (s(&reference["namespace"]), s(&reference["name"])) {
+                _ if !reference.is_object() => "<unset>".to_string(),
+                (ns, name) if !name.is_empty() && !ns.is_empty() => format!("{ns}/{name}"),
+                (_, name) if !name.is_empty() => format!("*/{name}"),
+                _ => label_selector(&reference["selector"]),
+            };
+            vec![
+                name,
+                json!(s(&obj["spec"]["policyName"])),
+                json!(param_ref),
+                created,
+            ]
+        }
         ("", "ServiceAccount") => vec![
             name,
             json!(obj["secrets"].as_array().map(Vec::len).unwrap_or(0)),
