@@ -926,3 +926,83 @@ spec:
         "{stderr}"
     );
 }
+
+const GATEWAY_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gates.example.com
+spec:
+  group: example.com
+  names: {kind: Gate, plural: gates, singular: gate}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.minReplicas <= self.maxReplicas"
+              message: "minReplicas must not exceed maxReplicas"
+            properties:
+              className:
+                type: string
+                x-kubernetes-validations:
+                - rule: "self == oldSelf"
+                  message: "Value is immutable"
+              minReplicas: {type: integer}
+              maxReplicas: {type: integer}
+"#;
+
+/// `x-kubernetes-validations` rules of a CRD, the immutability idiom
+/// (`self == oldSelf`) included, as kubectl users meet them.
+#[tokio::test]
+async fn crd_validation_rules_refuse_what_they_say() {
+    let c = Cluster::start().await;
+    c.kubectl_in(&["apply", "-f", "-"], Some(GATEWAY_CRD)).await;
+    let gate = |min: u32, class: &str| {
+        format!(
+            "apiVersion: example.com/v1\nkind: Gate\nmetadata: {{name: g}}\nspec: {{className: {class}, minReplicas: {min}, maxReplicas: 3}}\n"
+        )
+    };
+    let mut created = String::new();
+    for _ in 0..50 {
+        let out = c
+            .kubectl_output(&["apply", "-f", "-"], Some(&gate(1, "gold")), &[])
+            .await;
+        if out.status.success() {
+            created = String::from_utf8_lossy(&out.stdout).into_owned();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(created.contains("gate.example.com/g created"), "{created}");
+    let out = c
+        .kubectl_output(&["apply", "-f", "-"], Some(&gate(5, "gold")), &[])
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("spec: Invalid value: \"object\": minReplicas must not exceed maxReplicas"),
+        "{err}"
+    );
+    let out = c
+        .kubectl_output(&["apply", "-f", "-"], Some(&gate(2, "silver")), &[])
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("spec.className: Invalid value: \"string\": Value is immutable"),
+        "{err}"
+    );
+    let out = c
+        .kubectl_in(&["apply", "-f", "-"], Some(&gate(2, "gold")))
+        .await;
+    assert!(out.contains("gate.example.com/g configured"), "{out}");
+    assert_eq!(c.get_json(&["gate", "g"]).await["spec"]["minReplicas"], 2);
+}

@@ -16,7 +16,7 @@
 //!
 //! let a = Activation { object: json!({"spec": {"replicas": 3}}), ..Activation::default() };
 //! assert_eq!(a.eval_bool("object.spec.replicas <= 5"), Ok(true));
-//! assert_eq!(eval_rule("self.min <= self.max", &json!({"min": 1, "max": 2})), Ok(json!(true)));
+//! assert_eq!(eval_rule("self.min <= self.max", &json!({"min": 1, "max": 2}), None), Ok(json!(true)));
 //! ```
 
 use std::sync::{Arc, LazyLock};
@@ -104,8 +104,9 @@ impl Activation {
     }
 }
 
-/// Evaluates a CRD validation rule with `self` bound to `this`.
-pub fn eval_rule(rule: &str, this: &Value) -> Result<Value, String> {
+/// Evaluates a CRD validation rule with `self` bound to `this` and, for a
+/// transition rule, `oldSelf` to `old`.
+pub fn eval_rule(rule: &str, this: &Value, old: Option<&Value>) -> Result<Value, String> {
     let program = ENV
         .compile(rule)
         .map_err(|e| format!("compilation failed: {e}"))?;
@@ -113,6 +114,11 @@ pub fn eval_rule(rule: &str, this: &Value) -> Result<Value, String> {
     context
         .add_variable("self", this)
         .map_err(|e| format!("self could not be bound: {e}"))?;
+    if let Some(old) = old {
+        context
+            .add_variable("oldSelf", old)
+            .map_err(|e| format!("oldSelf could not be bound: {e}"))?;
+    }
     let result = program.execute(&context).map_err(|e| e.to_string())?;
     result
         .json()

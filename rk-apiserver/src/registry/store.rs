@@ -278,7 +278,7 @@ fn prepare(
             let schema = schema.map_err(|e| ApiError::internal(format!("bad CRD schema: {e}")))?;
             let pruned = schema.prune(&mut obj);
             unknown_field_policy(info, opts.field_validation, &pruned, &mut warnings)?;
-            let causes = schema.validate(&obj);
+            let causes = schema.validate_update(&obj, old);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(
                     &info.kind,

@@ -90,8 +90,8 @@ struct Rule {
 }
 
 impl Rule {
-    /// A transition rule compares with the old object, which object
-    /// validation does not have.
+    /// A transition rule compares with the old value, so it runs only on
+    /// updates where the old object has one at the same place.
     fn is_transition(&self) -> bool {
         self.rule.contains("oldSelf")
     }
@@ -138,6 +138,22 @@ impl CrdSchema {
             return out;
         }
         validate(&self.root, obj, "", 0, &mut out, true);
+        check_rules(&self.root, obj, None, "", 0, &mut out);
+        out
+    }
+
+    /// [`validate`](Self::validate) for an update from `old`: transition
+    /// rules (`oldSelf`) run too, wherever `old` has a value.
+    pub fn validate_update(&self, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let Some(old) = old else {
+            return self.validate(obj);
+        };
+        let mut out = Vec::new();
+        if too_deep(obj, MAX_DEPTH).is_some() {
+            return self.validate(obj);
+        }
+        validate(&self.root, obj, "", 0, &mut out, true);
+        check_rules(&self.root, obj, Some(old), "", 0, &mut out);
         out
     }
 
@@ -407,19 +423,87 @@ fn validate(
         _ => {}
     }
     validate_composition(node, value, path, depth, out);
-    validate_rules(node, value, path, out);
 }
 
-/// `x-kubernetes-validations`: each rule (CEL, `self` the value here) that
-/// evaluates to false is a cause, with its `message`, `messageExpression`
+/// Walks the object for `x-kubernetes-validations`, with the old object's
+/// value at the same place (by property, map key, or `listType: map` keys)
+/// where there is one.
+fn check_rules(
+    node: &Node,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+    depth: usize,
+    out: &mut Vec<Cause>,
+) {
+    if depth > MAX_DEPTH || value.is_null() {
+        return;
+    }
+    validate_rules(node, value, old, path, out);
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let child = match (node.properties.get(k), &node.additional) {
+                    (Some(child), _) => child,
+                    (None, Some(Additional::Schema(child))) => child,
+                    _ => continue,
+                };
+                let old_child = old.and_then(|o| o.get(k));
+                check_rules(child, v, old_child, &child_path(path, k), depth + 1, out);
+            }
+        }
+        Value::Array(items) => {
+            let Some(item) = &node.items else {
+                return;
+            };
+            let old_items = old.and_then(Value::as_array);
+            for (i, v) in items.iter().enumerate() {
+                let old_item = old_items.and_then(|olds| correlated(node, v, olds));
+                check_rules(item, v, old_item, &format!("{path}[{i}]"), depth + 1, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The old element a new one corresponds to: same key fields in a
+/// `listType: map` list, the same value in a `set`; none in atomic lists.
+fn correlated<'a>(node: &Node, item: &Value, olds: &'a [Value]) -> Option<&'a Value> {
+    match node.list_type.as_deref() {
+        Some("map") if !node.list_map_keys.is_empty() => olds.iter().find(|o| {
+            node.list_map_keys.iter().all(|k| {
+                json_equal(
+                    o.get(k).unwrap_or(&Value::Null),
+                    item.get(k).unwrap_or(&Value::Null),
+                )
+            })
+        }),
+        Some("set") => olds.iter().find(|o| json_equal(o, item)),
+        _ => None,
+    }
+}
+
+/// `x-kubernetes-validations`: each rule (CEL, `self` the value here,
+/// `oldSelf` the old object's value on an update) that evaluates to false
+/// is a cause, with its `message`, `messageExpression`
 /// or `failed rule: RULE`, at `fieldPath` below this field if it names one,
 /// of its `reason` (`FieldValueInvalid` by default). A rule that cannot be
 /// evaluated (rk's CEL lacks Kubernetes' own libraries, such as
-/// `quantity()` or `isURL()`) is not held against the object, nor is a
-/// transition rule (one using `oldSelf`).
-fn validate_rules(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) {
-    for rule in node.rules.iter().filter(|r| !r.is_transition()) {
-        match crate::cel::eval_rule(&rule.rule, value) {
+/// `quantity()` or `isURL()`) is not held against the object; a transition
+/// rule (one using `oldSelf`) runs only where there is an old value.
+fn validate_rules(
+    node: &Node,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+    out: &mut Vec<Cause>,
+) {
+    for rule in node
+        .rules
+        .iter()
+        .filter(|r| old.is_some() || !r.is_transition())
+    {
+        match crate::cel::eval_rule(&rule.rule, value, old) {
             Ok(Value::Bool(false)) => {}
             Ok(_) => continue,
             Err(error) => {
@@ -430,7 +514,7 @@ fn validate_rules(node: &Node, value: &Value, path: &str, out: &mut Vec<Cause>) 
         let message = rule
             .message_expression
             .as_deref()
-            .and_then(|e| match crate::cel::eval_rule(e, value) {
+            .and_then(|e| match crate::cel::eval_rule(e, value, old) {
                 Ok(Value::String(m)) if !m.trim().is_empty() => Some(m),
                 _ => None,
             })

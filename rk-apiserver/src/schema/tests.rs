@@ -289,10 +289,48 @@ fn validation_rules_are_checked_with_self_bound_to_their_field() {
     assert_eq!(
         messages(&schema.validate(&bad)),
         vec![
-            "spec.tags[1]: Invalid value: \"string\": failed rule: size(self) <= 5",
             "spec: Invalid value: \"object\": minReplicas must not exceed maxReplicas",
             "spec.mode: Forbidden: legacy mode is gone",
             "spec: Invalid value: \"object\": name x lacks the w- prefix",
+            "spec.tags[1]: Invalid value: \"string\": failed rule: size(self) <= 5",
         ]
     );
+}
+
+#[test]
+fn transition_rules_run_on_updates_where_the_old_object_has_a_value() {
+    let schema = CrdSchema::from_value(&json!({
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "class": {"type": "string",
+                        "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "Value is immutable"}]},
+                    "listeners": {"type": "array", "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["name"],
+                        "items": {"type": "object",
+                            "x-kubernetes-validations": [{"rule": "self.port == oldSelf.port", "message": "port is fixed", "fieldPath": ".port"}],
+                            "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
+                },
+            },
+        },
+    }))
+    .unwrap();
+    let old = obj(json!({"class": "gold", "listeners": [{"name": "http", "port": 80}]}));
+    // A create has no old values: transition rules do not run.
+    assert!(schema.validate(&old).is_empty());
+    assert!(schema.validate_update(&old, Some(&old)).is_empty());
+    let changed = obj(json!({"class": "silver", "listeners": [
+        {"name": "https", "port": 443}, {"name": "http", "port": 8080}]}));
+    assert_eq!(
+        messages(&schema.validate_update(&changed, Some(&old))),
+        vec![
+            "spec.class: Invalid value: \"string\": Value is immutable",
+            "spec.listeners[1].port: Invalid value: \"object\": port is fixed",
+        ]
+    );
+    // A field the old object lacked may be set.
+    let before = obj(json!({"listeners": []}));
+    assert!(schema.validate_update(&changed, Some(&before)).is_empty());
 }
