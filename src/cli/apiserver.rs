@@ -41,6 +41,7 @@ async fn serve(
         rk_apiserver::test_server::kubeconfig_for(&server.url()),
     )
     .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    crate::release_freed_memory();
     eprintln!(
         "rk: API server at {}; run: export KUBECONFIG={}",
         server.url(),

@@ -189,6 +189,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .context("starting the proxy")?;
 
     let ready = wait_for_ready_nodes(&client()?, args.nodes, Duration::from_secs(30)).await;
+    crate::release_freed_memory();
     eprintln!(
         "rk: cluster up in {:.1}s ({ready}/{} nodes Ready, API server {url}); run: export KUBECONFIG={}",
         started.elapsed().as_secs_f64(),
