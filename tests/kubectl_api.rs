@@ -672,26 +672,20 @@ async fn operator_manifests_with_webhook_configurations_apply() {
     c.kubectl(&["create", "namespace", "strict"]).await;
     c.kubectl(&["label", "namespace", "strict", "policy=enforced"])
         .await;
-    let mut refused = String::new();
-    for _ in 0..50 {
-        let run = [
-            "run",
-            "held",
-            "-n",
-            "strict",
-            "--image=busybox",
-            "--restart=Never",
-        ];
-        let out = c.kubectl_output(&run, None, &[]).await;
-        if out.status.success() {
-            c.kubectl(&["delete", "pod", "held", "-n", "strict", "--wait=false"])
-                .await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        } else {
-            refused = String::from_utf8_lossy(&out.stderr).into_owned();
-            break;
-        }
-    }
+    let run = [
+        "run",
+        "held",
+        "-n",
+        "strict",
+        "--image=busybox",
+        "--restart=Never",
+    ];
+    let refused = c
+        .first_refusal(
+            &run,
+            &["delete", "pod", "held", "-n", "strict", "--wait=false"],
+        )
+        .await;
     assert!(
         refused.contains(
             "failed calling webhook \"pods.policy.example.com\": failed to call webhook: service \"policy-webhook\" not found"
@@ -829,18 +823,9 @@ async fn validating_admission_policies_deny_and_warn() {
         "--image=nginx",
         "--replicas=6",
     ];
-    let mut refused = String::new();
-    for _ in 0..50 {
-        let out = c.kubectl_output(&create, None, &[]).await;
-        if out.status.success() {
-            c.kubectl(&["delete", "deployment", "big", "-n", "test"])
-                .await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        } else {
-            refused = String::from_utf8_lossy(&out.stderr).into_owned();
-            break;
-        }
-    }
+    let refused = c
+        .first_refusal(&create, &["delete", "deployment", "big", "-n", "test"])
+        .await;
     assert!(
         refused.contains(
             "ValidatingAdmissionPolicy 'demo-policy.example.com' with binding 'demo-binding-test.example.com' denied request: failed expression: object.spec.replicas <= 5"

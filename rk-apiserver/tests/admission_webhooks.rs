@@ -222,6 +222,24 @@ async fn create_until<F: Fn(&ConfigMap) -> bool>(
     panic!("the webhook configuration never took effect");
 }
 
+/// Calls `attempt(i)` for i = 0, 1, ... until it is refused, pausing after
+/// each success: a configuration is read from the watch cache a moment
+/// after it is written. Returns the refusal's code and message.
+async fn first_refusal<T, F, Fut>(what: &str, mut attempt: F) -> (u16, String)
+where
+    T: std::fmt::Debug,
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    for i in 0..100 {
+        match attempt(i).await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => return api_error::<T>(Err(e)),
+        }
+    }
+    panic!("{what} never took effect");
+}
+
 #[tokio::test]
 async fn webhooks_mutate_validate_and_fail_as_their_policy_says() {
     let server = TestServer::start().await.unwrap();
@@ -414,20 +432,12 @@ async fn webhooks_mutate_validate_and_fail_as_their_policy_says() {
         )
         .await
         .unwrap();
-    let mut refused = None;
-    for i in 0..100 {
-        match secrets
-            .create(&PostParams::default(), &secret(&format!("s{i}")))
-            .await
-        {
-            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => {
-                refused = Some(e);
-                break;
-            }
-        }
-    }
-    let (code, message) = api_error::<()>(Err(refused.expect("the Fail webhook never refused")));
+    let (code, message) = first_refusal("the Fail webhook", |i| {
+        let object = secret(&format!("s{i}"));
+        let api = &secrets;
+        async move { api.create(&PostParams::default(), &object).await }
+    })
+    .await;
     assert_eq!(code, 500);
     assert!(
         message.starts_with(
@@ -463,24 +473,14 @@ async fn a_webhook_whose_certificate_is_not_trusted_fails_the_call() {
         .await
         .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
-    for i in 0..100 {
-        match cms
-            .create(
-                &PostParams::default(),
-                &config_map(&format!("c{i}"), json!({})),
-            )
-            .await
-        {
-            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => {
-                let (code, message) = api_error::<()>(Err(e));
-                assert_eq!(code, 500);
-                assert!(message.contains("certificate"), "{message}");
-                return;
-            }
-        }
-    }
-    panic!("a webhook with an untrusted certificate was called");
+    let (code, message) = first_refusal("the untrusted webhook", |i| {
+        let object = config_map(&format!("c{i}"), json!({}));
+        let api = &cms;
+        async move { api.create(&PostParams::default(), &object).await }
+    })
+    .await;
+    assert_eq!(code, 500);
+    assert!(message.contains("certificate"), "{message}");
 }
 
 /// The PEM of a CA that signed nothing the webhook serves.
@@ -603,24 +603,12 @@ async fn match_conditions_decide_whether_a_webhook_is_called() {
         .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     // Wait until the webhook is in force: it refuses what is labelled deny.
-    let mut denied = None;
-    for i in 0..100 {
-        let name = format!("probe{i}");
-        match cms
-            .create(
-                &PostParams::default(),
-                &config_map(&name, json!({"deny": "true"})),
-            )
-            .await
-        {
-            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => {
-                denied = Some(api_error::<()>(Err(e)));
-                break;
-            }
-        }
-    }
-    let (code, message) = denied.expect("the webhook never took effect");
+    let (code, message) = first_refusal("the guarded webhook", |i| {
+        let object = config_map(&format!("probe{i}"), json!({"deny": "true"}));
+        let api = &cms;
+        async move { api.create(&PostParams::default(), &object).await }
+    })
+    .await;
     assert_eq!(code, 403);
     assert!(message.contains("labels say no"), "{message}");
 
@@ -652,20 +640,12 @@ async fn match_conditions_decide_whether_a_webhook_is_called() {
         )
         .unwrap()
     };
-    let mut failed = None;
-    for i in 0..100 {
-        match secrets
-            .create(&PostParams::default(), &secret(&format!("s{i}")))
-            .await
-        {
-            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) => {
-                failed = Some(api_error::<()>(Err(e)));
-                break;
-            }
-        }
-    }
-    let (code, message) = failed.expect("the broken condition never took effect");
+    let (code, message) = first_refusal("the broken condition", |i| {
+        let object = secret(&format!("s{i}"));
+        let api = &secrets;
+        async move { api.create(&PostParams::default(), &object).await }
+    })
+    .await;
     assert_eq!(code, 500);
     assert!(
         message.contains("failed to evaluate match condition \"typo\""),

@@ -139,6 +139,21 @@ impl Cluster {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Runs kubectl with `args` until it fails, running `undo` after each
+    /// success: admission configuration is read from the watch cache a
+    /// moment after it is written. Returns the failure's stderr.
+    pub async fn first_refusal(&self, args: &[&str], undo: &[&str]) -> String {
+        for _ in 0..50 {
+            let out = self.kubectl_output(args, None, &[]).await;
+            if !out.status.success() {
+                return String::from_utf8_lossy(&out.stderr).into_owned();
+            }
+            self.kubectl(undo).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("kubectl {args:?} was never refused");
+    }
+
     /// `kubectl get ... -o json` parsed.
     pub async fn get_json(&self, args: &[&str]) -> serde_json::Value {
         let mut all: Vec<&str> = vec!["get"];

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::CachedObject;
-use super::object::{RvSlot, json_bytes_with_rv, splice_rv};
+use super::object::{RvSlot, splice_rv};
 use crate::storage::Revision;
 
 /// Most announced writes kept waiting for their event.
@@ -34,8 +34,8 @@ pub struct PendingWrite {
     /// unchanged. Holding it keeps its address from being reused by
     /// another write while the announcement waits.
     stored: Bytes,
-    /// Where `resourceVersion` goes in `stored`, when known: the cached
-    /// bytes are then `stored` with it spliced in.
+    /// Where `resourceVersion` goes in `stored`: the cached bytes are
+    /// `stored` with it spliced in (`None`: the object has no `metadata`).
     rv_slot: Option<RvSlot>,
     /// The object as written, without `resourceVersion`; taken back by the
     /// registry once the cached object is built.
@@ -57,7 +57,8 @@ impl PendingWrite {
                 let object = object.as_ref()?;
                 let bytes = match self.rv_slot {
                     Some(slot) => splice_rv(&self.stored, slot, rev),
-                    None => json_bytes_with_rv(object, rev),
+                    // No metadata to carry a resourceVersion: as stored.
+                    None => Bytes::copy_from_slice(&self.stored),
                 };
                 Some(Arc::new(CachedObject::from_parts(
                     self.key.clone(),
@@ -185,6 +186,12 @@ impl PendingWrites {
 mod tests {
     use super::*;
 
+    /// What the registry announces: the bytes it stores and where their
+    /// resourceVersion goes.
+    fn stored(object: &Value) -> (Bytes, Option<RvSlot>) {
+        crate::cache::object::json_bytes_marking_rv(object).unwrap()
+    }
+
     fn pod() -> Value {
         serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n", "labels": {"a": "b"}}})
     }
@@ -192,8 +199,8 @@ mod tests {
     #[test]
     fn the_dispatcher_reuses_an_announced_write_and_the_registry_its_bytes() {
         let writes = PendingWrites::default();
-        let stored = Bytes::from(serde_json::to_vec(&pod()).unwrap());
-        let pending = writes.announce("/registry/pods/n/p", "Pod", &stored, None, pod());
+        let (stored, slot) = stored(&pod());
+        let pending = writes.announce("/registry/pods/n/p", "Pod", &stored, slot, pod());
         // The event carries the same buffer: the dispatcher takes it.
         let taken = writes
             .take("/registry/pods/n/p", &stored.clone(), false)
@@ -210,8 +217,8 @@ mod tests {
     #[test]
     fn an_equal_but_different_buffer_is_not_the_announced_write() {
         let writes = PendingWrites::default();
-        let stored = Bytes::from(serde_json::to_vec(&pod()).unwrap());
-        let pending = writes.announce("/registry/pods/n/p", "Pod", &stored, None, pod());
+        let (stored, slot) = stored(&pod());
+        let pending = writes.announce("/registry/pods/n/p", "Pod", &stored, slot, pod());
         let copy = Bytes::from(stored.to_vec());
         assert!(writes.take("/registry/pods/n/p", &copy, false).is_none());
         // The registry finishes first; the announcement waits for its event.

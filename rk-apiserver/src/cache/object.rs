@@ -19,7 +19,8 @@ pub fn json_bytes(value: &Value) -> Bytes {
 
 /// [`json_bytes`] of `value` with `metadata.resourceVersion` set to `rev`,
 /// without copying the object to set it: the same bytes as inserting the
-/// field and serializing.
+/// field and serializing. The tests' reference for [`splice_rv`].
+#[cfg(test)]
 pub fn json_bytes_with_rv(value: &Value, rev: Revision) -> Bytes {
     serialize_exact(&WithResourceVersion {
         object: value,
@@ -199,11 +200,13 @@ fn serialize_exact(value: &impl Serialize) -> Bytes {
 /// An object serialized as if `metadata.resourceVersion` were `rv`.
 /// `serde_json`'s maps keep their keys sorted, so the field goes where an
 /// insert would have put it.
+#[cfg(test)]
 struct WithResourceVersion<'a> {
     object: &'a Value,
     rv: &'a str,
 }
 
+#[cfg(test)]
 impl Serialize for WithResourceVersion<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let Value::Object(map) = self.object else {
@@ -222,11 +225,13 @@ impl Serialize for WithResourceVersion<'_> {
     }
 }
 
+#[cfg(test)]
 struct MetaWithResourceVersion<'a> {
     meta: &'a serde_json::Map<String, Value>,
     rv: &'a str,
 }
 
+#[cfg(test)]
 impl Serialize for MetaWithResourceVersion<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         const FIELD: &str = "resourceVersion";
