@@ -107,19 +107,33 @@ impl ResourceInfo {
     /// `/registry/<group-prefix><plural>/`. Core and most groups use the bare
     /// plural; custom resources use `<group>/<plural>`.
     pub fn storage_prefix(&self) -> String {
+        let mut prefix = String::with_capacity(64);
+        self.push_storage_prefix(&mut prefix);
+        prefix
+    }
+
+    fn push_storage_prefix(&self, out: &mut String) {
+        out.push_str("/registry/");
         if self.group.is_empty() || is_builtin_group(&self.group) {
-            format!("/registry/{}/", storage_resource_name(&self.plural))
+            out.push_str(storage_resource_name(&self.plural));
         } else {
-            format!("/registry/{}/{}/", self.group, self.plural)
+            out.push_str(&self.group);
+            out.push('/');
+            out.push_str(&self.plural);
         }
+        out.push('/');
     }
 
     /// The storage key of one object.
     pub fn storage_key(&self, namespace: Option<&str>, name: &str) -> String {
-        match (self.scope, namespace) {
-            (Scope::Namespaced, Some(ns)) => format!("{}{}/{}", self.storage_prefix(), ns, name),
-            _ => format!("{}{}", self.storage_prefix(), name),
+        let mut key = String::with_capacity(64 + name.len());
+        self.push_storage_prefix(&mut key);
+        if let (Scope::Namespaced, Some(ns)) = (self.scope, namespace) {
+            key.push_str(ns);
+            key.push('/');
         }
+        key.push_str(name);
+        key
     }
 }
 

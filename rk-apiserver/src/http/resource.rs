@@ -122,6 +122,25 @@ impl Call {
         })
     }
 
+    /// A JSON body of a stored built-in kind, sent at its stored version,
+    /// decoded straight through its type; `None` for anything else, which
+    /// takes [`Self::json_body`].
+    fn typed_body(&self, info: &ResourceInfo) -> Option<crate::registry::typed::Decoded> {
+        let json = self
+            .header(header::CONTENT_TYPE)
+            .and_then(|ct| ct.split(';').next())
+            .is_none_or(|ct| ct.trim() == "application/json");
+        let converts = self
+            .served
+            .as_deref()
+            .is_some_and(|i| self.state.converts(i));
+        if !json || converts || !info.stored || self.body.is_empty() {
+            return None;
+        }
+        let decoded = crate::registry::typed::decode_json(info, &self.body)?;
+        (depth(&decoded.object) <= 100).then_some(decoded)
+    }
+
     /// The body as JSON (or YAML, by content type).
     fn json_body(&self) -> Result<Value, ApiError> {
         parse_body(self.header(header::CONTENT_TYPE), &self.body)
@@ -334,23 +353,26 @@ async fn create(
     repr: Representation,
 ) -> Result<Response<Body>, ApiError> {
     require_verb(&info, "create")?;
-    let body = call.to_stored(call.json_body()?);
-    if info.group == "authentication.k8s.io" && info.kind == "TokenReview" {
-        let reviewed = super::tokens::review(&call.state, body).await?;
-        return Ok(response::json(201, &reviewed));
-    }
-    if !info.stored {
-        return super::reviews::review(&info, body);
-    }
-    let opts = call.write_options()?;
-    let out = store::create(
-        &call.state,
-        &info,
-        call.path.namespace.as_deref(),
-        body,
-        &opts,
-    )
-    .await?;
+    let opts;
+    let namespace = call.path.namespace.as_deref();
+    let out = match call.typed_body(&info) {
+        Some(decoded) => {
+            opts = call.write_options()?;
+            store::create_decoded(&call.state, &info, namespace, decoded, &opts).await?
+        }
+        None => {
+            let body = call.to_stored(call.json_body()?);
+            if info.group == "authentication.k8s.io" && info.kind == "TokenReview" {
+                let reviewed = super::tokens::review(&call.state, body).await?;
+                return Ok(response::json(201, &reviewed));
+            }
+            if !info.stored {
+                return super::reviews::review(&info, body);
+            }
+            opts = call.write_options()?;
+            store::create(&call.state, &info, namespace, body, &opts).await?
+        }
+    };
     if info.kind == "CustomResourceDefinition" && !opts.dry_run {
         // Serve the new kind before answering, so a client can use it at once.
         crate::crd::reconcile(&call.state, &out.object).await;
@@ -366,9 +388,14 @@ async fn update(
     repr: Representation,
 ) -> Result<Response<Body>, ApiError> {
     require_verb(&target.info, "update")?;
-    let body = call.to_stored(call.json_body()?);
     let opts = call.write_options()?;
-    let out = store::update(&call.state, target, body, part, &opts).await?;
+    let out = match call.typed_body(&target.info) {
+        Some(decoded) => store::update_decoded(&call.state, target, decoded, part, &opts).await?,
+        None => {
+            let body = call.to_stored(call.json_body()?);
+            store::update(&call.state, target, body, part, &opts).await?
+        }
+    };
     if target.info.kind == "CustomResourceDefinition" && !opts.dry_run {
         crate::crd::reconcile(&call.state, &out.object).await;
     }

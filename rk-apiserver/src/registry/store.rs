@@ -263,12 +263,15 @@ pub fn check_identity(
 }
 
 /// Decode, prune, default and validate an object about to be written.
+/// `decoded` holds the unknown fields of a body already decoded through its
+/// type ([`super::typed::decode_json`]), which is not decoded again.
 fn prepare(
     state: &ApiState,
     info: &ResourceInfo,
     obj: Value,
     old: Option<&Value>,
     opts: &WriteOptions,
+    decoded: Option<&[String]>,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let name = meta::name(&obj).to_string();
     let mut warnings = Vec::new();
@@ -289,12 +292,22 @@ fn prepare(
             }
         }
     } else {
-        if opts.field_validation != FieldValidation::Ignore {
-            let unknown = crate::schema::unknown_fields(&info.api_version(), &info.kind, &obj);
-            unknown_field_policy(info, opts.field_validation, &unknown, &mut warnings)?;
+        match decoded {
+            Some(unknown) => {
+                if opts.field_validation != FieldValidation::Ignore {
+                    unknown_field_policy(info, opts.field_validation, unknown, &mut warnings)?;
+                }
+            }
+            None => {
+                if opts.field_validation != FieldValidation::Ignore {
+                    let unknown =
+                        crate::schema::unknown_fields(&info.api_version(), &info.kind, &obj);
+                    unknown_field_policy(info, opts.field_validation, &unknown, &mut warnings)?;
+                }
+                obj = super::typed::normalize(info, obj)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            }
         }
-        obj =
-            super::typed::normalize(info, obj).map_err(|e| ApiError::bad_request(e.to_string()))?;
         super::defaults::apply_defaults(info, &mut obj);
     }
     if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
@@ -363,7 +376,7 @@ async fn call_webhooks(
     let (sent, changed) = webhooks::mutate(state, &attrs, &mut obj, old).await?;
     warnings.extend(sent);
     if changed {
-        let (again, more) = prepare(state, info, obj, old, opts)?;
+        let (again, more) = prepare(state, info, obj, old, opts, None)?;
         obj = again;
         for warning in more {
             if !warnings.contains(&warning) {
@@ -434,6 +447,11 @@ fn namespace_terminating(json: &[u8]) -> bool {
     struct Namespace {
         metadata: Meta,
         status: Status,
+    }
+    // Most namespaces have neither field: no need to parse them.
+    let has = |needle: &[u8]| json.windows(needle.len()).any(|w| w == needle);
+    if !has(b"\"deletionTimestamp\"") && !has(b"Terminating") {
+        return false;
     }
     let ns: Namespace = serde_json::from_slice(json).unwrap_or_default();
     ns.metadata.deletion_timestamp.is_some() || ns.status.phase.as_deref() == Some("Terminating")
@@ -570,7 +588,38 @@ pub async fn create(
     state: &ApiState,
     info: &Arc<ResourceInfo>,
     namespace: Option<&str>,
+    obj: Value,
+    opts: &WriteOptions,
+) -> Result<Outcome, ApiError> {
+    create_with(state, info, namespace, obj, None, opts).await
+}
+
+/// Create an object from a body already decoded through its type
+/// ([`super::typed::decode_json`]).
+pub async fn create_decoded(
+    state: &ApiState,
+    info: &Arc<ResourceInfo>,
+    namespace: Option<&str>,
+    body: super::typed::Decoded,
+    opts: &WriteOptions,
+) -> Result<Outcome, ApiError> {
+    create_with(
+        state,
+        info,
+        namespace,
+        body.object,
+        Some(&body.unknown),
+        opts,
+    )
+    .await
+}
+
+async fn create_with(
+    state: &ApiState,
+    info: &Arc<ResourceInfo>,
+    namespace: Option<&str>,
     mut obj: Value,
+    decoded: Option<&[String]>,
     opts: &WriteOptions,
 ) -> Result<Outcome, ApiError> {
     check_identity(info, &mut obj, namespace, None)?;
@@ -604,7 +653,7 @@ pub async fn create(
         }
     }
     prepare_for_create(info, &mut obj);
-    let (obj, warnings) = prepare(state, info, obj, None, opts)?;
+    let (obj, warnings) = prepare(state, info, obj, None, opts, decoded)?;
     admit_namespace(state, info, namespace).await?;
     let (mut obj, warnings) = call_webhooks(
         state,
@@ -668,7 +717,30 @@ fn allow_create_on_update(info: &ResourceInfo) -> bool {
 pub async fn update(
     state: &ApiState,
     target: &Target,
+    body: Value,
+    part: Part,
+    opts: &WriteOptions,
+) -> Result<Outcome, ApiError> {
+    update_with(state, target, body, None, part, opts).await
+}
+
+/// Update (PUT) an object from a body already decoded through its type
+/// ([`super::typed::decode_json`]).
+pub async fn update_decoded(
+    state: &ApiState,
+    target: &Target,
+    body: super::typed::Decoded,
+    part: Part,
+    opts: &WriteOptions,
+) -> Result<Outcome, ApiError> {
+    update_with(state, target, body.object, Some(&body.unknown), part, opts).await
+}
+
+async fn update_with(
+    state: &ApiState,
+    target: &Target,
     mut body: Value,
+    decoded: Option<&[String]>,
     part: Part,
     opts: &WriteOptions,
 ) -> Result<Outcome, ApiError> {
@@ -679,23 +751,31 @@ pub async fn update(
         Some(&target.name),
     )?;
     let precondition = meta::resource_version(&body)?;
-    let body_for_create = body.clone();
-    let result = guaranteed_update(state, target, precondition, part, opts, move |_old| {
-        Ok(body.clone())
-    })
+    let may_create = part == Part::Main && allow_create_on_update(&target.info);
+    let body_for_create = may_create.then(|| body.clone());
+    let result = guaranteed_update_with(
+        state,
+        target,
+        precondition,
+        part,
+        opts,
+        decoded,
+        move |_old| Ok(body.clone()),
+    )
     .await;
-    match result {
-        Err(e) if e.code == 404 && part == Part::Main && allow_create_on_update(&target.info) => {
-            create(
+    match (result, body_for_create) {
+        (Err(e), Some(body)) if e.code == 404 => {
+            create_with(
                 state,
                 &target.info,
                 target.namespace.as_deref(),
-                body_for_create,
+                body,
+                decoded,
                 opts,
             )
             .await
         }
-        other => other,
+        (other, _) => other,
     }
 }
 
@@ -708,6 +788,23 @@ pub async fn guaranteed_update<F>(
     precondition: Option<Revision>,
     part: Part,
     opts: &WriteOptions,
+    mutate: F,
+) -> Result<Outcome, ApiError>
+where
+    F: FnMut(&Value) -> Result<Value, ApiError>,
+{
+    guaranteed_update_with(state, target, precondition, part, opts, None, mutate).await
+}
+
+/// [`guaranteed_update`] whose new object comes from a body decoded through
+/// its type, with the unknown fields it had (`decoded`).
+async fn guaranteed_update_with<F>(
+    state: &ApiState,
+    target: &Target,
+    precondition: Option<Revision>,
+    part: Part,
+    opts: &WriteOptions,
+    decoded: Option<&[String]>,
     mut mutate: F,
 ) -> Result<Outcome, ApiError>
 where
@@ -729,7 +826,7 @@ where
             Some(&target.name),
         )?;
         merge_server_fields(info, &old, &mut new, part);
-        let (new, warnings) = prepare(state, info, new, Some(&old), opts)?;
+        let (new, warnings) = prepare(state, info, new, Some(&old), opts, decoded)?;
         let (mut new, warnings) = call_webhooks(
             state,
             info,
