@@ -191,7 +191,10 @@ impl FieldSet {
 
 /// The token of a field.
 pub(crate) fn field_pe(name: &str) -> String {
-    format!("f:{name}")
+    let mut pe = String::with_capacity(name.len() + 2);
+    pe.push_str("f:");
+    pe.push_str(name);
+    pe
 }
 
 /// The token of a list element under the list's apply rule, or why it has
