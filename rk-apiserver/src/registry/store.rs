@@ -449,7 +449,7 @@ fn namespace_terminating(json: &[u8]) -> bool {
         status: Status,
     }
     // Most namespaces have neither field: no need to parse them.
-    let has = |needle: &[u8]| json.windows(needle.len()).any(|w| w == needle);
+    let has = |needle: &[u8]| memchr::memmem::find(json, needle).is_some();
     if !has(b"\"deletionTimestamp\"") && !has(b"Terminating") {
         return false;
     }
