@@ -1,5 +1,7 @@
 //! CEL expressions, evaluated with the `cel` crate (the standard library
-//! and its strings, lists and math extensions):
+//! and its strings, lists and math extensions, and Kubernetes' list
+//! library: `isSorted()`, `sum()`, `min()`, `max()`, `indexOf()`,
+//! `lastIndexOf()`):
 //!
 //! - admission: `matchConditions` of webhooks and policies, and the
 //!   `validations` and `variables` of a `ValidatingAdmissionPolicy`
@@ -21,6 +23,8 @@
 
 use std::sync::{Arc, LazyLock};
 
+mod k8s_lists;
+
 use serde_json::{Map, Value};
 
 /// The environment every expression is compiled and run in.
@@ -30,6 +34,7 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
         cel::extensions::strings,
         cel::extensions::lists,
         cel::extensions::math,
+        k8s_lists::extension,
     ] {
         if let Err(error) = env.add_extension(extension) {
             tracing::warn!(%error, "a CEL extension could not be added");
@@ -210,6 +215,30 @@ mod tests {
         assert_eq!(
             a.eval_bool("object.spec.replicas <= variables.max"),
             Ok(false)
+        );
+    }
+
+    #[test]
+    fn kubernetes_list_functions() {
+        let a = with_object(json!({"spec": {"ports": [80, 443, 8080], "names": ["b", "a", "b"], "none": [], "ratios": [0.5, 1.5]}}));
+        let yes = |e: &str| assert_eq!(a.eval_bool(e), Ok(true), "{e}");
+        yes("object.spec.ports.isSorted()");
+        yes("!object.spec.names.isSorted()");
+        yes("object.spec.none.isSorted()");
+        yes("object.spec.ports.sum() == 8603");
+        yes("object.spec.ratios.sum() == 2.0");
+        yes("object.spec.none.sum() == 0");
+        yes("object.spec.ports.min() == 80 && object.spec.ports.max() == 8080");
+        yes("object.spec.names.min() == 'a' && object.spec.names.max() == 'b'");
+        yes("object.spec.names.indexOf('b') == 0 && object.spec.names.lastIndexOf('b') == 2");
+        yes("object.spec.names.indexOf('z') == -1");
+        // Strings keep their own indexOf.
+        yes("'hello'.indexOf('l') == 2");
+        assert!(a.eval("object.spec.none.max()").is_err());
+        assert!(a.eval("[1, 'a'].isSorted()").is_err());
+        assert_eq!(
+            eval_rule("self.all(p, p > 0) && self.isSorted()", &json!([1, 2, 3]), None),
+            Ok(json!(true))
         );
     }
 
