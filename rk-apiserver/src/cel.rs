@@ -1,7 +1,7 @@
 //! CEL expressions, evaluated with the `cel` crate (the standard library
 //! and its strings, lists and math extensions, and Kubernetes' list
-//! library: `isSorted()`, `sum()`, `min()`, `max()`, `indexOf()`,
-//! `lastIndexOf()`):
+//! and regex libraries: `isSorted()`, `sum()`, `min()`, `max()`,
+//! `indexOf()`, `lastIndexOf()`, `find()`, `findAll()`):
 //!
 //! - admission: `matchConditions` of webhooks and policies, and the
 //!   `validations` and `variables` of a `ValidatingAdmissionPolicy`
@@ -24,6 +24,7 @@
 use std::sync::{Arc, LazyLock};
 
 mod k8s_lists;
+mod k8s_regex;
 
 use serde_json::{Map, Value};
 
@@ -35,6 +36,7 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
         cel::extensions::lists,
         cel::extensions::math,
         k8s_lists::extension,
+        k8s_regex::extension,
     ] {
         if let Err(error) = env.add_extension(extension) {
             tracing::warn!(%error, "a CEL extension could not be added");
@@ -219,8 +221,10 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_list_functions() {
-        let a = with_object(json!({"spec": {"ports": [80, 443, 8080], "names": ["b", "a", "b"], "none": [], "ratios": [0.5, 1.5]}}));
+    fn kubernetes_list_and_regex_functions() {
+        let a = with_object(
+            json!({"spec": {"ports": [80, 443, 8080], "names": ["b", "a", "b"], "none": [], "ratios": [0.5, 1.5]}}),
+        );
         let yes = |e: &str| assert_eq!(a.eval_bool(e), Ok(true), "{e}");
         yes("object.spec.ports.isSorted()");
         yes("!object.spec.names.isSorted()");
@@ -234,10 +238,20 @@ mod tests {
         yes("object.spec.names.indexOf('z') == -1");
         // Strings keep their own indexOf.
         yes("'hello'.indexOf('l') == 2");
+        yes("'abc 123 def 456'.find('[0-9]+') == '123'");
+        yes("'abc'.find('[0-9]+') == ''");
+        yes("'abc 123 def 456'.findAll('[0-9]+') == ['123', '456']");
+        yes("'1 2 3'.findAll('[0-9]', 2) == ['1', '2']");
+        yes("'1 2 3'.findAll('[0-9]', 0) == []");
+        assert!(a.eval("'x'.find('(')").is_err());
         assert!(a.eval("object.spec.none.max()").is_err());
         assert!(a.eval("[1, 'a'].isSorted()").is_err());
         assert_eq!(
-            eval_rule("self.all(p, p > 0) && self.isSorted()", &json!([1, 2, 3]), None),
+            eval_rule(
+                "self.all(p, p > 0) && self.isSorted()",
+                &json!([1, 2, 3]),
+                None
+            ),
             Ok(json!(true))
         );
     }

@@ -18,13 +18,7 @@ use cel::{DeclarationError, Env, ExecutionError};
 
 /// Registers the library's overloads on `env`.
 pub fn extension(env: &mut Env) -> Result<(), DeclarationError> {
-    env.add_member_overload(
-        "isSorted",
-        "list_is_sorted",
-        LIST_TYPE,
-        vec![],
-        is_sorted,
-    )?;
+    env.add_member_overload("isSorted", "list_is_sorted", LIST_TYPE, vec![], is_sorted)?;
     env.add_member_overload("sum", "list_sum", LIST_TYPE, vec![], sum)?;
     env.add_member_overload("min", "list_min", LIST_TYPE, vec![], min)?;
     env.add_member_overload("max", "list_max", LIST_TYPE, vec![], max)?;
