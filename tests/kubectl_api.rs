@@ -942,6 +942,17 @@ spec:
                   message: "Value is immutable"
               minReplicas: {type: integer}
               maxReplicas: {type: integer}
+              memory:
+                type: string
+                x-kubernetes-validations:
+                - rule: "isQuantity(self) && quantity(self).compareTo(quantity('1Gi')) <= 0"
+                  message: "memory must be a quantity of at most 1Gi"
+              ports:
+                type: array
+                items: {type: integer}
+                x-kubernetes-validations:
+                - rule: "self.isSorted() && self.all(p, self.indexOf(p) == self.lastIndexOf(p))"
+                  message: "ports must be sorted and unique"
 "#;
 
 /// `x-kubernetes-validations` rules of a CRD, the immutability idiom
@@ -990,4 +1001,33 @@ async fn crd_validation_rules_refuse_what_they_say() {
         .await;
     assert!(out.contains("gate.example.com/g configured"), "{out}");
     assert_eq!(c.get_json(&["gate", "g"]).await["spec"]["minReplicas"], 2);
+    // Kubernetes' quantity and list libraries.
+    let other = |memory: &str, ports: &str| {
+        format!(
+            "apiVersion: example.com/v1\nkind: Gate\nmetadata: {{name: h}}\nspec: {{minReplicas: 1, maxReplicas: 1, memory: {memory}, ports: {ports}}}\n"
+        )
+    };
+    let out = c
+        .kubectl_output(&["apply", "-f", "-"], Some(&other("2Gi", "[80, 443]")), &[])
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("memory must be a quantity of at most 1Gi"),
+        "{err}"
+    );
+    let out = c
+        .kubectl_output(
+            &["apply", "-f", "-"],
+            Some(&other("512Mi", "[443, 80]")),
+            &[],
+        )
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("ports must be sorted and unique"), "{err}");
+    let out = c
+        .kubectl_in(&["apply", "-f", "-"], Some(&other("1024Mi", "[80, 443]")))
+        .await;
+    assert!(out.contains("gate.example.com/h created"), "{out}");
 }

@@ -1,7 +1,8 @@
 //! CEL expressions, evaluated with the `cel` crate (the standard library
 //! and its strings, lists and math extensions, and Kubernetes' list
-//! and regex libraries: `isSorted()`, `sum()`, `min()`, `max()`,
-//! `indexOf()`, `lastIndexOf()`, `find()`, `findAll()`):
+//! regex and quantity libraries: `isSorted()`, `sum()`, `min()`, `max()`,
+//! `indexOf()`, `lastIndexOf()`, `find()`, `findAll()`, `quantity()`,
+//! `isQuantity()` and the quantity methods):
 //!
 //! - admission: `matchConditions` of webhooks and policies, and the
 //!   `validations` and `variables` of a `ValidatingAdmissionPolicy`
@@ -24,6 +25,7 @@
 use std::sync::{Arc, LazyLock};
 
 mod k8s_lists;
+mod k8s_quantity;
 mod k8s_regex;
 
 use serde_json::{Map, Value};
@@ -37,6 +39,7 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
         cel::extensions::math,
         k8s_lists::extension,
         k8s_regex::extension,
+        k8s_quantity::extension,
     ] {
         if let Err(error) = env.add_extension(extension) {
             tracing::warn!(%error, "a CEL extension could not be added");
@@ -221,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_list_and_regex_functions() {
+    fn kubernetes_libraries() {
         let a = with_object(
             json!({"spec": {"ports": [80, 443, 8080], "names": ["b", "a", "b"], "none": [], "ratios": [0.5, 1.5]}}),
         );
@@ -244,6 +247,17 @@ mod tests {
         yes("'1 2 3'.findAll('[0-9]', 2) == ['1', '2']");
         yes("'1 2 3'.findAll('[0-9]', 0) == []");
         assert!(a.eval("'x'.find('(')").is_err());
+        yes("quantity('1') == quantity('1000m')");
+        yes("quantity('2Gi').compareTo(quantity('1Gi')) == 1");
+        yes("quantity('500m').isLessThan(quantity('1'))");
+        yes("quantity('1Ki').isGreaterThan(quantity('1k'))");
+        yes("quantity('1.5').add(quantity('500m')).asInteger() == 2");
+        yes("quantity('3').sub(1).isInteger() && quantity('3').sub(1).sign() == 1");
+        yes("!quantity('1500m').isInteger()");
+        yes("quantity('250m').asApproximateFloat() == 0.25");
+        yes("isQuantity('10Mi') && !isQuantity('ten')");
+        assert!(a.eval("quantity('ten')").is_err());
+        assert!(a.eval("quantity('1500m').asInteger()").is_err());
         assert!(a.eval("object.spec.none.max()").is_err());
         assert!(a.eval("[1, 'a'].isSorted()").is_err());
         assert_eq!(
