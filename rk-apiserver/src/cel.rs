@@ -1,8 +1,9 @@
 //! CEL expressions, evaluated with the `cel` crate (the standard library
 //! and its strings, lists and math extensions, and Kubernetes' list
-//! regex and quantity libraries: `isSorted()`, `sum()`, `min()`, `max()`,
+//! regex, quantity, IP and CIDR libraries: `isSorted()`, `sum()`, `min()`, `max()`,
 //! `indexOf()`, `lastIndexOf()`, `find()`, `findAll()`, `quantity()`,
-//! `isQuantity()` and the quantity methods):
+//! `isQuantity()`, `ip()`, `isIP()`, `cidr()`, `isCIDR()` and their
+//! methods):
 //!
 //! - admission: `matchConditions` of webhooks and policies, and the
 //!   `validations` and `variables` of a `ValidatingAdmissionPolicy`
@@ -25,6 +26,7 @@
 use std::sync::{Arc, LazyLock};
 
 mod k8s_lists;
+mod k8s_net;
 mod k8s_quantity;
 mod k8s_regex;
 
@@ -40,6 +42,7 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
         k8s_lists::extension,
         k8s_regex::extension,
         k8s_quantity::extension,
+        k8s_net::extension,
     ] {
         if let Err(error) = env.add_extension(extension) {
             tracing::warn!(%error, "a CEL extension could not be added");
@@ -257,6 +260,26 @@ mod tests {
         yes("quantity('250m').asApproximateFloat() == 0.25");
         yes("isQuantity('10Mi') && !isQuantity('ten')");
         assert!(a.eval("quantity('ten')").is_err());
+        yes(
+            "isIP('10.0.0.1') && isIP('fd00::1') && !isIP('10.0.0.256') && !isIP('::ffff:1.2.3.4')",
+        );
+        yes("ip('10.0.0.1').family() == 4 && ip('::1').family() == 6 && ip('::1').isLoopback()");
+        yes("ip('10.0.0.1') == ip('10.0.0.1') && ip('10.0.0.1') != ip('10.0.0.2')");
+        yes("ip('169.254.1.1').isLinkLocalUnicast() && ip('8.8.8.8').isGlobalUnicast()");
+        yes("!ip('127.0.0.1').isGlobalUnicast() && ip('0.0.0.0').isUnspecified()");
+        yes(
+            "cidr('10.0.0.0/8').containsIP(ip('10.1.2.3')) && !cidr('10.0.0.0/8').containsIP('11.0.0.1')",
+        );
+        yes(
+            "cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16') && !cidr('10.1.0.0/16').containsCIDR('10.0.0.0/8')",
+        );
+        yes(
+            "cidr('10.1.2.3/16').masked() == cidr('10.1.0.0/16') && cidr('10.1.2.3/16').ip() == ip('10.1.2.3')",
+        );
+        yes(
+            "cidr('fd00::/64').prefixLength() == 64 && isCIDR('fd00::/64') && !isCIDR('10.0.0.0/33')",
+        );
+        assert!(a.eval("ip('nope')").is_err());
         assert!(a.eval("quantity('1500m').asInteger()").is_err());
         assert!(a.eval("object.spec.none.max()").is_err());
         assert!(a.eval("[1, 'a'].isSorted()").is_err());
