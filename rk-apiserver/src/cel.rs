@@ -1,9 +1,9 @@
 //! CEL expressions, evaluated with the `cel` crate (the standard library
 //! and its strings, lists and math extensions, and Kubernetes' list
-//! regex, quantity, IP and CIDR libraries: `isSorted()`, `sum()`, `min()`, `max()`,
+//! regex, quantity, IP, CIDR and URL libraries: `isSorted()`, `sum()`, `min()`, `max()`,
 //! `indexOf()`, `lastIndexOf()`, `find()`, `findAll()`, `quantity()`,
-//! `isQuantity()`, `ip()`, `isIP()`, `cidr()`, `isCIDR()` and their
-//! methods):
+//! `isQuantity()`, `ip()`, `isIP()`, `cidr()`, `isCIDR()`, `url()`,
+//! `isURL()` and their methods):
 //!
 //! - admission: `matchConditions` of webhooks and policies, and the
 //!   `validations` and `variables` of a `ValidatingAdmissionPolicy`
@@ -29,6 +29,7 @@ mod k8s_lists;
 mod k8s_net;
 mod k8s_quantity;
 mod k8s_regex;
+mod k8s_url;
 
 use serde_json::{Map, Value};
 
@@ -43,6 +44,7 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
         k8s_regex::extension,
         k8s_quantity::extension,
         k8s_net::extension,
+        k8s_url::extension,
     ] {
         if let Err(error) = env.add_extension(extension) {
             tracing::warn!(%error, "a CEL extension could not be added");
@@ -280,6 +282,21 @@ mod tests {
             "cidr('fd00::/64').prefixLength() == 64 && isCIDR('fd00::/64') && !isCIDR('10.0.0.0/33')",
         );
         assert!(a.eval("ip('nope')").is_err());
+        yes(
+            "isURL('https://example.com:8443/a%20b?x=1') && isURL('/just/a/path') && !isURL('example.com') && !isURL('https://a b')",
+        );
+        yes(
+            "url('https://example.com:8443/p').getScheme() == 'https' && url('https://example.com:8443/p').getHost() == 'example.com:8443'",
+        );
+        yes(
+            "url('https://example.com:8443/p').getHostname() == 'example.com' && url('https://example.com:8443/p').getPort() == '8443'",
+        );
+        yes(
+            "url('https://[::1]:80/').getHostname() == '::1' && url('https://[::1]/').getPort() == ''",
+        );
+        yes("url('https://example.com/a%20b').getEscapedPath() == '/a%20b'");
+        yes("url('https://example.com/?k=a&k=b&x=1').getQuery()['k'] == ['a', 'b']");
+        assert!(a.eval("url('nope')").is_err());
         assert!(a.eval("quantity('1500m').asInteger()").is_err());
         assert!(a.eval("object.spec.none.max()").is_err());
         assert!(a.eval("[1, 'a'].isSorted()").is_err());
