@@ -259,7 +259,8 @@ fn validation_rules_are_checked_with_self_bound_to_their_field() {
                     {"rule": "!has(self.mode) || self.mode != 'legacy'", "fieldPath": ".mode", "reason": "FieldValueForbidden", "message": "legacy mode is gone"},
                     {"rule": "self.name.startsWith('w-')", "messageExpression": "'name ' + self.name + ' lacks the w- prefix'"},
                     {"rule": "self.replicas == oldSelf.replicas", "message": "transition rules need the old object"},
-                    {"rule": "quantity(self.size).isGreaterThan(quantity('1Gi'))", "message": "a function rk lacks"}
+                    {"rule": "!has(self.size) || quantity(self.size).isLessThan(quantity('1Gi'))", "message": "size must stay under 1Gi"},
+                    {"rule": "semver(self.name).major() > 1", "message": "a function rk lacks"}
                 ],
                 "properties": {
                     "minReplicas": {"type": "integer"},
@@ -284,7 +285,7 @@ fn validation_rules_are_checked_with_self_bound_to_their_field() {
     );
 
     let bad = obj(
-        json!({"minReplicas": 4, "maxReplicas": 3, "mode": "legacy", "name": "x", "tags": ["ok", "toolong"]}),
+        json!({"minReplicas": 4, "maxReplicas": 3, "mode": "legacy", "name": "x", "size": "2Gi", "tags": ["ok", "toolong"]}),
     );
     assert_eq!(
         messages(&schema.validate(&bad)),
@@ -292,6 +293,7 @@ fn validation_rules_are_checked_with_self_bound_to_their_field() {
             "spec: Invalid value: \"object\": minReplicas must not exceed maxReplicas",
             "spec.mode: Forbidden: legacy mode is gone",
             "spec: Invalid value: \"object\": name x lacks the w- prefix",
+            "spec: Invalid value: \"object\": size must stay under 1Gi",
             "spec.tags[1]: Invalid value: \"string\": failed rule: size(self) <= 5",
         ]
     );
