@@ -1,9 +1,9 @@
 //! CEL expressions, evaluated with the `cel` crate (the standard library
 //! and its strings, lists and math extensions, and Kubernetes' list
-//! regex, quantity, IP, CIDR and URL libraries: `isSorted()`, `sum()`, `min()`, `max()`,
+//! regex, quantity, IP, CIDR, URL and semver libraries: `isSorted()`, `sum()`, `min()`, `max()`,
 //! `indexOf()`, `lastIndexOf()`, `find()`, `findAll()`, `quantity()`,
 //! `isQuantity()`, `ip()`, `isIP()`, `cidr()`, `isCIDR()`, `url()`,
-//! `isURL()` and their methods):
+//! `isURL()`, `semver()`, `isSemver()` and their methods):
 //!
 //! - admission: `matchConditions` of webhooks and policies, and the
 //!   `validations` and `variables` of a `ValidatingAdmissionPolicy`
@@ -29,6 +29,7 @@ mod k8s_lists;
 mod k8s_net;
 mod k8s_quantity;
 mod k8s_regex;
+mod k8s_semver;
 mod k8s_url;
 
 use serde_json::{Map, Value};
@@ -45,6 +46,7 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
         k8s_quantity::extension,
         k8s_net::extension,
         k8s_url::extension,
+        k8s_semver::extension,
     ] {
         if let Err(error) = env.add_extension(extension) {
             tracing::warn!(%error, "a CEL extension could not be added");
@@ -297,6 +299,17 @@ mod tests {
         yes("url('https://example.com/a%20b').getEscapedPath() == '/a%20b'");
         yes("url('https://example.com/?k=a&k=b&x=1').getQuery()['k'] == ['a', 'b']");
         assert!(a.eval("url('nope')").is_err());
+        yes("isSemver('1.2.3-rc.1+b') && !isSemver('v1.2') && isSemver('v1.2', true)");
+        yes(
+            "semver('1.2.3').major() == 1 && semver('1.2.3').minor() == 2 && semver('1.2.3').patch() == 3",
+        );
+        yes(
+            "semver('1.10.0').isGreaterThan(semver('1.9.9')) && semver('1.0.0-rc.1').isLessThan(semver('1.0.0'))",
+        );
+        yes(
+            "semver('1.0.0+a') == semver('1.0.0+b') && semver('v01.2', true).compareTo(semver('1.2.0')) == 0",
+        );
+        assert!(a.eval("semver('one')").is_err());
         assert!(a.eval("quantity('1500m').asInteger()").is_err());
         assert!(a.eval("object.spec.none.max()").is_err());
         assert!(a.eval("[1, 'a'].isSorted()").is_err());

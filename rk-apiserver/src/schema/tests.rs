@@ -260,7 +260,7 @@ fn validation_rules_are_checked_with_self_bound_to_their_field() {
                     {"rule": "self.name.startsWith('w-')", "messageExpression": "'name ' + self.name + ' lacks the w- prefix'"},
                     {"rule": "self.replicas == oldSelf.replicas", "message": "transition rules need the old object"},
                     {"rule": "!has(self.size) || quantity(self.size).isLessThan(quantity('1Gi'))", "message": "size must stay under 1Gi"},
-                    {"rule": "semver(self.name).major() > 1", "message": "a function rk lacks"}
+                    {"rule": "!format.dns1123Label().validate(self.name).hasValue()", "message": "a function rk lacks"}
                 ],
                 "properties": {
                     "minReplicas": {"type": "integer"},
