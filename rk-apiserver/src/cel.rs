@@ -31,6 +31,7 @@ mod k8s_quantity;
 mod k8s_regex;
 mod k8s_semver;
 mod k8s_url;
+mod library;
 
 use serde_json::{Map, Value};
 

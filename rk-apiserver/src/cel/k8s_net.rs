@@ -13,8 +13,10 @@
 
 use std::net::IpAddr;
 
-use cel::common::types::{CelBool, CelInt, CelString, STRING_TYPE, Type};
-use cel::common::value::{CowVal, StaticVal, Val};
+use cel::common::types::{CelInt, STRING_TYPE, Type};
+use cel::common::value::CowVal;
+
+use super::library::{boolean, error, string_arg};
 use cel::{DeclarationError, Env, ExecutionError};
 
 static IP_TYPE: Type = Type::new_unspecified_type("net.IP");
@@ -28,36 +30,8 @@ struct Ip(IpAddr);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Cidr(IpAddr, u8);
 
-macro_rules! static_val {
-    ($t:ty, $cel:expr) => {
-        impl Val for $t {
-            fn get_type(&self) -> &Type {
-                &$cel
-            }
-
-            fn cel_type() -> &'static Type {
-                &$cel
-            }
-
-            fn equals(&self, other: &dyn Val) -> bool {
-                other.downcast_ref::<$t>().is_some_and(|o| o == self)
-            }
-
-            fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v> {
-                Box::new(*self)
-            }
-
-            fn as_any(&self) -> Option<&dyn std::any::Any> {
-                Some(self)
-            }
-        }
-
-        impl StaticVal for $t {}
-    };
-}
-
-static_val!(Ip, IP_TYPE);
-static_val!(Cidr, CIDR_TYPE);
+super::library::opaque_val!(Ip, IP_TYPE);
+super::library::opaque_val!(Cidr, CIDR_TYPE);
 
 fn parse_ip(text: &str) -> Option<IpAddr> {
     let ip: IpAddr = text.parse().ok()?;
@@ -183,23 +157,12 @@ pub fn extension(env: &mut Env) -> Result<(), DeclarationError> {
     Ok(())
 }
 
-fn error(name: &str, message: impl ToString) -> ExecutionError {
-    ExecutionError::function_error(name, message)
-}
-
-fn text<'a>(name: &str, args: &'a [CowVal<'_, '_>], at: usize) -> Result<&'a str, ExecutionError> {
-    args.get(at)
-        .and_then(|v| v.downcast_ref::<CelString>())
-        .map(CelString::inner)
-        .ok_or_else(|| error(name, "expected a string"))
-}
-
 /// An IP argument: an `ip` value, or a string that parses as one.
 fn ip_arg(name: &str, args: &[CowVal<'_, '_>], at: usize) -> Result<IpAddr, ExecutionError> {
     if let Some(ip) = args.get(at).and_then(|v| v.downcast_ref::<Ip>()) {
         return Ok(ip.0);
     }
-    let s = text(name, args, at)?;
+    let s = string_arg(name, args, at)?;
     parse_ip(s).ok_or_else(|| {
         error(
             name,
@@ -213,7 +176,7 @@ fn cidr_arg(name: &str, args: &[CowVal<'_, '_>], at: usize) -> Result<Cidr, Exec
     if let Some(c) = args.get(at).and_then(|v| v.downcast_ref::<Cidr>()) {
         return Ok(*c);
     }
-    let s = text(name, args, at)?;
+    let s = string_arg(name, args, at)?;
     parse_cidr(s).ok_or_else(|| {
         error(
             name,
@@ -222,12 +185,8 @@ fn cidr_arg(name: &str, args: &[CowVal<'_, '_>], at: usize) -> Result<Cidr, Exec
     })
 }
 
-fn boolean<'b, 'v>(value: bool) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    Ok(CowVal::owned(CelBool::from(value)))
-}
-
 fn is_ip<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    boolean(parse_ip(text("isIP", &args, 0)?).is_some())
+    boolean(parse_ip(string_arg("isIP", &args, 0)?).is_some())
 }
 
 fn ip<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
@@ -235,7 +194,7 @@ fn ip<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionErro
 }
 
 fn is_cidr<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    boolean(parse_cidr(text("isCIDR", &args, 0)?).is_some())
+    boolean(parse_cidr(string_arg("isCIDR", &args, 0)?).is_some())
 }
 
 fn cidr<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {

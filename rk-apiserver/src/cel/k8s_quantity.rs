@@ -15,8 +15,10 @@
 
 use std::cmp::Ordering;
 
-use cel::common::types::{CelBool, CelDouble, CelInt, CelString, INT_TYPE, STRING_TYPE, Type};
-use cel::common::value::{CowVal, StaticVal, Val};
+use cel::common::types::{CelDouble, CelInt, INT_TYPE, STRING_TYPE, Type};
+use cel::common::value::CowVal;
+
+use super::library::{boolean, error, ordering_result, string_arg};
 use cel::{DeclarationError, Env, ExecutionError};
 
 /// The CEL type of a quantity.
@@ -28,29 +30,7 @@ const NANOS: i128 = 1_000_000_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Quantity(i128);
 
-impl Val for Quantity {
-    fn get_type(&self) -> &Type {
-        &QUANTITY_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &QUANTITY_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Quantity>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v> {
-        Box::new(*self)
-    }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Quantity {}
+super::library::opaque_val!(Quantity, QUANTITY_TYPE);
 
 /// Parses a Kubernetes quantity: a signed decimal number (`1`, `1.5`, `.5`),
 /// then a binary suffix (`Ki` .. `Ei`), a decimal one (`n`, `u`, `m`, `k`,
@@ -170,17 +150,6 @@ pub fn extension(env: &mut Env) -> Result<(), DeclarationError> {
     Ok(())
 }
 
-fn error(name: &str, message: impl ToString) -> ExecutionError {
-    ExecutionError::function_error(name, message)
-}
-
-fn text_arg<'a>(name: &str, args: &'a [CowVal<'_, '_>]) -> Result<&'a str, ExecutionError> {
-    args.first()
-        .and_then(|v| v.downcast_ref::<CelString>())
-        .map(CelString::inner)
-        .ok_or_else(|| error(name, "expected a string"))
-}
-
 fn quantity_arg(
     name: &str,
     args: &[CowVal<'_, '_>],
@@ -202,14 +171,13 @@ fn quantity_arg(
 }
 
 fn quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let text = text_arg("quantity", &args)?;
+    let text = string_arg("quantity", &args, 0)?;
     let q = parse(text).ok_or_else(|| error("quantity", format!("invalid quantity {text:?}")))?;
     Ok(CowVal::owned(q))
 }
 
 fn is_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let text = text_arg("isQuantity", &args)?;
-    Ok(CowVal::owned(CelBool::from(parse(text).is_some())))
+    boolean(parse(string_arg("isQuantity", &args, 0)?).is_some())
 }
 
 fn sign<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
@@ -220,7 +188,7 @@ fn sign<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionEr
 fn is_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
     let q = quantity_arg("isInteger", &args, 0)?;
     let fits = q.0 % NANOS == 0 && i64::try_from(q.0 / NANOS).is_ok();
-    Ok(CowVal::owned(CelBool::from(fits)))
+    boolean(fits)
 }
 
 fn as_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
@@ -261,18 +229,15 @@ fn ordering(name: &str, args: &[CowVal<'_, '_>]) -> Result<Ordering, ExecutionEr
 }
 
 fn compare_to<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let o = ordering("compareTo", &args)?;
-    Ok(CowVal::owned(CelInt::from(o as i64)))
+    ordering_result("compareTo", ordering("compareTo", &args)?)
 }
 
 fn less_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let o = ordering("isLessThan", &args)?;
-    Ok(CowVal::owned(CelBool::from(o == Ordering::Less)))
+    ordering_result("isLessThan", ordering("isLessThan", &args)?)
 }
 
 fn greater_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let o = ordering("isGreaterThan", &args)?;
-    Ok(CowVal::owned(CelBool::from(o == Ordering::Greater)))
+    ordering_result("isGreaterThan", ordering("isGreaterThan", &args)?)
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use cel::common::types::{CelInt, CelList, CelString, INT_TYPE, STRING_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
+use super::library::{error, string_arg};
+
 /// Registers the library's overloads on `env`.
 pub fn extension(env: &mut Env) -> Result<(), DeclarationError> {
     env.add_member_overload(
@@ -37,20 +39,9 @@ pub fn extension(env: &mut Env) -> Result<(), DeclarationError> {
     Ok(())
 }
 
-fn string_arg<'a>(
-    name: &str,
-    args: &'a [CowVal<'_, '_>],
-    at: usize,
-) -> Result<&'a str, ExecutionError> {
-    args.get(at)
-        .and_then(|v| v.downcast_ref::<CelString>())
-        .map(CelString::inner)
-        .ok_or_else(|| ExecutionError::function_error(name, "expected a string"))
-}
-
 fn pattern(name: &str, args: &[CowVal<'_, '_>]) -> Result<regex::Regex, ExecutionError> {
     let re = string_arg(name, args, 1)?;
-    regex::Regex::new(re).map_err(|e| ExecutionError::function_error(name, e.to_string()))
+    regex::Regex::new(re).map_err(|e| error(name, e.to_string()))
 }
 
 fn find<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
@@ -66,7 +57,7 @@ fn find_all<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executi
     let limit = match args.get(2) {
         Some(limit) => *limit
             .downcast_ref::<CelInt>()
-            .ok_or_else(|| ExecutionError::function_error("findAll", "expected an int limit"))?
+            .ok_or_else(|| error("findAll", "expected an int limit"))?
             .inner(),
         None => -1,
     };

@@ -11,8 +11,10 @@
 
 use std::cmp::Ordering;
 
-use cel::common::types::{BOOL_TYPE, CelBool, CelInt, CelString, STRING_TYPE, Type};
-use cel::common::value::{CowVal, StaticVal, Val};
+use cel::common::types::{BOOL_TYPE, CelBool, CelInt, STRING_TYPE, Type};
+use cel::common::value::CowVal;
+
+use super::library::{boolean, error, ordering_result, string_arg};
 use cel::{DeclarationError, Env, ExecutionError};
 
 static SEMVER_TYPE: Type = Type::new_unspecified_type("kubernetes.Semver");
@@ -21,31 +23,14 @@ static SEMVER_TYPE: Type = Type::new_unspecified_type("kubernetes.Semver");
 #[derive(Clone, Debug)]
 struct Semver(semver::Version);
 
-impl Val for Semver {
-    fn get_type(&self) -> &Type {
-        &SEMVER_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &SEMVER_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other
-            .downcast_ref::<Semver>()
-            .is_some_and(|o| o.0.cmp_precedence(&self.0) == Ordering::Equal)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
+/// Equal by precedence: build metadata does not count.
+impl PartialEq for Semver {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.cmp_precedence(&other.0) == Ordering::Equal
     }
 }
 
-impl StaticVal for Semver {}
+super::library::opaque_val!(Semver, SEMVER_TYPE);
 
 /// Upstream's normalization: `v1.02` -> `1.2.0`.
 fn normalize(text: &str) -> String {
@@ -110,19 +95,11 @@ pub fn extension(env: &mut Env) -> Result<(), DeclarationError> {
     Ok(())
 }
 
-fn error(name: &str, message: impl ToString) -> ExecutionError {
-    ExecutionError::function_error(name, message)
-}
-
 fn text_and_flag<'a>(
     name: &str,
     args: &'a [CowVal<'_, '_>],
 ) -> Result<(&'a str, bool), ExecutionError> {
-    let text = args
-        .first()
-        .and_then(|v| v.downcast_ref::<CelString>())
-        .map(CelString::inner)
-        .ok_or_else(|| error(name, "expected a string"))?;
+    let text = string_arg(name, args, 0)?;
     let flag = args
         .get(1)
         .and_then(|v| v.downcast_ref::<CelBool>())
@@ -143,9 +120,7 @@ fn version<'a>(
 
 fn is_semver<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
     let (text, normalized) = text_and_flag("isSemver", &args)?;
-    Ok(CowVal::owned(CelBool::from(
-        parse(text, normalized).is_some(),
-    )))
+    boolean(parse(text, normalized).is_some())
 }
 
 fn to_semver<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
@@ -177,16 +152,13 @@ fn ordering(name: &str, args: &[CowVal<'_, '_>]) -> Result<Ordering, ExecutionEr
 }
 
 fn compare_to<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let o = ordering("compareTo", &args)?;
-    Ok(CowVal::owned(CelInt::from(o as i64)))
+    ordering_result("compareTo", ordering("compareTo", &args)?)
 }
 
 fn less_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let o = ordering("isLessThan", &args)?;
-    Ok(CowVal::owned(CelBool::from(o == Ordering::Less)))
+    ordering_result("isLessThan", ordering("isLessThan", &args)?)
 }
 
 fn greater_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let o = ordering("isGreaterThan", &args)?;
-    Ok(CowVal::owned(CelBool::from(o == Ordering::Greater)))
+    ordering_result("isGreaterThan", ordering("isGreaterThan", &args)?)
 }

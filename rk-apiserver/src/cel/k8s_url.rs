@@ -9,8 +9,10 @@
 
 use std::collections::HashMap;
 
-use cel::common::types::{CelBool, CelList, CelMap, CelMapKey, CelString, STRING_TYPE, Type};
-use cel::common::value::{CowVal, StaticVal, Val};
+use cel::common::types::{CelList, CelMap, CelMapKey, CelString, STRING_TYPE, Type};
+use cel::common::value::{CowVal, Val};
+
+use super::library::{boolean, error, string_arg};
 use cel::{DeclarationError, Env, ExecutionError};
 
 static URL_TYPE: Type = Type::new_unspecified_type("kubernetes.URL");
@@ -25,29 +27,7 @@ struct Url {
     query: String,
 }
 
-impl Val for Url {
-    fn get_type(&self) -> &Type {
-        &URL_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &URL_TYPE
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        other.downcast_ref::<Url>().is_some_and(|o| o == self)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        Some(self)
-    }
-}
-
-impl StaticVal for Url {}
+super::library::opaque_val!(Url, URL_TYPE);
 
 /// Parses `text` as `url.ParseRequestURI` does (no fragment is split off).
 fn parse(text: &str) -> Option<Url> {
@@ -152,17 +132,6 @@ pub fn extension(env: &mut Env) -> Result<(), DeclarationError> {
     Ok(())
 }
 
-fn error(name: &str, message: impl ToString) -> ExecutionError {
-    ExecutionError::function_error(name, message)
-}
-
-fn text<'a>(name: &str, args: &'a [CowVal<'_, '_>]) -> Result<&'a str, ExecutionError> {
-    args.first()
-        .and_then(|v| v.downcast_ref::<CelString>())
-        .map(CelString::inner)
-        .ok_or_else(|| error(name, "expected a string"))
-}
-
 fn url_arg<'a>(name: &str, args: &'a [CowVal<'_, '_>]) -> Result<&'a Url, ExecutionError> {
     args.first()
         .and_then(|v| v.downcast_ref::<Url>())
@@ -174,13 +143,11 @@ fn string<'b, 'v>(s: &str) -> Result<CowVal<'b, 'v>, ExecutionError> {
 }
 
 fn is_url<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    Ok(CowVal::owned(CelBool::from(
-        parse(text("isURL", &args)?).is_some(),
-    )))
+    boolean(parse(string_arg("isURL", &args, 0)?).is_some())
 }
 
 fn url<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    let s = text("url", &args)?;
+    let s = string_arg("url", &args, 0)?;
     let parsed = parse(s).ok_or_else(|| {
         error(
             "url",
