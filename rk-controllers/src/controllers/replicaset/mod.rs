@@ -167,14 +167,22 @@ impl<K: ReplicaWorkload> Controller<K> {
                             .map_err(|e| SyncError::Selector(e.to_string()))?,
                     );
                     let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": p.metadata.resource_version}});
-                    if pods_api
+                    match pods_api
                         .patch(&pname, &PatchParams::default(), &Patch::Merge(&patch))
                         .await
-                        .is_ok()
                     {
-                        let mut adopted = (**p).clone();
-                        adopted.metadata.owner_references = Some(refs);
-                        owned.push(Arc::new(adopted));
+                        Ok(_) => {
+                            let mut adopted = (**p).clone();
+                            adopted.metadata.owner_references = Some(refs);
+                            owned.push(Arc::new(adopted));
+                        }
+                        // Gone: nothing to adopt.
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        // As upstream's claim: a pod that could not be adopted
+                        // (a conflict with a newer copy, say) fails the sync,
+                        // which is retried, rather than being replaced by a
+                        // new pod and adopted later as a surplus one.
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 _ => {}
