@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 use cel::common::types::{CelDouble, CelInt, INT_TYPE, STRING_TYPE, Type};
 use cel::common::value::CowVal;
 
-use super::library::{boolean, error, ordering_result, string_arg};
+use super::library::{boolean, error, string_arg};
 use cel::{DeclarationError, Env, ExecutionError};
 
 /// The CEL type of a quantity.
@@ -228,17 +228,7 @@ fn ordering(name: &str, args: &[CowVal<'_, '_>]) -> Result<Ordering, ExecutionEr
     Ok(quantity_arg(name, args, 0)?.cmp(&quantity_arg(name, args, 1)?))
 }
 
-fn compare_to<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    ordering_result("compareTo", ordering("compareTo", &args)?)
-}
-
-fn less_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    ordering_result("isLessThan", ordering("isLessThan", &args)?)
-}
-
-fn greater_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    ordering_result("isGreaterThan", ordering("isGreaterThan", &args)?)
-}
+super::library::ordering_methods!(ordering);
 
 #[cfg(test)]
 mod tests {

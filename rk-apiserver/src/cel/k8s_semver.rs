@@ -14,7 +14,7 @@ use std::cmp::Ordering;
 use cel::common::types::{BOOL_TYPE, CelBool, CelInt, STRING_TYPE, Type};
 use cel::common::value::CowVal;
 
-use super::library::{boolean, error, ordering_result, string_arg};
+use super::library::{boolean, error, string_arg};
 use cel::{DeclarationError, Env, ExecutionError};
 
 static SEMVER_TYPE: Type = Type::new_unspecified_type("kubernetes.Semver");
@@ -151,14 +151,4 @@ fn ordering(name: &str, args: &[CowVal<'_, '_>]) -> Result<Ordering, ExecutionEr
     Ok(version(name, args, 0)?.cmp_precedence(version(name, args, 1)?))
 }
 
-fn compare_to<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    ordering_result("compareTo", ordering("compareTo", &args)?)
-}
-
-fn less_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    ordering_result("isLessThan", ordering("isLessThan", &args)?)
-}
-
-fn greater_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
-    ordering_result("isGreaterThan", ordering("isGreaterThan", &args)?)
-}
+super::library::ordering_methods!(ordering);

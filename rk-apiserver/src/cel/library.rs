@@ -74,3 +74,26 @@ macro_rules! opaque_val {
 }
 
 pub(super) use opaque_val;
+
+/// `compare_to`, `less_than` and `greater_than` overloads (`compareTo`,
+/// `isLessThan`, `isGreaterThan`) over the module's
+/// `ordering(name, args) -> Result<Ordering, ExecutionError>`.
+macro_rules! ordering_methods {
+    ($ordering:ident) => {
+        fn compare_to<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+            super::library::ordering_result("compareTo", $ordering("compareTo", &args)?)
+        }
+
+        fn less_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+            super::library::ordering_result("isLessThan", $ordering("isLessThan", &args)?)
+        }
+
+        fn greater_than<'b, 'v>(
+            args: Vec<CowVal<'b, 'v>>,
+        ) -> Result<CowVal<'b, 'v>, ExecutionError> {
+            super::library::ordering_result("isGreaterThan", $ordering("isGreaterThan", &args)?)
+        }
+    };
+}
+
+pub(super) use ordering_methods;
