@@ -6,8 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -17,38 +15,11 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use rk_apiserver::TestServer;
 use serde_json::{Value, json};
 
+mod support;
+use support::{Certs, certs};
+
 /// The reviews the webhook server saw: (path, operation, name).
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
-
-/// A CA and a server certificate for 127.0.0.1 and `webhook.default.svc`.
-struct Certs {
-    ca_pem: String,
-    cert_der: Vec<u8>,
-    key_der: Vec<u8>,
-}
-
-fn certs() -> Certs {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "rk test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec![
-        "127.0.0.1".to_string(),
-        "webhook.default.svc".to_string(),
-    ])
-    .unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    Certs {
-        ca_pem: ca.pem(),
-        cert_der: cert.der().to_vec(),
-        key_der: key.serialize_der(),
-    }
-}
 
 /// What the webhook answers for one review.
 fn answer(path: &str, review: &Value) -> Value {
@@ -88,68 +59,26 @@ fn answer(path: &str, review: &Value) -> Value {
     }
 }
 
-/// Serves reviews over TLS on 127.0.0.1; returns the port.
+/// Serves admission reviews over TLS on 127.0.0.1, noting each in `seen`;
+/// returns the port.
 async fn webhook_server(certs: &Certs, seen: Seen) -> u16 {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![rustls::pki_types::CertificateDer::from(
-                certs.cert_der.clone(),
-            )],
-            rustls::pki_types::PrivateKeyDer::try_from(certs.key_der.clone()).unwrap(),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let body = req.into_body().collect().await?.to_bytes();
-                            let review: Value =
-                                serde_json::from_slice(&body).unwrap_or(Value::Null);
-                            let request = &review["request"];
-                            seen.lock().unwrap().push((
-                                path.clone(),
-                                request["operation"]
-                                    .as_str()
-                                    .unwrap_or_default()
-                                    .to_string(),
-                                request["name"].as_str().unwrap_or_default().to_string(),
-                            ));
-                            let reply = json!({
-                                "apiVersion": "admission.k8s.io/v1",
-                                "kind": "AdmissionReview",
-                                "response": answer(&path, &review),
-                            });
-                            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(
-                                reply.to_string(),
-                            ))))
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
-            });
-        }
+    let handler: support::Handler = Arc::new(move |path: &str, review: &Value| {
+        let request = &review["request"];
+        seen.lock().unwrap().push((
+            path.to_string(),
+            request["operation"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            request["name"].as_str().unwrap_or_default().to_string(),
+        ));
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": answer(path, review),
+        })
     });
-    port
+    support::tls_server(certs, handler).await
 }
 
 fn webhook(name: &str, client_config: Value, resources: &[&str], failure: &str) -> Value {

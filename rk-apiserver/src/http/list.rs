@@ -309,13 +309,15 @@ pub async fn list(
     };
     let rev = page.revision.to_string();
     let bodies: Vec<Bytes> = if state.converts(info) {
-        page.items
+        let objects: Vec<Value> = page
+            .items
             .iter()
-            .map(|o| {
-                let v: Value = serde_json::from_slice(&o.bytes).unwrap_or(Value::Null);
-                let v = crate::registry::versions::to_served(info, v);
-                Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
-            })
+            .map(|o| serde_json::from_slice(&o.bytes).unwrap_or(Value::Null))
+            .collect();
+        crate::registry::conversion::to_version(state, info, objects)
+            .await?
+            .iter()
+            .map(|v| Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
             .collect()
     } else {
         page.items.iter().map(|o| o.bytes.clone()).collect()

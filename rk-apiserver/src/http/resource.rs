@@ -37,8 +37,18 @@ pub struct Call {
 }
 
 impl Call {
-    /// Convert a stored object to the served version.
-    fn out(&self, obj: Value) -> Value {
+    /// Convert a stored object to the served version (through a custom
+    /// resource's conversion webhook, if it has one).
+    async fn out(&self, obj: Value) -> Result<Value, ApiError> {
+        match &self.served {
+            Some(info) => crate::registry::conversion::one_to_version(&self.state, info, obj).await,
+            None => Ok(obj),
+        }
+    }
+
+    /// [`Self::out`] of an object the registry already read at the served
+    /// version (custom resources), or that needs no webhook (events).
+    fn out_local(&self, obj: Value) -> Value {
         match &self.served {
             Some(info) if self.state.converts(info) => {
                 crate::registry::versions::to_served(info, obj)
@@ -59,27 +69,28 @@ impl Call {
 
     /// Render an object for the response: converted and in the negotiated
     /// representation.
-    fn render(
+    async fn render(
         &self,
         fallback: &ResourceInfo,
         obj: Value,
         repr: Representation,
         include: IncludeObject,
-    ) -> Value {
+    ) -> Result<Value, ApiError> {
         let info = self.served.as_deref().unwrap_or(fallback);
-        convert::single(&self.state, info, self.out(obj), repr, include)
+        let obj = self.out(obj).await?;
+        Ok(convert::single(&self.state, info, obj, repr, include))
     }
 
     /// The response to a write: the stored bytes as they are when the client
     /// wants the plain object, else the rendered representation.
-    fn respond(
+    async fn respond(
         &self,
         code: u16,
         fallback: &ResourceInfo,
         out: store::Outcome,
         repr: Representation,
         include: IncludeObject,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, ApiError> {
         let converts = self
             .served
             .as_deref()
@@ -88,11 +99,11 @@ impl Call {
             Some(bytes) if repr == Representation::Object && !converts => {
                 let mut resp = response::json_bytes(code, bytes);
                 response::add_warnings(&mut resp, &out.warnings);
-                resp
+                Ok(resp)
             }
             _ => {
-                let obj = self.render(fallback, out.object, repr, include);
-                response::json_with_warnings(code, &obj, &out.warnings)
+                let obj = self.render(fallback, out.object, repr, include).await?;
+                Ok(response::json_with_warnings(code, &obj, &out.warnings))
             }
         }
     }
@@ -343,7 +354,7 @@ async fn get(
     let include = IncludeObject::parse(call.query.get("includeObject"));
     Ok(response::json(
         200,
-        &call.render(&target.info, obj, repr, include),
+        &call.render(&target.info, obj, repr, include).await?,
     ))
 }
 
@@ -378,7 +389,7 @@ async fn create(
         crate::crd::reconcile(&call.state, &out.object).await;
     }
     let include = IncludeObject::parse(call.query.get("includeObject"));
-    Ok(call.respond(201, &info, out, repr, include))
+    call.respond(201, &info, out, repr, include).await
 }
 
 async fn update(
@@ -401,7 +412,7 @@ async fn update(
     }
     let code = if out.created { 201 } else { 200 };
     let include = IncludeObject::parse(call.query.get("includeObject"));
-    Ok(call.respond(code, &target.info, out, repr, include))
+    call.respond(code, &target.info, out, repr, include).await
 }
 
 fn patch_type(call: &Call) -> Result<PatchType, ApiError> {
@@ -509,7 +520,7 @@ async fn patch(
                 let out =
                     store::create(&call.state, &info, target.namespace.as_deref(), obj, &opts)
                         .await?;
-                return Ok(call.respond(201, &info, out, repr, include));
+                return call.respond(201, &info, out, repr, include).await;
             }
             Err(e) => return Err(e),
             Ok(_) => {}
@@ -520,12 +531,12 @@ async fn patch(
                 .map_err(patch_error)
         })
         .await?;
-        return Ok(call.respond(200, &info, out, repr, include));
+        return call.respond(200, &info, out, repr, include).await;
     }
     let body = call.body.clone();
     let name = target.name.clone();
     let out = store::guaranteed_update(&call.state, target, None, part, &opts, |current| {
-        let served = call.out(current.clone());
+        let served = call.out_local(current.clone());
         let patched = call.to_stored(apply_patch(ty, &schema, &served, &body, is_custom)?);
         let want_rv = patched["metadata"]["resourceVersion"]
             .as_str()
@@ -539,7 +550,7 @@ async fn patch(
         Ok(patched)
     })
     .await?;
-    Ok(call.respond(200, &target.info, out, repr, include))
+    call.respond(200, &target.info, out, repr, include).await
 }
 
 async fn patch_scale(call: &Call, target: &Target) -> Result<Response<Body>, ApiError> {
@@ -604,7 +615,7 @@ async fn delete(call: &Call, target: &Target) -> Result<Response<Body>, ApiError
     require_verb(&target.info, "delete")?;
     let opts = delete_options(call)?;
     let (obj, _deleted) = store::delete(&call.state, target, &opts).await?;
-    Ok(response::json(200, &call.out(obj)))
+    Ok(response::json(200, &call.out(obj).await?))
 }
 
 async fn delete_collection(
@@ -641,6 +652,7 @@ async fn delete_collection(
         }
     }
     let rev = call.state.caches.revision().to_string();
+    let deleted = crate::registry::conversion::to_version(&call.state, &info, deleted).await?;
     Ok(response::json(
         200,
         &json!({

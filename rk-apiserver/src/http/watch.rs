@@ -53,9 +53,9 @@ struct Watcher {
 
 impl Watcher {
     /// The frame for one event, as this watcher sees it (or nothing).
-    fn frame(&self, ev: &CachedEvent) -> Option<Bytes> {
+    async fn frame(&self, ev: &CachedEvent) -> Result<Option<Bytes>, ApiError> {
         if !ev.object.key.starts_with(&self.key_prefix) {
-            return None;
+            return Ok(None);
         }
         let now = self.filter.matches(&ev.object);
         let before = ev.prev.as_ref().is_some_and(|p| self.filter.matches(p));
@@ -65,24 +65,39 @@ impl Watcher {
             EventType::Modified if now && before => EventType::Modified,
             EventType::Modified if now => EventType::Added,
             EventType::Modified if before => EventType::Deleted,
-            _ => return None,
+            _ => return Ok(None),
         };
-        Some(self.encode(kind.as_str(), &ev.object.bytes))
+        self.encode(kind.as_str(), &ev.object.bytes).await.map(Some)
     }
 
-    fn encode(&self, kind: &str, bytes: &Bytes) -> Bytes {
+    async fn encode(&self, kind: &str, bytes: &Bytes) -> Result<Bytes, ApiError> {
         let converts = self.state.converts(&self.info);
-        match self.repr {
+        Ok(match self.repr {
             Representation::Object if !converts => response::watch_frame(kind, bytes),
             _ => {
                 let obj: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
                 let obj = if converts {
-                    crate::registry::versions::to_served(&self.info, obj)
+                    crate::registry::conversion::one_to_version(&self.state, &self.info, obj)
+                        .await?
                 } else {
                     obj
                 };
                 let out = convert::single(&self.state, &self.info, obj, self.repr, self.include);
                 response::watch_frame(kind, &serde_json::to_vec(&out).unwrap_or_default())
+            }
+        })
+    }
+
+    /// The frame to send for `ev`; `None` ends the watch (the client went
+    /// away, or the event could not be converted: then an ERROR event is
+    /// sent first, as kube-apiserver does).
+    async fn send(&self, ev: &CachedEvent, tx: &mpsc::Sender<Bytes>) -> bool {
+        match self.frame(ev).await {
+            Ok(Some(f)) => tx.send(f).await.is_ok(),
+            Ok(None) => true,
+            Err(e) => {
+                let _ = tx.send(error_frame(&e)).await;
+                false
             }
         }
     }
@@ -241,9 +256,7 @@ async fn run(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last_rev = start.revision;
     for ev in &start.initial {
-        if let Some(f) = w.frame(ev)
-            && tx.send(f).await.is_err()
-        {
+        if !w.send(ev, &tx).await {
             return;
         }
     }
@@ -262,10 +275,9 @@ async fn run(
                     return;
                 };
                 last_rev = ev.revision;
-                if let Some(f) = w.frame(&ev)
-                    && tx.send(f).await.is_err() {
-                        return;
-                    }
+                if !w.send(&ev, &tx).await {
+                    return;
+                }
             }
             _ = tick.tick(), if bookmarks => {
                 if let Some(rev) = cache.bookmark_revision(&live)

@@ -4,6 +4,7 @@
 //! per-kind pieces are [`defaults`], [`validation`], [`typed`] decoding and
 //! [`table`] columns; [`subresources`] holds scale, binding and eviction.
 
+pub mod conversion;
 pub mod defaults;
 pub mod meta;
 pub mod store;

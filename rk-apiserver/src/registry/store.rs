@@ -93,7 +93,8 @@ fn keeps_status_on_create(info: &ResourceInfo) -> bool {
     )
 }
 
-/// Read one object (consistent read from storage).
+/// Read one object (consistent read from storage), a custom resource at the
+/// version `target` addresses.
 pub async fn get(state: &ApiState, target: &Target) -> Result<(Value, Revision), ApiError> {
     let kv = state
         .storage
@@ -103,6 +104,13 @@ pub async fn get(state: &ApiState, target: &Target) -> Result<(Value, Revision),
     let kv = kv.ok_or_else(|| target.not_found())?;
     let obj =
         decode_stored(&kv.value, kv.mod_revision).map_err(|e| ApiError::internal(e.to_string()))?;
+    // A custom resource is stored at the version that wrote it; whoever
+    // reads it here (an update, a patch) works at the version it addresses.
+    let obj = if state.custom_resource(&target.info).is_some() {
+        super::conversion::one_to_version(state, &target.info, obj).await?
+    } else {
+        obj
+    };
     Ok((obj, kv.mod_revision))
 }
 

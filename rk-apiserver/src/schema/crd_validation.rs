@@ -153,6 +153,14 @@ pub fn validate_crd(crd: &CustomResourceDefinition) -> Vec<Cause> {
         ));
     }
 
+    if let Some(conversion) = &spec.conversion {
+        validate_conversion(
+            conversion,
+            spec.preserve_unknown_fields == Some(true),
+            &mut out,
+        );
+    }
+
     // spec.names
     let singular = names.singular.clone().unwrap_or_default();
     let list_kind = names.list_kind.clone().unwrap_or_default();
@@ -487,5 +495,88 @@ fn validate_metadata_schema(schema: &Value, path: &str, out: &mut Vec<Cause>) {
                 ));
             }
         }
+    }
+}
+
+/// `spec.conversion`: a known strategy; a webhook (one of url or service,
+/// review versions rk speaks) exactly when the strategy is `Webhook`. The
+/// field paths are upstream's internal ones, as its messages name them.
+fn validate_conversion(
+    conversion: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceConversion,
+    preserve_unknown_fields: bool,
+    out: &mut Vec<Cause>,
+) {
+    const STRATEGIES: [&str; 2] = ["None", "Webhook"];
+    let config = conversion
+        .webhook
+        .as_ref()
+        .and_then(|w| w.client_config.as_ref());
+    match conversion.strategy.as_str() {
+        "Webhook" => {
+            match config {
+                None => out.push(Cause::required(
+                    "spec.conversion.webhookClientConfig",
+                    "required when strategy is set to Webhook",
+                )),
+                Some(cc) if cc.url.is_some() == cc.service.is_some() => out.push(Cause::required(
+                    "spec.conversion.webhookClientConfig",
+                    "exactly one of url or service is required",
+                )),
+                Some(cc) => {
+                    if let Some(url) = &cc.url
+                        && !url.starts_with("https://")
+                    {
+                        out.push(Cause::invalid(
+                            "spec.conversion.webhookClientConfig.url",
+                            &Value::String(url.clone()),
+                            "'https' is the only allowed URL scheme",
+                        ));
+                    }
+                    if let Some(service) = &cc.service
+                        && (service.name.is_empty() || service.namespace.is_empty())
+                    {
+                        out.push(Cause::required(
+                            "spec.conversion.webhookClientConfig.service",
+                            "service name and namespace are required",
+                        ));
+                    }
+                }
+            }
+            let versions = conversion
+                .webhook
+                .as_ref()
+                .map(|w| w.conversion_review_versions.clone())
+                .unwrap_or_default();
+            let path = "spec.conversion.conversionReviewVersions";
+            if versions.is_empty() {
+                out.push(Cause::required(path, ""));
+            } else if !versions.iter().any(|v| v == "v1" || v == "v1beta1") {
+                out.push(Cause::invalid(
+                    path,
+                    &Value::Array(versions.iter().cloned().map(Value::String).collect()),
+                    "must include at least one of v1, v1beta1",
+                ));
+            }
+            if preserve_unknown_fields {
+                out.push(Cause::invalid(
+                    "spec.conversion.strategy",
+                    &Value::String(conversion.strategy.clone()),
+                    "must be None if spec.preserveUnknownFields is true",
+                ));
+            }
+        }
+        "None" => {
+            if config.is_some() {
+                out.push(Cause::forbidden(
+                    "spec.conversion.webhookClientConfig",
+                    "should not be set when strategy is not set to Webhook",
+                ));
+            }
+        }
+        other => out.push(Cause::not_supported(
+            "spec.conversion.strategy",
+            &Value::String(other.to_string()),
+            &STRATEGIES.map(String::from),
+        )),
     }
 }

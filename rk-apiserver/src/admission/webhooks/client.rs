@@ -39,7 +39,7 @@ struct Destination {
 /// POSTs `body` to the webhook `config` (a `WebhookClientConfig`) names and
 /// returns the answer's body; any failure, a status other than 200
 /// included, is the error's text.
-pub(super) async fn post(
+pub(crate) async fn post(
     state: &ApiState,
     config: &Value,
     body: Vec<u8>,

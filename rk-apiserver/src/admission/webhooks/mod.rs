@@ -36,6 +36,7 @@
 //! admission.
 
 mod client;
+pub(crate) use client::post;
 mod rules;
 
 pub(crate) use rules::{matches, rule_matches, selects_labels};
