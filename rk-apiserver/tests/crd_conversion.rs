@@ -51,8 +51,52 @@ fn convert(object: &Value, desired: &str) -> Result<Value, String> {
     Ok(out)
 }
 
+/// The admission reviews the webhook got: (path, request kind's version,
+/// written version, the object's spec).
+type Admitted = Arc<Mutex<Vec<(String, String, String, Value)>>>;
+
+/// `/validate` refuses a v1 widget bigger than 10; `/mutate` sets a v1
+/// widget's size to at least 2. Both read and patch the v1 shape.
+fn admit(path: &str, review: &Value, admitted: &Admitted) -> Value {
+    let request = &review["request"];
+    let object = &request["object"];
+    admitted.lock().unwrap().push((
+        path.to_string(),
+        request["kind"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        request["requestKind"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        object["spec"].clone(),
+    ));
+    let size = object["spec"]["size"].as_i64().unwrap_or(0);
+    let mut response = json!({"uid": request["uid"], "allowed": true});
+    if path == "/validate" && size > 10 {
+        response["allowed"] = json!(false);
+        response["status"] = json!({"message": format!("size {size} is too big")});
+    }
+    if path == "/mutate" && size < 2 {
+        let patch = json!([{"op": "replace", "path": "/spec/size", "value": 2}]);
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
 async fn conversion_webhook(certs: &support::Certs, seen: Seen) -> u16 {
-    let handler: support::Handler = Arc::new(move |_path: &str, review: &Value| {
+    webhook_server(certs, seen, Admitted::default()).await
+}
+
+/// Converts at `/convert`, admits at `/validate` and `/mutate`.
+async fn webhook_server(certs: &support::Certs, seen: Seen, admitted: Admitted) -> u16 {
+    let handler: support::Handler = Arc::new(move |path: &str, review: &Value| {
+        if path != "/convert" {
+            return admit(path, review, &admitted);
+        }
         let request = &review["request"];
         let desired = request["desiredAPIVersion"].as_str().unwrap_or_default();
         let objects = request["objects"].as_array().cloned().unwrap_or_default();
@@ -283,4 +327,95 @@ async fn conversion_settings_are_validated() {
         message.contains(r#"spec.conversion.strategy: Unsupported value: "Magic": supported values: "None", "Webhook""#),
         "{message}"
     );
+}
+
+/// Admission webhooks whose rules name only v1 see writes at v2 converted
+/// to v1 (`matchPolicy: Equivalent`, the default), unless they ask for
+/// `Exact`.
+#[tokio::test]
+async fn webhooks_for_one_version_admit_writes_at_another() {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let certs = support::certs();
+    let admitted: Admitted = Arc::default();
+    let port = webhook_server(&certs, Arc::default(), admitted.clone()).await;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&certs.ca_pem);
+    let pp = PostParams::default();
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&pp, &crd(port, &ca_bundle))
+        .await
+        .unwrap();
+    let webhook = |name: &str, path: &str, policy: &str| {
+        json!({"name": name, "matchPolicy": policy,
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_bundle},
+            "rules": [{"apiGroups": ["example.com"], "apiVersions": ["v1"], "resources": ["widgets"],
+                       "operations": ["CREATE", "UPDATE"]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"], "timeoutSeconds": 5})
+    };
+    let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "widgets"},
+        "webhooks": [webhook("size.example.com", "/validate", "Equivalent"),
+                     webhook("exact.example.com", "/exact", "Exact")]
+    }))
+    .unwrap();
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&pp, &validating)
+        .await
+        .unwrap();
+    let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "widgets"},
+        "webhooks": [webhook("grow.example.com", "/mutate", "Equivalent")]
+    }))
+    .unwrap();
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&pp, &mutating)
+        .await
+        .unwrap();
+    let v2 = widgets(&client, "v2");
+    let at_v2 = |name: &str, size: i64| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "example.com/v2", "kind": "Widget",
+            "metadata": {"name": name}, "spec": {"dimensions": {"size": size}}
+        }))
+        .unwrap()
+    };
+    // The kind is served and the configurations read a moment after they
+    // are written: retry until the validating webhook refuses.
+    let mut refusal = None;
+    for i in 0..100 {
+        match v2.create(&pp, &at_v2(&format!("big-{i}"), 50)).await {
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                refusal = Some(s.message);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let refusal = refusal.expect("the webhook never refused a big widget written at v2");
+    assert!(refusal.contains("size 50 is too big"), "{refusal}");
+
+    admitted.lock().unwrap().clear();
+    let small = v2.create(&pp, &at_v2("small", 1)).await.unwrap();
+    assert_eq!(
+        small.data["spec"],
+        json!({"dimensions": {"size": 2}}),
+        "the mutating webhook's v1 patch, converted back to v2"
+    );
+    let seen = admitted.lock().unwrap().clone();
+    let paths: Vec<&str> = seen.iter().map(|(p, ..)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec!["/mutate", "/validate"],
+        "Exact webhooks are not called"
+    );
+    for (_, kind_version, request_version, spec) in &seen {
+        assert_eq!(
+            (kind_version.as_str(), request_version.as_str()),
+            ("v1", "v2")
+        );
+        assert!(spec["size"].is_i64(), "sent at v1: {spec}");
+    }
 }

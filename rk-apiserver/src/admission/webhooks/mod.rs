@@ -29,9 +29,15 @@
 //!   every condition holds; a condition that cannot be evaluated fails the
 //!   request under `failurePolicy: Fail` and skips the webhook under `Ignore`.
 //!
-//! Not done: `matchPolicy:
-//! Equivalent` has nothing to convert to (rk serves one version of each
-//! kind); reinvocation (`reinvocationPolicy: IfNeeded`) calls a webhook
+//! - Under `matchPolicy: Equivalent` (the default) a write of a custom
+//!   resource at a version the rules do not name reaches a webhook whose
+//!   rules name another served version of it; the webhook is sent the
+//!   objects converted to that version (`requestKind` stays the written
+//!   one) and a mutating webhook's patch is converted back. rk serves one
+//!   version of each built-in kind, so only custom resources have
+//!   equivalents.
+//!
+//! Not done: reinvocation (`reinvocationPolicy: IfNeeded`) calls a webhook
 //! again only when a later webhook changed the object, not for built-in
 //! admission.
 
@@ -40,6 +46,8 @@ pub(crate) use client::post;
 mod rules;
 
 pub(crate) use rules::{matches, rule_matches, selects_labels};
+
+use std::sync::Arc;
 
 use base64::Engine;
 use rk_core::catalogue::ResourceInfo;
@@ -106,6 +114,10 @@ struct Webhook {
     /// The webhook's `name`.
     name: String,
     spec: Value,
+    /// Another version of the written custom resource that the webhook's
+    /// rules name (`matchPolicy: Equivalent`): it is sent the objects
+    /// converted to that version.
+    equivalent: Option<Arc<ResourceInfo>>,
 }
 
 impl Webhook {
@@ -164,9 +176,10 @@ async fn mutate_once(
             let Some(patch) = answer.patch else {
                 return Ok(false);
             };
-            let mut patched = obj.clone();
-            match apply_patch(&mut patched, &patch) {
-                Ok(()) => {
+            // The patch is against what the webhook was sent.
+            let sent = answer.sent.unwrap_or_else(|| obj.clone());
+            match patched_at_request_version(state, attrs, webhook, sent, &patch).await {
+                Ok(patched) => {
                     let changed = patched != *obj;
                     *obj = patched;
                     return Ok(changed);
@@ -179,6 +192,24 @@ async fn mutate_once(
     };
     webhook.failed(message)?;
     Ok(false)
+}
+
+/// `sent` patched by a mutating webhook, back at the version the request
+/// writes.
+async fn patched_at_request_version(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    webhook: &Webhook,
+    mut sent: Value,
+    patch: &Value,
+) -> Result<Value, String> {
+    apply_patch(&mut sent, patch)?;
+    if webhook.equivalent.is_none() {
+        return Ok(sent);
+    }
+    crate::registry::conversion::one_to_version(state, attrs.info, sent)
+        .await
+        .map_err(|e| e.message)
 }
 
 /// Calls the validating webhooks that match, all at once. Returns their
@@ -266,56 +297,162 @@ async fn matching(
             continue;
         };
         for spec in webhooks {
-            if !rules::matches(state, attrs, &spec, obj, old).await? {
+            let equivalent = if rules::matches(state, attrs, &spec, obj, old).await? {
+                None
+            } else {
+                match equivalent_version(state, attrs, &spec, obj, old).await? {
+                    Some(info) => Some(info),
+                    None => continue,
+                }
+            };
+            let webhook = Webhook {
+                name: spec["name"].as_str().unwrap_or_default().to_string(),
+                spec,
+                equivalent,
+            };
+            if !conditions_hold(state, attrs, &webhook, obj, old).await? {
                 continue;
             }
-            if spec["matchConditions"]
-                .as_array()
-                .is_some_and(|c| !c.is_empty())
-            {
-                let activation = Activation {
-                    object: obj.cloned().unwrap_or(Value::Null),
-                    old_object: old.cloned().unwrap_or(Value::Null),
-                    request: request(attrs, obj, old),
-                    ..Activation::default()
-                };
-                match match_conditions(&spec["matchConditions"], &activation) {
-                    Conditions::Match => {}
-                    Conditions::NoMatch => continue,
-                    Conditions::Error(message) => {
-                        let webhook = Webhook {
-                            name: spec["name"].as_str().unwrap_or_default().to_string(),
-                            spec,
-                        };
-                        webhook.failed(format!(
-                            "failed calling webhook {:?}: {message}",
-                            webhook.name
-                        ))?;
-                        continue;
-                    }
-                }
-            }
             if attrs.dry_run
-                && !matches!(spec["sideEffects"].as_str(), Some("None" | "NoneOnDryRun"))
+                && !matches!(
+                    webhook.spec["sideEffects"].as_str(),
+                    Some("None" | "NoneOnDryRun")
+                )
             {
                 return Err(ApiError::bad_request(format!(
                     "admission webhook {:?} does not support dry run",
-                    spec["name"].as_str().unwrap_or_default()
+                    webhook.name
                 )));
             }
-            out.push(Webhook {
-                name: spec["name"].as_str().unwrap_or_default().to_string(),
-                spec,
-            });
+            out.push(webhook);
         }
     }
     Ok(out)
+}
+
+/// Whether the webhook's `matchConditions` (CEL over what it would be
+/// sent) all hold. One that cannot be evaluated is a failed call, which
+/// `failurePolicy` decides about (and skips the webhook under `Ignore`).
+async fn conditions_hold(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    webhook: &Webhook,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<bool, ApiError> {
+    let conditions = &webhook.spec["matchConditions"];
+    if conditions.as_array().is_none_or(|c| c.is_empty()) {
+        return Ok(true);
+    }
+    let activation = match sent_objects(state, attrs, webhook, obj, old).await {
+        Ok((attrs, object, old_object)) => Activation {
+            request: request(&attrs, object.as_ref(), old_object.as_ref()),
+            object: object.unwrap_or(Value::Null),
+            old_object: old_object.unwrap_or(Value::Null),
+            ..Activation::default()
+        },
+        Err(CallError::Failed(message)) => {
+            webhook.failed(message)?;
+            return Ok(false);
+        }
+        Err(CallError::Denied(e)) => return Err(e),
+    };
+    match match_conditions(conditions, &activation) {
+        Conditions::Match => Ok(true),
+        Conditions::NoMatch => Ok(false),
+        Conditions::Error(message) => {
+            webhook.failed(format!(
+                "failed calling webhook {:?}: {message}",
+                webhook.name
+            ))?;
+            Ok(false)
+        }
+    }
+}
+
+/// Under `matchPolicy: Equivalent` (the default), a write of a custom
+/// resource at a version the webhook's rules do not name still reaches it
+/// when they name another served version of the same resource: that
+/// version. rk serves one version of each built-in kind, so only custom
+/// resources have equivalents.
+async fn equivalent_version(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    spec: &Value,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<Option<Arc<ResourceInfo>>, ApiError> {
+    if spec["matchPolicy"].as_str() == Some("Exact") {
+        return Ok(None);
+    }
+    let Some(custom) = state.custom_resource(attrs.info) else {
+        return Ok(None);
+    };
+    let versions = custom.crd["spec"]["versions"].as_array().cloned();
+    for version in versions.into_iter().flatten() {
+        let Some(name) = version["name"]
+            .as_str()
+            .filter(|v| *v != attrs.info.version)
+        else {
+            continue;
+        };
+        if version["served"] != true {
+            continue;
+        }
+        let Some(info) = state.resource(&attrs.info.group, name, &attrs.info.plural) else {
+            continue;
+        };
+        let at_version = Attributes {
+            info: &info,
+            ..*attrs
+        };
+        if rules::matches(state, &at_version, spec, obj, old).await? {
+            return Ok(Some(info));
+        }
+    }
+    Ok(None)
+}
+
+/// What `webhook` is sent: the attributes and objects at the version it
+/// asked for.
+async fn sent_objects<'a>(
+    state: &ApiState,
+    attrs: &Attributes<'a>,
+    webhook: &'a Webhook,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<(Attributes<'a>, Option<Value>, Option<Value>), CallError> {
+    let Some(info) = webhook.equivalent.as_deref() else {
+        return Ok((*attrs, obj.cloned(), old.cloned()));
+    };
+    let convert = |o: Option<&Value>| {
+        let o = o.cloned();
+        async move {
+            match o {
+                Some(o) => crate::registry::conversion::one_to_version(state, info, o)
+                    .await
+                    .map(Some)
+                    .map_err(|e| {
+                        CallError::Failed(format!(
+                            "failed calling webhook {:?}: {}",
+                            webhook.name, e.message
+                        ))
+                    }),
+                None => Ok(None),
+            }
+        }
+    };
+    let obj = convert(obj).await?;
+    let old = convert(old).await?;
+    Ok((Attributes { info, ..*attrs }, obj, old))
 }
 
 /// What a webhook answered when it allowed the request.
 struct Answer {
     patch: Option<Value>,
     warnings: Vec<String>,
+    /// The object it was sent, when that was converted to another version.
+    sent: Option<Value>,
 }
 
 /// Why a call did not allow the request.
@@ -341,7 +478,14 @@ async fn call(
         ))
     };
     let uid = uuid::Uuid::new_v4().to_string();
-    let review = review(attrs, &uid, obj, old);
+    let (sent_attrs, sent, sent_old) = sent_objects(state, attrs, webhook, obj, old).await?;
+    let mut review = review(&sent_attrs, &uid, sent.as_ref(), sent_old.as_ref());
+    if webhook.equivalent.is_some() {
+        // The version the client wrote stays the request's.
+        let original = request(attrs, None, None);
+        review["request"]["requestKind"] = original["requestKind"].clone();
+        review["request"]["requestResource"] = original["requestResource"].clone();
+    }
     let body = serde_json::to_vec(&review).map_err(|e| failed(e.to_string()))?;
     let timeout = webhook.spec["timeoutSeconds"]
         .as_u64()
@@ -393,7 +537,12 @@ async fn call(
             )
         }
     };
-    Ok(Answer { patch, warnings })
+    let sent = webhook.equivalent.as_ref().and(sent);
+    Ok(Answer {
+        patch,
+        warnings,
+        sent,
+    })
 }
 
 /// The `AdmissionReview` sent for a write.
