@@ -727,3 +727,112 @@ async fn a_changed_crd_schema_applies_to_the_next_write() {
         422
     );
 }
+
+/// A create's managedFields hold what the request set and what defaulting
+/// filled in, as upstream's field manager records them: not what the
+/// server sets itself (a pod's phase, a namespace's finalizer) nor what
+/// admission adds (a pod's tolerations and priority, a Service's cluster IP).
+#[tokio::test]
+async fn a_creates_managed_fields_are_the_request_and_its_defaults() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let pp = PostParams {
+        field_manager: Some("tester".into()),
+        ..PostParams::default()
+    };
+    let fields = |managed: Option<
+        Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>,
+    >| {
+        let managed = managed.unwrap_or_default();
+        assert_eq!(managed.len(), 1, "{managed:?}");
+        assert_eq!(managed[0].manager.as_deref(), Some("tester"));
+        serde_json::to_value(&managed[0].fields_v1).unwrap()
+    };
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "labels": {"app": "x"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}
+    }))
+    .unwrap();
+    let pod = pods.create(&pp, &pod).await.unwrap();
+    let spec = pod.spec.as_ref().unwrap();
+    assert!(spec.tolerations.as_ref().is_some_and(|t| t.len() == 2));
+    assert_eq!(spec.priority, Some(0));
+    assert_eq!(
+        pod.status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
+    let f = fields(pod.metadata.managed_fields.clone());
+    let f_spec = &f["f:spec"];
+    assert!(f_spec["f:dnsPolicy"].is_object(), "{f}");
+    assert!(
+        f_spec["f:containers"]["k:{\"name\":\"c\"}"]["f:imagePullPolicy"].is_object(),
+        "{f}"
+    );
+    assert!(f["f:metadata"]["f:labels"]["f:app"].is_object(), "{f}");
+    for owned_by_no_one in [
+        &f["f:status"],
+        &f_spec["f:tolerations"],
+        &f_spec["f:priority"],
+    ] {
+        assert!(owned_by_no_one.is_null(), "{f}");
+    }
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "fields"}})).unwrap();
+    let ns = namespaces.create(&pp, &ns).await.unwrap();
+    let labels = ns.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("kubernetes.io/metadata.name")
+            .map(String::as_str),
+        Some("fields")
+    );
+    assert_eq!(
+        ns.spec.unwrap().finalizers,
+        Some(vec!["kubernetes".to_string()])
+    );
+    let f = fields(ns.metadata.managed_fields.clone());
+    assert!(
+        f["f:metadata"]["f:labels"]["f:kubernetes.io/metadata.name"].is_object(),
+        "{f}"
+    );
+    assert!(f["f:spec"].is_null() && f["f:status"].is_null(), "{f}");
+    // The label follows the name whatever an update says.
+    let mut relabelled = namespaces.get("fields").await.unwrap();
+    relabelled.metadata.labels = Some(
+        [(
+            "kubernetes.io/metadata.name".to_string(),
+            "other".to_string(),
+        )]
+        .into(),
+    );
+    let relabelled = namespaces
+        .replace("fields", &PostParams::default(), &relabelled)
+        .await
+        .unwrap();
+    let labels = relabelled.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("kubernetes.io/metadata.name")
+            .map(String::as_str),
+        Some("fields")
+    );
+    assert_eq!(
+        relabelled.spec.unwrap().finalizers,
+        Some(vec!["kubernetes".to_string()])
+    );
+
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "s"},
+        "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    let svc = services.create(&pp, &svc).await.unwrap();
+    assert!(svc.spec.as_ref().unwrap().cluster_ip.is_some());
+    let f = fields(svc.metadata.managed_fields.clone());
+    assert!(f["f:spec"]["f:ports"].is_object(), "{f}");
+    assert!(f["f:spec"]["f:clusterIP"].is_null(), "{f}");
+}

@@ -151,16 +151,23 @@ fn template(obj: &mut Value, path: &[&str]) {
     pod_spec(&mut cur["spec"]);
 }
 
+/// What upstream's admission plugins add to a new object (after its
+/// fields were recorded for its manager): a pod's default tolerations
+/// (`DefaultTolerationSeconds`) and its priority when it names no class
+/// (`Priority`).
+pub fn admit_new(info: &ResourceInfo, obj: &mut Value) {
+    if info.group.is_empty() && info.kind == "Pod" && obj["spec"].is_object() {
+        default_tolerations(&mut obj["spec"]);
+        if obj["spec"]["priority"].is_null() && obj["spec"]["priorityClassName"].is_null() {
+            obj["spec"]["priority"] = json!(0);
+        }
+    }
+}
+
 /// Apply upstream's defaults to an object of `info`.
 pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
     match (info.group.as_str(), info.kind.as_str()) {
-        ("", "Pod") => {
-            pod_spec(object(obj, "spec"));
-            default_tolerations(&mut obj["spec"]);
-            if obj["spec"]["priority"].is_null() && obj["spec"]["priorityClassName"].is_null() {
-                obj["spec"]["priority"] = json!(0);
-            }
-        }
+        ("", "Pod") => pod_spec(object(obj, "spec")),
         ("", "PodTemplate") => template(obj, &["template"]),
         ("", "ReplicationController") => {
             let spec = object(obj, "spec");
@@ -265,7 +272,14 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         ("", "Namespace") => {
-            set_default(object(obj, "spec"), "finalizers", json!(["kubernetes"]));
+            // Upstream's defaulting (and its strategy's Canonicalize, for a
+            // generated name): the namespace's name as a label, always.
+            if let Some(name) = obj["metadata"]["name"].as_str().map(str::to_string)
+                && !name.is_empty()
+            {
+                let labels = object(object(obj, "metadata"), "labels");
+                labels["kubernetes.io/metadata.name"] = json!(name);
+            }
         }
         ("", "Secret") => {
             set_default(obj, "type", json!("Opaque"));

@@ -281,14 +281,63 @@ fn prepare(
     opts: &WriteOptions,
     decoded: Option<&[String]>,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    let name = meta::name(&obj).to_string();
     let mut warnings = Vec::new();
-    let mut obj = obj;
+    let obj = decode_and_default(state, info, obj, opts, decoded, &mut warnings)?;
+    let obj = validate(state, info, obj, old)?;
+    Ok((obj, warnings))
+}
+
+/// The first half of [`prepare`]: the object as the request means it —
+/// unknown fields dropped (or refused, as `fieldValidation` says), decoded
+/// through its type, defaulted (custom resources: pruned to their schema).
+/// This is what upstream's field manager records a create's fields from.
+fn decode_and_default(
+    state: &ApiState,
+    info: &ResourceInfo,
+    mut obj: Value,
+    opts: &WriteOptions,
+    decoded: Option<&[String]>,
+    warnings: &mut Vec<String>,
+) -> Result<Value, ApiError> {
     if let Some(cr) = state.custom_resource(info) {
         if let Some(schema) = cr.schema(&info.version) {
             let schema = schema.map_err(|e| ApiError::internal(format!("bad CRD schema: {e}")))?;
             let pruned = schema.prune(&mut obj);
-            unknown_field_policy(info, opts.field_validation, &pruned, &mut warnings)?;
+            unknown_field_policy(info, opts.field_validation, &pruned, warnings)?;
+        }
+        return Ok(obj);
+    }
+    match decoded {
+        Some(unknown) => {
+            if opts.field_validation != FieldValidation::Ignore {
+                unknown_field_policy(info, opts.field_validation, unknown, warnings)?;
+            }
+        }
+        None => {
+            if opts.field_validation != FieldValidation::Ignore {
+                let unknown = crate::schema::unknown_fields(&info.api_version(), &info.kind, &obj);
+                unknown_field_policy(info, opts.field_validation, &unknown, warnings)?;
+            }
+            obj = super::typed::normalize(info, obj)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        }
+    }
+    super::defaults::apply_defaults(info, &mut obj);
+    Ok(obj)
+}
+
+/// The second half of [`prepare`]: the kind's validation (a custom
+/// resource's schema and rules), a 422 with causes.
+fn validate(
+    state: &ApiState,
+    info: &ResourceInfo,
+    mut obj: Value,
+    old: Option<&Value>,
+) -> Result<Value, ApiError> {
+    let name = meta::name(&obj).to_string();
+    if let Some(cr) = state.custom_resource(info) {
+        if let Some(schema) = cr.schema(&info.version) {
+            let schema = schema.map_err(|e| ApiError::internal(format!("bad CRD schema: {e}")))?;
             let causes = schema.validate_update(&obj, old);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(
@@ -299,24 +348,6 @@ fn prepare(
                 ));
             }
         }
-    } else {
-        match decoded {
-            Some(unknown) => {
-                if opts.field_validation != FieldValidation::Ignore {
-                    unknown_field_policy(info, opts.field_validation, unknown, &mut warnings)?;
-                }
-            }
-            None => {
-                if opts.field_validation != FieldValidation::Ignore {
-                    let unknown =
-                        crate::schema::unknown_fields(&info.api_version(), &info.kind, &obj);
-                    unknown_field_policy(info, opts.field_validation, &unknown, &mut warnings)?;
-                }
-                obj = super::typed::normalize(info, obj)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            }
-        }
-        super::defaults::apply_defaults(info, &mut obj);
     }
     if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
         let mut crd: rk_core::k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
@@ -349,7 +380,7 @@ fn prepare(
             .collect();
         return Err(ApiError::invalid(&info.kind, &info.group, &name, causes));
     }
-    Ok((obj, warnings))
+    Ok(obj)
 }
 
 /// The admission webhooks of a create (`old` is `None`) or update: the
@@ -506,18 +537,23 @@ async fn admit_namespace(
     Ok(())
 }
 
-/// Fields the server owns on create.
-fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
-    let has_status_sub = info.has_subresource("status");
-    let is_pod = info.group.is_empty() && info.kind == "Pod";
-    let generation =
-        obj.get("spec").is_some() || !rk_core::catalogue::Catalogue::is_builtin_group(&info.group);
-    if has_status_sub
+/// A create does not set the status of a kind with a status subresource
+/// (the status is written through it).
+fn reset_status_on_create(info: &ResourceInfo, obj: &mut Value) {
+    if info.has_subresource("status")
         && !keeps_status_on_create(info)
         && let Some(map) = obj.as_object_mut()
     {
         map.remove("status");
     }
+}
+
+/// Fields the server owns on create (upstream's `PrepareForCreate`), set
+/// after the field manager has recorded the request's fields.
+fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
+    let is_pod = info.group.is_empty() && info.kind == "Pod";
+    let generation =
+        obj.get("spec").is_some() || !rk_core::catalogue::Catalogue::is_builtin_group(&info.group);
     if is_pod {
         let qos = qos_class(obj);
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
@@ -660,8 +696,20 @@ async fn create_with(
             }
         }
     }
+    // Upstream's field manager records a create's fields from the request
+    // as decoded and defaulted: what the server sets itself (uid, a pod's
+    // phase, a namespace's finalizer) and what admission adds (a pod's
+    // default tolerations and priority, a Service's cluster IP, webhooks'
+    // patches) is no one's.
+    reset_status_on_create(info, &mut obj);
+    let mut warnings = Vec::new();
+    let mut obj = decode_and_default(state, info, obj, opts, decoded, &mut warnings)?;
+    if !opts.field_manager.is_empty() {
+        crate::patch::record_update_manager(None, &mut obj, &opts.field_manager, &meta::now());
+    }
     prepare_for_create(info, &mut obj);
-    let (obj, warnings) = prepare(state, info, obj, None, opts, decoded)?;
+    super::defaults::admit_new(info, &mut obj);
+    let obj = validate(state, info, obj, None)?;
     admit_namespace(state, info, namespace).await?;
     let (mut obj, warnings) = call_webhooks(
         state,
@@ -675,9 +723,6 @@ async fn create_with(
     )
     .await?;
     let _admitted = crate::admission::on_create(state, info, &mut obj).await?;
-    if !opts.field_manager.is_empty() {
-        crate::patch::record_update_manager(None, &mut obj, &opts.field_manager, &meta::now());
-    }
     let target = Target {
         info: info.clone(),
         namespace: namespace.map(str::to_string),
@@ -967,6 +1012,19 @@ fn merge_server_fields(info: &ResourceInfo, old: &Value, new: &mut Value, part: 
     let has_status_sub = info.has_subresource("status");
     match part {
         Part::Main => {
+            // A namespace written without finalizers keeps the namespace
+            // controller's (its finalize call names them, `[]` included).
+            if info.group.is_empty()
+                && info.kind == "Namespace"
+                && new["spec"].get("finalizers").is_none()
+                && let Some(spec) = new.as_object_mut().map(|m| {
+                    m.entry("spec")
+                        .or_insert_with(|| Value::Object(serde_json::Map::new()))
+                })
+                && let Some(spec) = spec.as_object_mut()
+            {
+                spec.insert("finalizers".into(), json!(["kubernetes"]));
+            }
             if has_status_sub {
                 match old.get("status") {
                     Some(s) => new["status"] = s.clone(),
