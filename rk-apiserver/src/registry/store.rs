@@ -335,18 +335,18 @@ fn validate(
     old: Option<&Value>,
 ) -> Result<Value, ApiError> {
     let name = meta::name(&obj).to_string();
-    if let Some(cr) = state.custom_resource(info) {
-        if let Some(schema) = cr.schema(&info.version) {
-            let schema = schema.map_err(|e| ApiError::internal(format!("bad CRD schema: {e}")))?;
-            let causes = schema.validate_update(&obj, old);
-            if !causes.is_empty() {
-                return Err(ApiError::invalid(
-                    &info.kind,
-                    &info.group,
-                    &name,
-                    causes.into_iter().map(schema_cause).collect(),
-                ));
-            }
+    if let Some(cr) = state.custom_resource(info)
+        && let Some(schema) = cr.schema(&info.version)
+    {
+        let schema = schema.map_err(|e| ApiError::internal(format!("bad CRD schema: {e}")))?;
+        let causes = schema.validate_update(&obj, old);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(
+                &info.kind,
+                &info.group,
+                &name,
+                causes.into_iter().map(schema_cause).collect(),
+            ));
         }
     }
     if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
