@@ -151,16 +151,22 @@ fn template(obj: &mut Value, path: &[&str]) {
     pod_spec(&mut cur["spec"]);
 }
 
-/// What upstream's admission plugins add to a new object (after its
-/// fields were recorded for its manager): a pod's default tolerations
+/// What a new object gets after its fields were recorded for its manager
+/// and the server set its own (uid): a Job's generated selector (upstream
+/// makes it in the Job's validation, once the uid exists), and what
+/// upstream's admission plugins add to a pod — its default tolerations
 /// (`DefaultTolerationSeconds`) and its priority when it names no class
 /// (`Priority`).
-pub fn admit_new(info: &ResourceInfo, obj: &mut Value) {
-    if info.group.is_empty() && info.kind == "Pod" && obj["spec"].is_object() {
-        default_tolerations(&mut obj["spec"]);
-        if obj["spec"]["priority"].is_null() && obj["spec"]["priorityClassName"].is_null() {
-            obj["spec"]["priority"] = json!(0);
+pub fn on_create(info: &ResourceInfo, obj: &mut Value) {
+    match (info.group.as_str(), info.kind.as_str()) {
+        ("", "Pod") if obj["spec"].is_object() => {
+            default_tolerations(&mut obj["spec"]);
+            if obj["spec"]["priority"].is_null() && obj["spec"]["priorityClassName"].is_null() {
+                obj["spec"]["priority"] = json!(0);
+            }
         }
+        ("batch", "Job") if obj["spec"].is_object() => job_selector(obj),
+        _ => {}
     }
 }
 
@@ -460,7 +466,11 @@ mod tests {
             spec["containers"][0]["terminationMessagePath"],
             "/dev/termination-log"
         );
-        assert_eq!(spec["tolerations"].as_array().unwrap().len(), 2);
+        // Tolerations and priority come from admission, on create only.
+        assert!(spec["tolerations"].is_null() && spec["priority"].is_null());
+        on_create(&info("", "pods"), &mut pod);
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
+        assert_eq!(pod["spec"]["priority"], 0);
     }
 
     #[test]

@@ -708,7 +708,7 @@ async fn create_with(
         crate::patch::record_update_manager(None, &mut obj, &opts.field_manager, &meta::now());
     }
     prepare_for_create(info, &mut obj);
-    super::defaults::admit_new(info, &mut obj);
+    super::defaults::on_create(info, &mut obj);
     let obj = validate(state, info, obj, None)?;
     admit_namespace(state, info, namespace).await?;
     let (mut obj, warnings) = call_webhooks(
