@@ -419,3 +419,68 @@ async fn webhooks_for_one_version_admit_writes_at_another() {
         assert!(spec["size"].is_i64(), "sent at v1: {spec}");
     }
 }
+
+/// A ValidatingAdmissionPolicy whose rules name only v1 judges writes at v2
+/// on the object converted to v1; with `matchPolicy: Exact` it does not.
+#[tokio::test]
+async fn policies_for_one_version_judge_writes_at_another() {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let certs = support::certs();
+    let port = conversion_webhook(&certs, Arc::default()).await;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&certs.ca_pem);
+    let pp = PostParams::default();
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&pp, &crd(port, &ca_bundle))
+        .await
+        .unwrap();
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+    for (name, policy, limit) in [("equivalent", "Equivalent", 10), ("exact", "Exact", 1)] {
+        let p: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {
+                "matchConstraints": {"matchPolicy": policy, "resourceRules": [{
+                    "apiGroups": ["example.com"], "apiVersions": ["v1"], "resources": ["widgets"],
+                    "operations": ["CREATE", "UPDATE"]}]},
+                "validations": [{"expression": format!("object.spec.size <= {limit}"),
+                    "message": format!("{name}: too big")}]
+            }
+        }))
+        .unwrap();
+        policies.create(&pp, &p).await.unwrap();
+        let b: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": ["Deny"]}
+        }))
+        .unwrap();
+        bindings.create(&pp, &b).await.unwrap();
+    }
+    let v2 = widgets(&client, "v2");
+    let at_v2 = |name: &str, size: i64| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "example.com/v2", "kind": "Widget",
+            "metadata": {"name": name}, "spec": {"dimensions": {"size": size}}
+        }))
+        .unwrap()
+    };
+    let mut refusal = None;
+    for i in 0..100 {
+        match v2.create(&pp, &at_v2(&format!("big-{i}"), 50)).await {
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                refusal = Some(s.message);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let refusal = refusal.expect("the policy never refused a big widget written at v2");
+    assert!(refusal.contains("equivalent: too big"), "{refusal}");
+    // Size 5 passes the Equivalent policy; the Exact one (limit 1) never
+    // sees a v2 write.
+    let small = v2.create(&pp, &at_v2("small", 5)).await.unwrap();
+    assert_eq!(small.data["spec"], json!({"dimensions": {"size": 5}}));
+}

@@ -21,9 +21,16 @@
 //! An expression that cannot be evaluated counts as a violation under
 //! `failurePolicy: Fail` (the default) and is skipped under `Ignore`.
 //!
+//! Under `matchConstraints.matchPolicy: Equivalent` (the default) a write of
+//! a custom resource at a version the rules do not name is judged when they
+//! name another served version of it, on the objects converted to that
+//! version (`request.requestKind` stays the written one).
+//!
 //! Not done: `auditAnnotations` are not recorded (rk keeps no audit log),
 //! the `authorizer` variable is absent, and expressions are not type-checked
 //! when the policy is written, only when they run.
+
+use std::sync::Arc;
 
 use rk_core::catalogue::ResourceInfo;
 use serde_json::{Map, Value, json};
@@ -32,6 +39,7 @@ use tracing::{info, warn};
 use super::webhooks::{self, Attributes};
 use crate::cel::{Activation, Conditions, match_conditions};
 use crate::error::{ApiError, StatusCause};
+use crate::registry::conversion;
 use crate::state::ApiState;
 
 const GROUP: &str = "admissionregistration.k8s.io";
@@ -110,19 +118,62 @@ impl Bound<'_> {
         warnings: &mut Vec<String>,
     ) -> Result<(), ApiError> {
         let spec = &self.policy["spec"];
-        if !matches_resources(state, attrs, &spec["matchConstraints"], false, obj, old).await? {
-            return Ok(());
-        }
-        let narrowing = &self.binding["spec"]["matchResources"];
-        if narrowing.is_object()
-            && !matches_resources(state, attrs, narrowing, true, obj, old).await?
-        {
-            return Ok(());
-        }
+        let equivalent = if self.selects(state, attrs, obj, old).await? {
+            None
+        } else {
+            match self.equivalent_version(state, attrs, obj, old).await? {
+                Some(info) => Some(info),
+                None => return Ok(()),
+            }
+        };
+        // Under `matchPolicy: Equivalent` the expressions see the objects at
+        // the version the policy's rules name; `requestKind` stays the
+        // written one.
+        let (object, old_object, request) = match equivalent.as_deref() {
+            None => (
+                obj.cloned(),
+                old.cloned(),
+                webhooks::request(attrs, obj, old),
+            ),
+            Some(info) => {
+                let converted = async {
+                    let object = match obj {
+                        Some(o) => Some(conversion::one_to_version(state, info, o.clone()).await?),
+                        None => None,
+                    };
+                    let old_object = match old {
+                        Some(o) => Some(conversion::one_to_version(state, info, o.clone()).await?),
+                        None => None,
+                    };
+                    Ok::<_, ApiError>((object, old_object))
+                };
+                let (object, old_object) = match converted.await {
+                    Ok(converted) => converted,
+                    Err(e) => {
+                        let violation = Violation {
+                            message: e.message,
+                            reason: "Invalid".into(),
+                        };
+                        return self.act(
+                            Some(violation).filter(|_| self.fails_closed()),
+                            warnings,
+                            attrs,
+                        );
+                    }
+                };
+                let at_version = Attributes { info, ..*attrs };
+                let mut request =
+                    webhooks::request(&at_version, object.as_ref(), old_object.as_ref());
+                let written = webhooks::request(attrs, None, None);
+                request["requestKind"] = written["requestKind"].clone();
+                request["requestResource"] = written["requestResource"].clone();
+                (object, old_object, request)
+            }
+        };
         let mut activation = Activation {
-            object: obj.cloned().unwrap_or(Value::Null),
-            old_object: old.cloned().unwrap_or(Value::Null),
-            request: webhooks::request(attrs, obj, old),
+            object: object.unwrap_or(Value::Null),
+            old_object: old_object.unwrap_or(Value::Null),
+            request,
             namespace_object: namespace_object(state, attrs).await?,
             ..Activation::default()
         };
@@ -172,6 +223,48 @@ impl Bound<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the policy's `matchConstraints` and the binding's
+    /// `matchResources` select the write as `attrs` describe it.
+    async fn selects(
+        &self,
+        state: &ApiState,
+        attrs: &Attributes<'_>,
+        obj: Option<&Value>,
+        old: Option<&Value>,
+    ) -> Result<bool, ApiError> {
+        let constraints = &self.policy["spec"]["matchConstraints"];
+        if !matches_resources(state, attrs, constraints, false, obj, old).await? {
+            return Ok(false);
+        }
+        let narrowing = &self.binding["spec"]["matchResources"];
+        Ok(!narrowing.is_object()
+            || matches_resources(state, attrs, narrowing, true, obj, old).await?)
+    }
+
+    /// Under `matchPolicy: Equivalent` (the default), another served version
+    /// of the written custom resource that the policy selects.
+    async fn equivalent_version(
+        &self,
+        state: &ApiState,
+        attrs: &Attributes<'_>,
+        obj: Option<&Value>,
+        old: Option<&Value>,
+    ) -> Result<Option<Arc<ResourceInfo>>, ApiError> {
+        if self.policy["spec"]["matchConstraints"]["matchPolicy"].as_str() == Some("Exact") {
+            return Ok(None);
+        }
+        for info in conversion::other_served_versions(state, attrs.info) {
+            let at_version = Attributes {
+                info: &info,
+                ..*attrs
+            };
+            if self.selects(state, &at_version, obj, old).await? {
+                return Ok(Some(info));
+            }
+        }
+        Ok(None)
     }
 
     /// `failurePolicy: Fail` (the default).

@@ -15,6 +15,8 @@
 //! taken, the rest is the original's. The converted object is then pruned to
 //! the schema of the version it is served at.
 
+use std::sync::Arc;
+
 use rk_core::catalogue::ResourceInfo;
 use serde_json::{Value, json};
 
@@ -72,6 +74,24 @@ pub async fn one_to_version(
     let mut out = to_version(state, info, vec![object]).await?;
     out.pop()
         .ok_or_else(|| ApiError::internal("the conversion lost the object"))
+}
+
+/// The other served versions of a custom resource, in the CRD's order:
+/// what `matchPolicy: Equivalent` of admission webhooks and policies also
+/// matches. Empty for built-in kinds (rk serves one version of each).
+pub fn other_served_versions(state: &ApiState, info: &ResourceInfo) -> Vec<Arc<ResourceInfo>> {
+    let Some(custom) = state.custom_resource(info) else {
+        return Vec::new();
+    };
+    custom.crd["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["served"] == true)
+        .filter_map(|v| v["name"].as_str())
+        .filter(|name| *name != info.version)
+        .filter_map(|name| state.resource(&info.group, name, &info.plural))
+        .collect()
 }
 
 /// The CRD's webhook conversion, when its strategy is `Webhook`.

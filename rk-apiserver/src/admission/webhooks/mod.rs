@@ -385,23 +385,7 @@ async fn equivalent_version(
     if spec["matchPolicy"].as_str() == Some("Exact") {
         return Ok(None);
     }
-    let Some(custom) = state.custom_resource(attrs.info) else {
-        return Ok(None);
-    };
-    let versions = custom.crd["spec"]["versions"].as_array().cloned();
-    for version in versions.into_iter().flatten() {
-        let Some(name) = version["name"]
-            .as_str()
-            .filter(|v| *v != attrs.info.version)
-        else {
-            continue;
-        };
-        if version["served"] != true {
-            continue;
-        }
-        let Some(info) = state.resource(&attrs.info.group, name, &attrs.info.plural) else {
-            continue;
-        };
+    for info in crate::registry::conversion::other_served_versions(state, attrs.info) {
         let at_version = Attributes {
             info: &info,
             ..*attrs
