@@ -25,6 +25,8 @@ use crate::state::{ApiState, CustomResource};
 
 /// How long the webhook may take, as kube-apiserver allows it.
 const WEBHOOK_TIMEOUT_SECONDS: u64 = 30;
+/// The largest conversion answer read: a review carries a whole list page.
+const MAX_ANSWER: usize = 256 * 1024 * 1024;
 /// The `ConversionReview` versions rk speaks (the same shape in both).
 const REVIEW_VERSIONS: &[&str] = &["v1", "v1beta1"];
 
@@ -156,6 +158,7 @@ async fn call_webhook(
         &webhook.client_config,
         body,
         WEBHOOK_TIMEOUT_SECONDS,
+        MAX_ANSWER,
     )
     .await
     .map_err(failed)?;

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::state::ApiState;
 
-/// The largest answer read from a webhook.
-const MAX_ANSWER: usize = 3 * 1024 * 1024;
+/// The largest answer read from an admission webhook (one object).
+pub(crate) const MAX_ADMISSION_ANSWER: usize = 3 * 1024 * 1024;
 /// Where the system's trusted roots usually are (Debian, Alpine, Fedora).
 const SYSTEM_ROOTS: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
@@ -37,18 +37,19 @@ struct Destination {
 }
 
 /// POSTs `body` to the webhook `config` (a `WebhookClientConfig`) names and
-/// returns the answer's body; any failure, a status other than 200
+/// returns the answer's body (at most `max_answer` bytes); any failure, a status other than 200
 /// included, is the error's text.
 pub(crate) async fn post(
     state: &ApiState,
     config: &Value,
     body: Vec<u8>,
     timeout_seconds: u64,
+    max_answer: usize,
 ) -> Result<Bytes, String> {
     let destination = destination(state, config, timeout_seconds).await?;
     let url = destination.url.clone();
     let tls = tls_config(config["caBundle"].as_str().unwrap_or_default())?;
-    let call = send(destination, tls, body);
+    let call = send(destination, tls, body, max_answer);
     match tokio::time::timeout(Duration::from_secs(timeout_seconds), call).await {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(e)) => Err(format!("Post {url:?}: {e}")),
@@ -60,6 +61,7 @@ async fn send(
     destination: Destination,
     tls: Arc<rustls::ClientConfig>,
     body: Vec<u8>,
+    max_answer: usize,
 ) -> Result<Bytes, String> {
     let server_name = ServerName::try_from(destination.server_name.clone())
         .map_err(|e| format!("invalid server name {:?}: {e}", destination.server_name))?;
@@ -93,7 +95,7 @@ async fn send(
         .await
         .map_err(|e| e.to_string())?;
     let status = response.status();
-    let answer = Limited::new(response.into_body(), MAX_ANSWER)
+    let answer = Limited::new(response.into_body(), max_answer)
         .collect()
         .await
         .map_err(|e| format!("reading the answer: {e}"))?

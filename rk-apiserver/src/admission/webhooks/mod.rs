@@ -42,7 +42,7 @@
 //! admission.
 
 mod client;
-pub(crate) use client::post;
+pub(crate) use client::{MAX_ADMISSION_ANSWER, post};
 mod rules;
 
 pub(crate) use rules::{matches, rule_matches, selects_labels};
@@ -475,9 +475,15 @@ async fn call(
         .as_u64()
         .unwrap_or(10)
         .clamp(1, 30);
-    let answer = client::post(state, &webhook.spec["clientConfig"], body, timeout)
-        .await
-        .map_err(|e| failed(format!("failed to call webhook: {e}")))?;
+    let answer = client::post(
+        state,
+        &webhook.spec["clientConfig"],
+        body,
+        timeout,
+        MAX_ADMISSION_ANSWER,
+    )
+    .await
+    .map_err(|e| failed(format!("failed to call webhook: {e}")))?;
     let reply: Value = serde_json::from_slice(&answer)
         .map_err(|e| failed(format!("received invalid webhook response: {e}")))?;
     let response = &reply["response"];
