@@ -484,3 +484,34 @@ async fn policies_for_one_version_judge_writes_at_another() {
     let small = v2.create(&pp, &at_v2("small", 5)).await.unwrap();
     assert_eq!(small.data["spec"], json!({"dimensions": {"size": 5}}));
 }
+
+/// A webhook serving a self-signed certificate that is its own `caBundle`
+/// (and a CA) is trusted, as kube-apiserver trusts it.
+#[tokio::test]
+async fn a_self_signed_webhook_certificate_in_the_bundle_is_trusted() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let certs = support::self_signed_ca();
+    let port = conversion_webhook(&certs, Arc::default()).await;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&certs.ca_pem);
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd(port, &ca_bundle))
+        .await
+        .unwrap();
+    let v1 = widgets(&client, "v1");
+    let mut created = false;
+    for _ in 0..100 {
+        if v1
+            .create(&PostParams::default(), &widget("a", 3, json!({})))
+            .await
+            .is_ok()
+        {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(created, "the CRD's kind was never served");
+    let a = widgets(&client, "v2").get("a").await.unwrap();
+    assert_eq!(a.data["spec"], json!({"dimensions": {"size": 3}}));
+}

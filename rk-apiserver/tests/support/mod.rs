@@ -2,6 +2,9 @@
 //! and an HTTPS server on 127.0.0.1 that answers each JSON review with what
 //! a handler makes of it.
 
+// Each test crate uses a part of this module.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,6 +38,20 @@ pub fn certs() -> Certs {
     let cert = params.signed_by(&key, &issuer).unwrap();
     Certs {
         ca_pem: ca.pem(),
+        cert_der: cert.der().to_vec(),
+        key_der: key.serialize_der(),
+    }
+}
+
+/// One self-signed certificate for 127.0.0.1 that is also a CA, serving
+/// as its own `caBundle` (what `openssl req -x509` makes by default).
+pub fn self_signed_ca() -> Certs {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    Certs {
+        ca_pem: cert.pem(),
         cert_der: cert.der().to_vec(),
         key_der: key.serialize_der(),
     }

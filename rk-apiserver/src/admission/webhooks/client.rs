@@ -152,11 +152,95 @@ fn build_tls_config(ca_bundle: &str) -> Result<rustls::ClientConfig, String> {
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let bundle: Vec<CertificateDer<'static>> = roots_pem(ca_bundle);
+    let chains = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(BundleVerifier { chains, bundle }))
         .with_no_client_auth())
+}
+
+/// The certificates of a (base64) `caBundle`; none for the system's roots.
+fn roots_pem(ca_bundle: &str) -> Vec<CertificateDer<'static>> {
+    let Ok(pem) = base64::engine::general_purpose::STANDARD.decode(ca_bundle) else {
+        return Vec::new();
+    };
+    CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect()
+}
+
+/// Trusts a webhook's certificate as kube-apiserver (Go's `crypto/x509`)
+/// does: a chain to a certificate of the bundle, or the certificate itself
+/// in the bundle — a self-signed certificate used as its own CA, which
+/// webpki alone refuses as "CA used as end entity". Either way the name
+/// must match.
+#[derive(Debug)]
+struct BundleVerifier {
+    chains: Arc<rustls::client::WebPkiServerVerifier>,
+    bundle: Vec<CertificateDer<'static>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for BundleVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self.chains.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => Ok(verified),
+            Err(e)
+                if self
+                    .bundle
+                    .iter()
+                    .any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| e.clone())?;
+                cert.verify_is_valid_for_subject_name(server_name)
+                    .map_err(|_| e)?;
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.chains.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.chains.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.chains.supported_verify_schemes()
+    }
 }
 
 fn add_pem(roots: &mut RootCertStore, pem: &[u8]) {
