@@ -781,18 +781,20 @@ async fn a_creates_managed_fields_are_the_request_and_its_defaults() {
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "fields"}})).unwrap();
+    // Its name as a label, and the namespace controller's finalizer.
+    let named_and_finalized = |ns: &Namespace| {
+        let labels = ns.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("kubernetes.io/metadata.name")
+                .map(String::as_str),
+            Some("fields")
+        );
+        let finalizers = ns.spec.as_ref().and_then(|s| s.finalizers.clone());
+        assert_eq!(finalizers, Some(vec!["kubernetes".to_string()]));
+    };
     let ns = namespaces.create(&pp, &ns).await.unwrap();
-    let labels = ns.metadata.labels.clone().unwrap_or_default();
-    assert_eq!(
-        labels
-            .get("kubernetes.io/metadata.name")
-            .map(String::as_str),
-        Some("fields")
-    );
-    assert_eq!(
-        ns.spec.unwrap().finalizers,
-        Some(vec!["kubernetes".to_string()])
-    );
+    named_and_finalized(&ns);
     let f = fields(ns.metadata.managed_fields.clone());
     assert!(
         f["f:metadata"]["f:labels"]["f:kubernetes.io/metadata.name"].is_object(),
@@ -812,17 +814,7 @@ async fn a_creates_managed_fields_are_the_request_and_its_defaults() {
         .replace("fields", &PostParams::default(), &relabelled)
         .await
         .unwrap();
-    let labels = relabelled.metadata.labels.unwrap_or_default();
-    assert_eq!(
-        labels
-            .get("kubernetes.io/metadata.name")
-            .map(String::as_str),
-        Some("fields")
-    );
-    assert_eq!(
-        relabelled.spec.unwrap().finalizers,
-        Some(vec!["kubernetes".to_string()])
-    );
+    named_and_finalized(&relabelled);
 
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let svc: Service = serde_json::from_value(json!({

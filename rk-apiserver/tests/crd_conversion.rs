@@ -156,6 +156,30 @@ fn widget(name: &str, size: i64, labels: Value) -> DynamicObject {
     .unwrap()
 }
 
+fn widget_v2(name: &str, size: i64) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "example.com/v2", "kind": "Widget",
+        "metadata": {"name": name}, "spec": {"dimensions": {"size": size}}
+    }))
+    .unwrap()
+}
+
+/// Creates widgets of size 50 at v2 until one is refused with `code` (the
+/// kind is served, and admission configurations read, a moment after they
+/// are written); returns the refusal's message.
+async fn first_refusal_of_a_big_widget(v2: &Api<DynamicObject>, code: u16) -> String {
+    for i in 0..100 {
+        match v2
+            .create(&PostParams::default(), &widget_v2(&format!("big-{i}"), 50))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == code => return s.message,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("no big widget written at v2 was refused with {code}");
+}
+
 fn api_error<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String) {
     match r {
         Err(kube::Error::Api(s)) => (s.code, s.message.clone()),
@@ -375,30 +399,11 @@ async fn webhooks_for_one_version_admit_writes_at_another() {
         .await
         .unwrap();
     let v2 = widgets(&client, "v2");
-    let at_v2 = |name: &str, size: i64| -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "example.com/v2", "kind": "Widget",
-            "metadata": {"name": name}, "spec": {"dimensions": {"size": size}}
-        }))
-        .unwrap()
-    };
-    // The kind is served and the configurations read a moment after they
-    // are written: retry until the validating webhook refuses.
-    let mut refusal = None;
-    for i in 0..100 {
-        match v2.create(&pp, &at_v2(&format!("big-{i}"), 50)).await {
-            Err(kube::Error::Api(s)) if s.code == 403 => {
-                refusal = Some(s.message);
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    let refusal = refusal.expect("the webhook never refused a big widget written at v2");
+    let refusal = first_refusal_of_a_big_widget(&v2, 403).await;
     assert!(refusal.contains("size 50 is too big"), "{refusal}");
 
     admitted.lock().unwrap().clear();
-    let small = v2.create(&pp, &at_v2("small", 1)).await.unwrap();
+    let small = v2.create(&pp, &widget_v2("small", 1)).await.unwrap();
     assert_eq!(
         small.data["spec"],
         json!({"dimensions": {"size": 2}}),
@@ -460,28 +465,11 @@ async fn policies_for_one_version_judge_writes_at_another() {
         bindings.create(&pp, &b).await.unwrap();
     }
     let v2 = widgets(&client, "v2");
-    let at_v2 = |name: &str, size: i64| -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "example.com/v2", "kind": "Widget",
-            "metadata": {"name": name}, "spec": {"dimensions": {"size": size}}
-        }))
-        .unwrap()
-    };
-    let mut refusal = None;
-    for i in 0..100 {
-        match v2.create(&pp, &at_v2(&format!("big-{i}"), 50)).await {
-            Err(kube::Error::Api(s)) if s.code == 422 => {
-                refusal = Some(s.message);
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    let refusal = refusal.expect("the policy never refused a big widget written at v2");
+    let refusal = first_refusal_of_a_big_widget(&v2, 422).await;
     assert!(refusal.contains("equivalent: too big"), "{refusal}");
     // Size 5 passes the Equivalent policy; the Exact one (limit 1) never
     // sees a v2 write.
-    let small = v2.create(&pp, &at_v2("small", 5)).await.unwrap();
+    let small = v2.create(&pp, &widget_v2("small", 5)).await.unwrap();
     assert_eq!(small.data["spec"], json!({"dimensions": {"size": 5}}));
 }
 
