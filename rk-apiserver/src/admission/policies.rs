@@ -129,51 +129,24 @@ impl Bound<'_> {
         // Under `matchPolicy: Equivalent` the expressions see the objects at
         // the version the policy's rules name; `requestKind` stays the
         // written one.
-        let (object, old_object, request) = match equivalent.as_deref() {
-            None => (
-                obj.cloned(),
-                old.cloned(),
-                webhooks::request(attrs, obj, old),
-            ),
-            Some(info) => {
-                let converted = async {
-                    let object = match obj {
-                        Some(o) => Some(conversion::one_to_version(state, info, o.clone()).await?),
-                        None => None,
-                    };
-                    let old_object = match old {
-                        Some(o) => Some(conversion::one_to_version(state, info, o.clone()).await?),
-                        None => None,
-                    };
-                    Ok::<_, ApiError>((object, old_object))
+        let seen = match webhooks::seen_at(state, attrs, equivalent.as_deref(), obj, old).await {
+            Ok(seen) => seen,
+            Err(e) => {
+                let violation = Violation {
+                    message: e.message,
+                    reason: "Invalid".into(),
                 };
-                let (object, old_object) = match converted.await {
-                    Ok(converted) => converted,
-                    Err(e) => {
-                        let violation = Violation {
-                            message: e.message,
-                            reason: "Invalid".into(),
-                        };
-                        return self.act(
-                            Some(violation).filter(|_| self.fails_closed()),
-                            warnings,
-                            attrs,
-                        );
-                    }
-                };
-                let at_version = Attributes { info, ..*attrs };
-                let mut request =
-                    webhooks::request(&at_version, object.as_ref(), old_object.as_ref());
-                let written = webhooks::request(attrs, None, None);
-                request["requestKind"] = written["requestKind"].clone();
-                request["requestResource"] = written["requestResource"].clone();
-                (object, old_object, request)
+                return self.act(
+                    Some(violation).filter(|_| self.fails_closed()),
+                    warnings,
+                    attrs,
+                );
             }
         };
         let mut activation = Activation {
-            object: object.unwrap_or(Value::Null),
-            old_object: old_object.unwrap_or(Value::Null),
-            request,
+            object: seen.object.unwrap_or(Value::Null),
+            old_object: seen.old_object.unwrap_or(Value::Null),
+            request: seen.request,
             namespace_object: namespace_object(state, attrs).await?,
             ..Activation::default()
         };

@@ -344,11 +344,11 @@ async fn conditions_hold(
     if conditions.as_array().is_none_or(|c| c.is_empty()) {
         return Ok(true);
     }
-    let activation = match sent_objects(state, attrs, webhook, obj, old).await {
-        Ok((attrs, object, old_object)) => Activation {
-            request: request(&attrs, object.as_ref(), old_object.as_ref()),
-            object: object.unwrap_or(Value::Null),
-            old_object: old_object.unwrap_or(Value::Null),
+    let activation = match sent_to(state, attrs, webhook, obj, old).await {
+        Ok(seen) => Activation {
+            object: seen.object.unwrap_or(Value::Null),
+            old_object: seen.old_object.unwrap_or(Value::Null),
+            request: seen.request,
             ..Activation::default()
         },
         Err(CallError::Failed(message)) => {
@@ -397,38 +397,77 @@ async fn equivalent_version(
     Ok(None)
 }
 
-/// What `webhook` is sent: the attributes and objects at the version it
-/// asked for.
-async fn sent_objects<'a>(
+/// A write as an admission check sees it: the objects and the
+/// `AdmissionRequest`.
+pub(crate) struct Seen {
+    /// The new object (none on delete).
+    pub object: Option<Value>,
+    /// The old object (none on create).
+    pub old_object: Option<Value>,
+    /// The `AdmissionRequest`, without its uid.
+    pub request: Value,
+}
+
+/// The write as seen at `version` — another served version of the written
+/// custom resource, which a `matchPolicy: Equivalent` check's rules name —
+/// or as written when `None`. `requestKind` and `requestResource` stay the
+/// written ones. The error is the conversion's.
+pub(crate) async fn seen_at(
     state: &ApiState,
-    attrs: &Attributes<'a>,
-    webhook: &'a Webhook,
+    attrs: &Attributes<'_>,
+    version: Option<&ResourceInfo>,
     obj: Option<&Value>,
     old: Option<&Value>,
-) -> Result<(Attributes<'a>, Option<Value>, Option<Value>), CallError> {
-    let Some(info) = webhook.equivalent.as_deref() else {
-        return Ok((*attrs, obj.cloned(), old.cloned()));
+) -> Result<Seen, ApiError> {
+    let Some(info) = version else {
+        return Ok(Seen {
+            object: obj.cloned(),
+            old_object: old.cloned(),
+            request: request(attrs, obj, old),
+        });
     };
-    let convert = |o: Option<&Value>| {
-        let o = o.cloned();
-        async move {
-            match o {
-                Some(o) => crate::registry::conversion::one_to_version(state, info, o)
-                    .await
-                    .map(Some)
-                    .map_err(|e| {
-                        CallError::Failed(format!(
-                            "failed calling webhook {:?}: {}",
-                            webhook.name, e.message
-                        ))
-                    }),
-                None => Ok(None),
+    let mut converted = Vec::with_capacity(2);
+    for o in [obj, old] {
+        converted.push(match o {
+            Some(o) => {
+                Some(crate::registry::conversion::one_to_version(state, info, o.clone()).await?)
             }
-        }
-    };
-    let obj = convert(obj).await?;
-    let old = convert(old).await?;
-    Ok((Attributes { info, ..*attrs }, obj, old))
+            None => None,
+        });
+    }
+    let old_object = converted.pop().flatten();
+    let object = converted.pop().flatten();
+    let at_version = Attributes { info, ..*attrs };
+    let mut request = request(&at_version, object.as_ref(), old_object.as_ref());
+    let written = attrs.info;
+    request["requestKind"] =
+        json!({"group": written.group, "version": written.version, "kind": written.kind});
+    request["requestResource"] =
+        json!({"group": written.group, "version": written.version, "resource": written.plural});
+    Ok(Seen {
+        object,
+        old_object,
+        request,
+    })
+}
+
+/// [`seen_at`] the version `webhook` asked for; a failed conversion is a
+/// failed call.
+async fn sent_to(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+    webhook: &Webhook,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Result<Seen, CallError> {
+    seen_at(state, attrs, webhook.equivalent.as_deref(), obj, old)
+        .await
+        .map_err(|e| {
+            CallError::Failed(format!(
+                "failed calling webhook {:?}: {}",
+                webhook.name, e.message
+            ))
+        })
 }
 
 /// What a webhook answered when it allowed the request.
@@ -462,14 +501,9 @@ async fn call(
         ))
     };
     let uid = uuid::Uuid::new_v4().to_string();
-    let (sent_attrs, sent, sent_old) = sent_objects(state, attrs, webhook, obj, old).await?;
-    let mut review = review(&sent_attrs, &uid, sent.as_ref(), sent_old.as_ref());
-    if webhook.equivalent.is_some() {
-        // The version the client wrote stays the request's.
-        let original = request(attrs, None, None);
-        review["request"]["requestKind"] = original["requestKind"].clone();
-        review["request"]["requestResource"] = original["requestResource"].clone();
-    }
+    let seen = sent_to(state, attrs, webhook, obj, old).await?;
+    let review = review(seen.request, &uid);
+    let sent = seen.object;
     let body = serde_json::to_vec(&review).map_err(|e| failed(e.to_string()))?;
     let timeout = webhook.spec["timeoutSeconds"]
         .as_u64()
@@ -536,8 +570,7 @@ async fn call(
 }
 
 /// The `AdmissionReview` sent for a write.
-fn review(attrs: &Attributes<'_>, uid: &str, obj: Option<&Value>, old: Option<&Value>) -> Value {
-    let mut request = request(attrs, obj, old);
+fn review(mut request: Value, uid: &str) -> Value {
     request["uid"] = json!(uid);
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
 }
