@@ -912,6 +912,196 @@ spec:
     );
 }
 
+/// Upstream's sidecar example of a `MutatingAdmissionPolicy` (an init
+/// container, labels from a variable, an annotation by JSON patch) bound to
+/// labelled namespaces, and a policy that tries to set an atomic field.
+const MUTATING_POLICIES: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata:
+  name: sidecar.example.com
+spec:
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: ["CREATE"]
+      resources: ["pods"]
+  matchConditions:
+  - name: no-sidecar-yet
+    expression: "!has(object.spec.initContainers) || !object.spec.initContainers.exists(c, c.name == 'mesh-proxy')"
+  variables:
+  - name: team
+    expression: "has(object.metadata.labels) && 'team' in object.metadata.labels ? object.metadata.labels['team'] : 'none'"
+  reinvocationPolicy: IfNeeded
+  mutations:
+  - patchType: ApplyConfiguration
+    applyConfiguration:
+      expression: >
+        Object{
+          metadata: Object.metadata{labels: {"mesh": "on", "owner": variables.team}},
+          spec: Object.spec{
+            initContainers: [
+              Object.spec.initContainers{name: "mesh-proxy", image: "mesh/proxy:v1", restartPolicy: "Always"}
+            ]
+          }
+        }
+  - patchType: JSONPatch
+    jsonPatch:
+      expression: >
+        has(object.metadata.annotations) ?
+        [JSONPatch{op: "add", path: "/metadata/annotations/" + jsonpatch.escapeKey("mesh.example.com/injected"), value: "true"}] :
+        [JSONPatch{op: "add", path: "/metadata/annotations", value: {"mesh.example.com/injected": "true"}}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata:
+  name: sidecar-binding.example.com
+spec:
+  policyName: sidecar.example.com
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        mesh: enabled
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata:
+  name: selector.example.com
+spec:
+  matchConstraints:
+    resourceRules:
+    - apiGroups: ["apps"]
+      apiVersions: ["v1"]
+      operations: ["CREATE"]
+      resources: ["deployments"]
+  reinvocationPolicy: Never
+  mutations:
+  - patchType: ApplyConfiguration
+    applyConfiguration:
+      expression: "Object{spec: Object.spec{selector: Object.spec.selector{matchLabels: {'x': 'y'}}}}"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata:
+  name: selector-binding.example.com
+spec:
+  policyName: selector.example.com
+  matchResources:
+    namespaceSelector:
+      matchLabels:
+        mesh: enabled
+"#;
+
+#[tokio::test]
+async fn mutating_admission_policies_mutate_creates() {
+    let c = Cluster::start().await;
+    c.kubectl(&["create", "namespace", "mesh"]).await;
+    c.kubectl(&["label", "namespace", "mesh", "mesh=enabled"])
+        .await;
+    c.kubectl_in(&["apply", "-f", "-"], Some(MUTATING_POLICIES))
+        .await;
+    let policy = c
+        .get_json(&["mutatingadmissionpolicy", "sidecar.example.com"])
+        .await;
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    assert_eq!(
+        policy["spec"]["matchConstraints"]["matchPolicy"],
+        "Equivalent"
+    );
+    let names = c
+        .kubectl(&["get", "mutatingadmissionpolicybindings", "-o", "name"])
+        .await;
+    assert!(names.contains("sidecar-binding.example.com"), "{names}");
+
+    // Policies are read from the watch cache: create pods until one is
+    // mutated.
+    let mut pod = serde_json::Value::Null;
+    for i in 0..50 {
+        let name = format!("web-{i}");
+        c.kubectl(&[
+            "run",
+            &name,
+            "-n",
+            "mesh",
+            "--image=nginx",
+            "-l",
+            "team=blue",
+        ])
+        .await;
+        pod = c.get_json(&["pod", &name, "-n", "mesh"]).await;
+        if pod["spec"]["initContainers"].is_array() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sidecar = &pod["spec"]["initContainers"][0];
+    assert_eq!(sidecar["name"], "mesh-proxy", "{pod}");
+    assert_eq!(sidecar["image"], "mesh/proxy:v1");
+    assert_eq!(sidecar["restartPolicy"], "Always");
+    // The mutated pod is defaulted as any other.
+    assert_eq!(sidecar["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(sidecar["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(pod["spec"]["containers"][0]["image"], "nginx");
+    let labels = &pod["metadata"]["labels"];
+    assert_eq!(
+        (&labels["mesh"], &labels["owner"], &labels["team"]),
+        (&"on".into(), &"blue".into(), &"blue".into()),
+        "{labels}"
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["mesh.example.com/injected"],
+        "true"
+    );
+
+    // Outside the selected namespaces nothing changes.
+    c.kubectl(&["run", "plain", "--image=nginx"]).await;
+    let plain = c.get_json(&["pod", "plain"]).await;
+    assert!(plain["spec"]["initContainers"].is_null(), "{plain}");
+    assert!(plain["metadata"]["labels"]["mesh"].is_null(), "{plain}");
+
+    // Setting an atomic field is refused, as upstream refuses it.
+    let refused = c
+        .kubectl_fails(&["create", "deployment", "web", "-n", "mesh", "--image=nginx"])
+        .await;
+    assert!(
+        refused.contains(
+            "policy 'selector.example.com' with binding 'selector-binding.example.com' denied request: error applying patch: invalid ApplyConfiguration: may not mutate atomic arrays, maps or structs: .spec.selector"
+        ),
+        "{refused}"
+    );
+
+    // A policy without a reinvocation policy or with an unknown patch type
+    // is refused when written.
+    let broken = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata:
+  name: broken.example.com
+spec:
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: ["DELETE"]
+      resources: ["pods"]
+  mutations:
+  - patchType: StrategicMerge
+"#;
+    let out = c
+        .kubectl_output(&["apply", "-f", "-"], Some(broken), &[])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for expected in [
+        "spec.reinvocationPolicy: Required value",
+        "spec.mutations[0].patchType: Unsupported value: \"StrategicMerge\"",
+        "spec.matchConstraints.resourceRules[0].operations[0]: Unsupported value: \"DELETE\"",
+    ] {
+        assert!(stderr.contains(expected), "{expected} in {stderr}");
+    }
+}
+
 const GATEWAY_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition

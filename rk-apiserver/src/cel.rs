@@ -32,11 +32,17 @@ mod k8s_regex;
 mod k8s_semver;
 mod k8s_url;
 mod library;
+mod mutation;
+
+pub use mutation::MutationEnv;
 
 use serde_json::{Map, Value};
 
 /// The environment every expression is compiled and run in.
-static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
+static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(base_env()));
+
+/// The standard library, its extensions and Kubernetes' libraries.
+fn base_env() -> cel::Env {
     let mut env = cel::Env::stdlib();
     for extension in [
         cel::extensions::strings,
@@ -53,8 +59,8 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
             tracing::warn!(%error, "a CEL extension could not be added");
         }
     }
-    Arc::new(env)
-});
+    env
+}
 
 /// What an expression can see.
 #[derive(Debug, Default)]
@@ -76,10 +82,16 @@ pub struct Activation {
 impl Activation {
     /// Evaluates `expression` to a JSON value, or says why it could not.
     pub fn eval(&self, expression: &str) -> Result<Value, String> {
-        let program = ENV
+        self.eval_in(&ENV, expression)
+    }
+
+    /// Evaluates `expression` in `env` (a [`MutationEnv`]'s, say) to a
+    /// JSON value, or says why it could not.
+    pub fn eval_in(&self, env: &Arc<cel::Env>, expression: &str) -> Result<Value, String> {
+        let program = env
             .compile(expression)
             .map_err(|e| format!("compilation failed: {e}"))?;
-        let mut context = cel::Context::with_env(ENV.clone());
+        let mut context = cel::Context::with_env(env.clone());
         let bind = |context: &mut cel::Context, name: &str, value: &Value| {
             context
                 .add_variable(name, value)

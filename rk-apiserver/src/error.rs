@@ -62,7 +62,8 @@ impl ApiError {
         }
     }
 
-    fn with_details(mut self, group: &str, plural: &str, name: &str) -> Self {
+    /// The `details` of the status: the object's group, resource and name.
+    pub fn with_details(mut self, group: &str, plural: &str, name: &str) -> Self {
         self.group = Some(group.to_string());
         self.kind = Some(plural.to_string());
         if !name.is_empty() {

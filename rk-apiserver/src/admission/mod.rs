@@ -1,11 +1,13 @@
 //! Admission that needs cluster state, run after validation and before the
 //! write: Service IP and NodePort allocation ([`service_ips`]), LimitRange
 //! defaults and bounds ([`limit_ranges`]), ResourceQuota enforcement
-//! ([`quota`]), the cluster's `ValidatingAdmissionPolicies` ([`policies`],
+//! ([`quota`]), the cluster's `MutatingAdmissionPolicies`
+//! ([`mutating_policies`]) and `ValidatingAdmissionPolicies` ([`policies`],
 //! CEL from [`crate::cel`]) and the admission webhooks of its webhook
 //! configurations ([`webhooks`]). Namespace lifecycle lives in the registry's create path.
 
 pub mod limit_ranges;
+pub mod mutating_policies;
 pub mod policies;
 pub mod quota;
 pub mod service_ips;

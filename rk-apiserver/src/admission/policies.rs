@@ -82,7 +82,7 @@ pub async fn validate(
 }
 
 /// The stored objects of one admissionregistration resource, by name.
-async fn stored(state: &ApiState, plural: &str) -> Result<Vec<Value>, ApiError> {
+pub(super) async fn stored(state: &ApiState, plural: &str) -> Result<Vec<Value>, ApiError> {
     let Some(info) = state.resource(GROUP, "v1", plural) else {
         return Ok(Vec::new());
     };
@@ -95,11 +95,11 @@ async fn stored(state: &ApiState, plural: &str) -> Result<Vec<Value>, ApiError> 
 }
 
 /// A policy with one binding of it.
-struct Bound<'a> {
-    policy: &'a Value,
-    binding: &'a Value,
-    policy_name: &'a str,
-    binding_name: &'a str,
+pub(super) struct Bound<'a> {
+    pub(super) policy: &'a Value,
+    pub(super) binding: &'a Value,
+    pub(super) policy_name: &'a str,
+    pub(super) binding_name: &'a str,
 }
 
 /// What one validation concluded.
@@ -200,7 +200,7 @@ impl Bound<'_> {
 
     /// Whether the policy's `matchConstraints` and the binding's
     /// `matchResources` select the write as `attrs` describe it.
-    async fn selects(
+    pub(super) async fn selects(
         &self,
         state: &ApiState,
         attrs: &Attributes<'_>,
@@ -218,7 +218,7 @@ impl Bound<'_> {
 
     /// Under `matchPolicy: Equivalent` (the default), another served version
     /// of the written custom resource that the policy selects.
-    async fn equivalent_version(
+    pub(super) async fn equivalent_version(
         &self,
         state: &ApiState,
         attrs: &Attributes<'_>,
@@ -241,7 +241,7 @@ impl Bound<'_> {
     }
 
     /// `failurePolicy: Fail` (the default).
-    fn fails_closed(&self) -> bool {
+    pub(super) fn fails_closed(&self) -> bool {
         self.policy["spec"]["failurePolicy"].as_str() != Some("Ignore")
     }
 
@@ -315,7 +315,11 @@ impl Bound<'_> {
     }
 
     /// The parameter objects of the binding, when the policy has a `paramKind`.
-    async fn params(&self, state: &ApiState, attrs: &Attributes<'_>) -> Result<Params, ApiError> {
+    pub(super) async fn params(
+        &self,
+        state: &ApiState,
+        attrs: &Attributes<'_>,
+    ) -> Result<Params, ApiError> {
         let kind = &self.policy["spec"]["paramKind"];
         if !kind.is_object() {
             return Ok(Params::None);
@@ -387,7 +391,7 @@ impl Bound<'_> {
 }
 
 /// The parameter objects a binding resolved to.
-enum Params {
+pub(super) enum Params {
     /// The policy takes no parameters: validate once with `params` null.
     None,
     /// Validate once per object.
@@ -432,7 +436,10 @@ async fn matches_resources(
 }
 
 /// `namespaceObject`: the namespace of a namespaced write, from the cache.
-async fn namespace_object(state: &ApiState, attrs: &Attributes<'_>) -> Result<Value, ApiError> {
+pub(super) async fn namespace_object(
+    state: &ApiState,
+    attrs: &Attributes<'_>,
+) -> Result<Value, ApiError> {
     let Some(ns) = attrs.namespace.filter(|_| attrs.info.scope.is_namespaced()) else {
         return Ok(Value::Null);
     };

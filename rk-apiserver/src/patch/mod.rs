@@ -215,6 +215,39 @@ impl PatchError {
     }
 }
 
+/// Merges a mutating admission policy's apply configuration into `live`
+/// as upstream merges it (structured merge, no field ownership): maps and
+/// keyed lists merged, scalars replaced. The configuration takes `live`'s
+/// `apiVersion` and kind, and may not set an atomic list, map or struct.
+pub(crate) fn merge_apply_configuration(
+    live: &Value,
+    applied: &Value,
+    schema: &PatchSchema,
+) -> Result<Value, String> {
+    let Value::Object(fields) = applied else {
+        return Err("the apply configuration is not an object".into());
+    };
+    let mut applied = fields.clone();
+    for key in ["apiVersion", "kind"] {
+        match live.get(key) {
+            Some(v) => applied.insert(key.into(), v.clone()),
+            None => applied.remove(key),
+        };
+    }
+    let applied = Value::Object(applied);
+    depth_of(&applied).map_err(|e| e.to_string())?;
+    let node = schema.root();
+    let mut atomic = Vec::new();
+    typed::atomic_paths(&applied, node, "", &mut atomic);
+    if !atomic.is_empty() {
+        return Err(format!(
+            "invalid ApplyConfiguration: may not mutate atomic arrays, maps or structs: {}",
+            atomic.join(", ")
+        ));
+    }
+    typed::merge(Some(live), &applied, node, 0).map_err(|e| format!("failed to merge patch: {e}"))
+}
+
 /// Fails with a 400 once `depth` passes [`MAX_DEPTH`].
 pub(crate) fn check_depth(depth: usize) -> Result<(), PatchError> {
     if depth > MAX_DEPTH {

@@ -554,3 +554,55 @@ fn noop_apply_keeps_entry_time() {
     };
     assert_eq!(again, first);
 }
+
+/// A mutating admission policy's apply configuration: merged by the kind's
+/// rules, keeping the live kind, and refused where it sets an atomic value.
+#[test]
+fn apply_configurations_of_policies_merge_and_may_not_set_atomic_values() {
+    let live = config(1, json!({"a": "1"}), json!([web()]));
+    let sidecar = json!({"name": "sidecar", "image": "proxy"});
+    let applied = json!({
+        "kind": "Other",
+        "metadata": {"labels": {"b": "2"}},
+        "spec": {"template": {"spec": {"containers": [sidecar]}}}
+    });
+    let merged = super::merge_apply_configuration(&live, &applied, &schema()).unwrap();
+    assert_eq!(merged["kind"], "Deployment");
+    assert_eq!(merged["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+    assert_eq!(
+        merged["spec"]["template"]["spec"]["containers"],
+        json!([web(), sidecar])
+    );
+    let atomic = json!({"spec": {"selector": {"matchLabels": {"x": "y"}},
+        "template": {"spec": {"containers": [{"name": "web", "args": ["-v"]}]}}}});
+    assert_eq!(
+        super::merge_apply_configuration(&live, &atomic, &schema()),
+        Err("invalid ApplyConfiguration: may not mutate atomic arrays, maps or structs: .spec.selector, .spec.template.spec.containers[0].args".to_string())
+    );
+
+    // A custom resource follows its schema's list and map types.
+    let crd = PatchSchema::from_openapi_v3(&json!({"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {
+            "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}},
+            "tags": {"type": "array", "items": {"type": "string"}}
+        }}
+    }}));
+    let live = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "spec": {"ports": [{"name": "http", "port": 80}], "tags": ["a"]}});
+    let merged = super::merge_apply_configuration(
+        &live,
+        &json!({"spec": {"ports": [{"name": "http", "port": 8080}, {"name": "grpc", "port": 9090}]}}),
+        &crd,
+    )
+    .unwrap();
+    assert_eq!(
+        merged["spec"]["ports"],
+        json!([{"name": "http", "port": 8080}, {"name": "grpc", "port": 9090}])
+    );
+    assert!(
+        super::merge_apply_configuration(&live, &json!({"spec": {"tags": ["b"]}}), &crd)
+            .is_err_and(|e| e.ends_with(".spec.tags"))
+    );
+}

@@ -119,6 +119,34 @@ pub(crate) fn merge(
     }
 }
 
+/// The places in an applied configuration that set an atomic list, map or
+/// struct (`.spec.selector`, `.spec.containers[0].args`), which a
+/// mutating admission policy may not set: it merges without ownership, so
+/// replacing a whole atomic value could drop what others wrote.
+pub(crate) fn atomic_paths(value: &Value, node: Node<'_>, path: &str, out: &mut Vec<String>) {
+    match value {
+        Value::Object(m) => {
+            if node.is_atomic_map() {
+                out.push(path.to_string());
+                return;
+            }
+            for (k, v) in m {
+                atomic_paths(v, node.field(k), &format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(items) => match node.ssa_list() {
+            SsaList::Atomic => out.push(path.to_string()),
+            SsaList::Set => {}
+            SsaList::Map(_) => {
+                for (i, item) in items.iter().enumerate() {
+                    atomic_paths(item, node.item(), &format!("{path}[{i}]"), out);
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
 /// The tokens of a list's elements in order, and each token's element
 /// (`None` when several elements share it).
 type ListIndex<'v> = (Vec<String>, HashMap<String, Option<&'v Value>>);

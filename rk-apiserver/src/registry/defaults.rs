@@ -322,7 +322,10 @@ pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
                 webhook_defaults(webhook, mutating);
             }
         }
-        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicy" | "MutatingAdmissionPolicy",
+        ) => {
             let spec = &mut obj["spec"];
             if spec.is_object() {
                 set_default(spec, "failurePolicy", json!("Fail"));

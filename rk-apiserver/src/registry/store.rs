@@ -9,7 +9,7 @@ use rk_core::catalogue::ResourceInfo;
 use serde_json::{Value, json};
 
 use super::meta::{self, meta_mut, meta_str};
-use crate::admission::webhooks;
+use crate::admission::{mutating_policies, webhooks};
 use crate::cache::dispatch::decode_stored;
 use crate::error::{ApiError, StatusCause};
 use crate::request::FieldValidation;
@@ -412,8 +412,15 @@ async fn call_webhooks(
         name: &name,
         dry_run: opts.dry_run,
     };
-    let (sent, changed) = webhooks::mutate(state, &attrs, &mut obj, old).await?;
+    let first = mutating_policies::mutate(state, &attrs, &mut obj, old).await?;
+    let (sent, by_webhooks) = webhooks::mutate(state, &attrs, &mut obj, old).await?;
     warnings.extend(sent);
+    let mut changed = first.changed || by_webhooks;
+    if changed {
+        // Upstream runs mutating admission a second time for the policies
+        // that asked to see what came after them.
+        changed |= mutating_policies::reinvoke(state, &attrs, &mut obj, old, &first).await?;
+    }
     if changed {
         let (again, more) = prepare(state, info, obj, old, opts, None)?;
         obj = again;

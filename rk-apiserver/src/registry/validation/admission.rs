@@ -219,6 +219,24 @@ pub(super) fn validating_policy(obj: &Value) -> Vec<Cause> {
     if validations.is_none() && audits.is_none() {
         out.push(required("spec.validations"));
     }
+    policy_spec(&mut out, spec, OPERATIONS);
+    let parses = crate::cel::parses;
+    expressions(&mut out, spec, "validations", "expression", true, parses);
+    expressions(
+        &mut out,
+        spec,
+        "validations",
+        "messageExpression",
+        false,
+        parses,
+    );
+    out
+}
+
+/// What every admission policy's spec needs: a known failure policy,
+/// resource rules with operations from `operations`, a whole `paramKind`,
+/// and match conditions and variables that compile.
+fn policy_spec(out: &mut Vec<Cause>, spec: &Value, operations: &[&str]) {
     let policy = &spec["failurePolicy"];
     if !policy.is_null()
         && !policy
@@ -235,6 +253,14 @@ pub(super) fn validating_policy(obj: &Value) -> Vec<Cause> {
     if rules.is_none_or(|r| r.is_empty()) {
         out.push(required("spec.matchConstraints.resourceRules"));
     }
+    for (i, rule) in rules.into_iter().flatten().enumerate() {
+        rule_operations(
+            out,
+            &format!("spec.matchConstraints.resourceRules[{i}]"),
+            rule,
+            operations,
+        );
+    }
     let kind = &spec["paramKind"];
     if kind.is_object() {
         for key in ["apiVersion", "kind"] {
@@ -243,34 +269,169 @@ pub(super) fn validating_policy(obj: &Value) -> Vec<Cause> {
             }
         }
     }
-    let mut expressions = |list: &str, key: &str, required_expression: bool| {
-        for (i, entry) in spec[list].as_array().into_iter().flatten().enumerate() {
-            let field = format!("spec.{list}[{i}].{key}");
-            match entry[key].as_str() {
-                None | Some("") if required_expression => out.push(required(&field)),
-                None | Some("") => {}
-                Some(expression) => {
-                    if let Err(message) = crate::cel::parses(expression) {
-                        out.push(invalid(&field, &entry[key], &message));
-                    }
+    let parses = crate::cel::parses;
+    expressions(out, spec, "matchConditions", "expression", true, parses);
+    expressions(out, spec, "variables", "expression", true, parses);
+}
+
+/// The operations of a rule must be ones the policy can act on.
+fn rule_operations(out: &mut Vec<Cause>, at: &str, rule: &Value, operations: &[&str]) {
+    for (j, operation) in rule["operations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if !operation.as_str().is_some_and(|o| operations.contains(&o)) {
+            out.push(not_supported(
+                &format!("{at}.operations[{j}]"),
+                operation,
+                operations,
+            ));
+        }
+    }
+}
+
+/// Each `spec.<list>[i].<key>` compiles (and is there, if `needed`).
+fn expressions(
+    out: &mut Vec<Cause>,
+    spec: &Value,
+    list: &str,
+    key: &str,
+    needed: bool,
+    compiles: impl Fn(&str) -> Result<(), String>,
+) {
+    for (i, entry) in spec[list].as_array().into_iter().flatten().enumerate() {
+        let field = format!("spec.{list}[{i}].{key}");
+        match entry[key].as_str() {
+            None | Some("") if needed => out.push(required(&field)),
+            None | Some("") => {}
+            Some(expression) => {
+                if let Err(message) = compiles(expression) {
+                    out.push(invalid(&field, &entry[key], &message));
                 }
             }
         }
-    };
-    expressions("validations", "expression", true);
-    expressions("validations", "messageExpression", false);
-    expressions("matchConditions", "expression", true);
-    expressions("variables", "expression", true);
+    }
+}
+
+/// The operations a `MutatingAdmissionPolicy` can act on (a delete has no
+/// object to mutate).
+const MUTATING_OPERATIONS: &[&str] = &["*", "CREATE", "UPDATE", "CONNECT"];
+const PATCH_TYPES: &[&str] = &["ApplyConfiguration", "JSONPatch"];
+const REINVOCATION_POLICIES: &[&str] = &["Never", "IfNeeded"];
+
+/// The causes of a `MutatingAdmissionPolicy`.
+pub(super) fn mutating_policy(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let spec = &obj["spec"];
+    policy_spec(&mut out, spec, MUTATING_OPERATIONS);
+    let reinvocation = &spec["reinvocationPolicy"];
+    match reinvocation.as_str() {
+        None | Some("") => out.push(required("spec.reinvocationPolicy")),
+        Some(p) if !REINVOCATION_POLICIES.contains(&p) => out.push(not_supported(
+            "spec.reinvocationPolicy",
+            reinvocation,
+            REINVOCATION_POLICIES,
+        )),
+        Some(_) => {}
+    }
+    let mutations = spec["mutations"].as_array().filter(|m| !m.is_empty());
+    if mutations.is_none() {
+        let mut cause = required("spec.mutations");
+        cause.message = "mutations must contain at least one item".into();
+        out.push(cause);
+    }
+    for (i, mutation) in mutations.into_iter().flatten().enumerate() {
+        let at = format!("spec.mutations[{i}]");
+        let patch_type = &mutation["patchType"];
+        let (wanted, other) = match patch_type.as_str() {
+            None | Some("") => {
+                out.push(required(&format!("{at}.patchType")));
+                continue;
+            }
+            Some("ApplyConfiguration") => ("applyConfiguration", "jsonPatch"),
+            Some("JSONPatch") => ("jsonPatch", "applyConfiguration"),
+            Some(_) => {
+                out.push(not_supported(
+                    &format!("{at}.patchType"),
+                    patch_type,
+                    PATCH_TYPES,
+                ));
+                continue;
+            }
+        };
+        let type_name = patch_type.as_str().unwrap_or_default();
+        if !mutation[other].is_null() {
+            out.push(invalid(
+                &format!("{at}.{other}"),
+                &Value::String(format!("{{{other}}}")),
+                &format!("must not be specified when patchType is {type_name}"),
+            ));
+        }
+        if !mutation[wanted].is_object() {
+            let mut cause = required(&format!("{at}.{wanted}"));
+            cause.message = format!("must be specified when patchType is {type_name}");
+            out.push(cause);
+            continue;
+        }
+        let field = format!("{at}.{wanted}.expression");
+        match mutation[wanted]["expression"].as_str() {
+            None | Some("") => out.push(required(&field)),
+            Some(expression) => {
+                let env = crate::cel::MutationEnv::for_expressions([expression]);
+                if let Err(e) = env.env().compile(expression) {
+                    out.push(invalid(
+                        &field,
+                        &mutation[wanted]["expression"],
+                        &format!("compilation failed: {e}"),
+                    ));
+                }
+            }
+        }
+    }
     out
+}
+
+/// The causes of a `MutatingAdmissionPolicyBinding`.
+pub(super) fn mutating_policy_binding(obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let spec = &obj["spec"];
+    policy_name(&mut out, spec);
+    param_ref(&mut out, spec);
+    for (i, rule) in spec["matchResources"]["resourceRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        rule_operations(
+            &mut out,
+            &format!("spec.matchResources.resourceRules[{i}]"),
+            rule,
+            MUTATING_OPERATIONS,
+        );
+    }
+    out
+}
+
+/// A binding names its policy, as a DNS subdomain.
+fn policy_name(out: &mut Vec<Cause>, spec: &Value) {
+    match spec["policyName"].as_str() {
+        None | Some("") => out.push(required("spec.policyName")),
+        Some(name) => {
+            for message in rk_core::labels::validation::validate_dns1123_subdomain(name) {
+                out.push(invalid("spec.policyName", &spec["policyName"], &message));
+            }
+        }
+    }
 }
 
 /// The causes of a `ValidatingAdmissionPolicyBinding`.
 pub(super) fn validating_policy_binding(obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     let spec = &obj["spec"];
-    if spec["policyName"].as_str().is_none_or(str::is_empty) {
-        out.push(required("spec.policyName"));
-    }
+    policy_name(&mut out, spec);
     let actions = spec["validationActions"].as_array();
     match actions {
         None => out.push(required("spec.validationActions")),
@@ -297,6 +458,13 @@ pub(super) fn validating_policy_binding(obj: &Value) -> Vec<Cause> {
             }
         }
     }
+    param_ref(&mut out, spec);
+    out
+}
+
+/// A binding's `paramRef`: a name or a selector, and what to do when no
+/// parameter is found.
+fn param_ref(out: &mut Vec<Cause>, spec: &Value) {
     let reference = &spec["paramRef"];
     if reference.is_object() {
         let named = reference["name"].as_str().is_some_and(|n| !n.is_empty());
@@ -319,5 +487,4 @@ pub(super) fn validating_policy_binding(obj: &Value) -> Vec<Cause> {
             ));
         }
     }
-    out
 }

@@ -156,6 +156,10 @@ pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Ca
             "ValidatingAdmissionPolicyBinding" => {
                 causes.extend(admission::validating_policy_binding(obj))
             }
+            "MutatingAdmissionPolicy" => causes.extend(admission::mutating_policy(obj)),
+            "MutatingAdmissionPolicyBinding" => {
+                causes.extend(admission::mutating_policy_binding(obj))
+            }
             _ => {}
         }
     }
