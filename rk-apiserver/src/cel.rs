@@ -1,6 +1,6 @@
 //! CEL expressions, evaluated with the `cel` crate (the standard library
 //! and its strings, lists and math extensions, and Kubernetes' list
-//! regex, quantity, IP, CIDR, URL and semver libraries: `isSorted()`, `sum()`, `min()`, `max()`,
+//! regex, quantity, IP, CIDR, URL, semver and authz libraries: `isSorted()`, `sum()`, `min()`, `max()`,
 //! `indexOf()`, `lastIndexOf()`, `find()`, `findAll()`, `quantity()`,
 //! `isQuantity()`, `ip()`, `isIP()`, `cidr()`, `isCIDR()`, `url()`,
 //! `isURL()`, `semver()`, `isSemver()` and their methods):
@@ -9,8 +9,9 @@
 //!   `validations` and `variables` of a `ValidatingAdmissionPolicy`
 //!   ([`Activation`]), with upstream's variables `object`, `oldObject` (null
 //!   when absent), `request` (the `AdmissionRequest` a webhook would get),
-//!   `params`, `namespaceObject` and `variables` (the policy's variables
-//!   evaluated so far, by name);
+//!   `params`, `namespaceObject`, `variables` (the policy's variables
+//!   evaluated so far, by name) and `authorizer` (every check allowed: rk
+//!   authorizes every request);
 //! - CRD validation rules (`x-kubernetes-validations`, [`eval_rule`]), with
 //!   `self` the value the rule is written on.
 //!
@@ -25,6 +26,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+mod k8s_authz;
 mod k8s_lists;
 mod k8s_net;
 mod k8s_quantity;
@@ -49,6 +51,7 @@ fn base_env() -> cel::Env {
         cel::extensions::lists,
         cel::extensions::math,
         k8s_lists::extension,
+        k8s_authz::extension,
         k8s_regex::extension,
         k8s_quantity::extension,
         k8s_net::extension,
@@ -105,6 +108,11 @@ impl Activation {
         context
             .add_variable("variables", &self.variables)
             .map_err(|e| format!("variables could not be bound: {e}"))?;
+        context.add_variable_as_val("authorizer", Box::new(k8s_authz::Authorizer::for_request()));
+        context.add_variable_as_val(
+            "authorizer.requestResource",
+            Box::new(k8s_authz::ResourceCheck::for_request(&self.request)),
+        );
         let result = program.execute(&context).map_err(|e| e.to_string())?;
         result
             .json()
@@ -334,6 +342,28 @@ mod tests {
             ),
             Ok(json!(true))
         );
+    }
+
+    #[test]
+    fn the_authorizer_allows_every_check() {
+        let a = Activation {
+            request: json!({"resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "namespace": "default", "name": "web"}),
+            ..Activation::default()
+        };
+        let yes = |e: &str| assert_eq!(a.eval_bool(e), Ok(true), "{e}");
+        yes("authorizer.requestResource.check('update').allowed()");
+        yes(
+            "authorizer.group('apps').resource('deployments').namespace('default').name('web').check('delete').allowed()",
+        );
+        yes("authorizer.group('').resource('pods').subresource('log').check('get').allowed()");
+        yes("authorizer.path('/healthz').check('get').allowed()");
+        yes(
+            "authorizer.serviceAccount('default', 'builder').group('').resource('secrets').check('list').allowed()",
+        );
+        yes("authorizer.requestResource.check('create').reason() == ''");
+        yes("!authorizer.path('/metrics').check('get').errored()");
+        assert!(a.eval("authorizer.path('/x').check('')").is_err());
     }
 
     #[test]

@@ -28,8 +28,7 @@
 //! policies' changes and the mutating webhooks'), as upstream reinvokes.
 //!
 //! Not done: the fields of `Object` literals and the result types are not
-//! type-checked when the policy is written, only when it runs, and the
-//! `authorizer` variable is absent.
+//! type-checked when the policy is written, only when it runs.
 
 use rk_core::catalogue::ResourceInfo;
 use serde_json::{Map, Value};

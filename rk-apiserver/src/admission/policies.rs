@@ -27,8 +27,8 @@
 //! version (`request.requestKind` stays the written one).
 //!
 //! Not done: `auditAnnotations` are not recorded (rk keeps no audit log),
-//! the `authorizer` variable is absent, and expressions are not type-checked
-//! when the policy is written, only when they run.
+//! and expressions are not type-checked when the policy is written, only
+//! when they run.
 
 use std::sync::Arc;
 
