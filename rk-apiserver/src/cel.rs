@@ -36,7 +36,7 @@ mod k8s_url;
 mod library;
 mod mutation;
 
-pub use mutation::MutationEnv;
+pub use mutation::{MutationEnv, check_mutation};
 
 use serde_json::{Map, Value};
 

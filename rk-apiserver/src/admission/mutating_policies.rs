@@ -27,8 +27,9 @@
 //! when the object changed in the first pass of mutating admission (its own
 //! policies' changes and the mutating webhooks'), as upstream reinvokes.
 //!
-//! Not done: the fields of `Object` literals and the result types are not
-//! type-checked when the policy is written, only when it runs.
+//! The names of struct literals and a literal result's type are checked
+//! as upstream checks them when the policy is written. Not done: the fields
+//! of `Object` literals are not checked against the kind's schema.
 
 use rk_core::catalogue::ResourceInfo;
 use serde_json::{Map, Value};
@@ -295,6 +296,9 @@ fn apply(
     schema: &PatchSchema,
 ) -> Result<Option<Value>, String> {
     let expression = expression_of(mutation).unwrap_or_default();
+    let patch_type = mutation["patchType"].as_str().unwrap_or_default();
+    crate::cel::check_mutation(expression, patch_type)
+        .map_err(|e| format!("expression '{expression}' resulted in error: {e}"))?;
     let result = activation
         .eval_in(env.env(), expression)
         .map_err(|e| format!("expression '{expression}' resulted in error: {e}"))?;

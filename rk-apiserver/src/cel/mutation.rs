@@ -29,6 +29,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
 
+use cel::IdedExpr;
+use cel::common::ast::{EntryExpr, Expr, LiteralValue};
 use cel::common::types::{CelMap, CelMapKey, CelString, STRING_TYPE, Type};
 use cel::common::value::{CowVal, Val};
 use cel::{Env, ExecutionError, StructType};
@@ -89,6 +91,128 @@ impl MutationEnv {
     /// The environment, to evaluate in.
     pub fn env(&self) -> &Arc<Env> {
         &self.0
+    }
+}
+
+/// Checks what upstream's type checker checks of a mutation's struct
+/// literals without knowing the kind's schema: a literal in a field of an
+/// `Object` literal is named by that field's path (`Object.spec` in
+/// `Object{spec: ...}`; list items and map values by the list's or map's
+/// path), and the expression gives the right type for `patch_type`
+/// (`ApplyConfiguration`: `Object`; `JSONPatch`: a list) when it is a
+/// literal. The error is upstream's message.
+pub fn check_mutation(expression: &str, patch_type: &str) -> Result<(), String> {
+    let env = MutationEnv::for_expressions([expression]);
+    let parsed = env
+        .env()
+        .parser()
+        .parse(expression)
+        .map_err(|e| format!("compilation failed: {e}"))?;
+    check_names(&parsed, None)?;
+    let (wanted, fits): (&str, fn(&Expr) -> bool) = match patch_type {
+        "ApplyConfiguration" => ("Object", |e| {
+            !matches!(e, Expr::List(_) | Expr::Map(_) | Expr::Literal(_))
+                && !matches!(e, Expr::Struct(s) if s.type_name != "Object")
+        }),
+        "JSONPatch" => ("list(JSONPatch)", |e| {
+            !matches!(e, Expr::Struct(_) | Expr::Map(_) | Expr::Literal(_))
+        }),
+        _ => return Ok(()),
+    };
+    for result in results(&parsed) {
+        if !fits(&result.expr) {
+            return Err(format!(
+                "must evaluate to {wanted} but got {}",
+                literal_type(&result.expr)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The expressions whose value is the result: both branches of a
+/// conditional, else the expression itself.
+fn results(e: &IdedExpr) -> Vec<&IdedExpr> {
+    match &e.expr {
+        Expr::Call(call) if call.func_name == "_?_:_" && call.args.len() == 3 => {
+            let mut out = results(&call.args[1]);
+            out.extend(results(&call.args[2]));
+            out
+        }
+        _ => vec![e],
+    }
+}
+
+fn literal_type(e: &Expr) -> String {
+    match e {
+        Expr::Struct(s) => s.type_name.clone(),
+        Expr::List(_) => "list(dyn)".into(),
+        Expr::Map(_) => "map(dyn, dyn)".into(),
+        Expr::Literal(LiteralValue::Boolean(_)) => "bool".into(),
+        Expr::Literal(LiteralValue::Bytes(_)) => "bytes".into(),
+        Expr::Literal(LiteralValue::Double(_)) => "double".into(),
+        Expr::Literal(LiteralValue::Int(_)) => "int".into(),
+        Expr::Literal(LiteralValue::UInt(_)) => "uint".into(),
+        Expr::Literal(LiteralValue::String(_)) => "string".into(),
+        Expr::Literal(LiteralValue::Null) => "null_type".into(),
+        _ => "dyn".into(),
+    }
+}
+
+/// Walks `e`, where a struct literal must be named `expected` if set.
+fn check_names(e: &IdedExpr, expected: Option<&str>) -> Result<(), String> {
+    match &e.expr {
+        Expr::Struct(s) => {
+            if let Some(expected) = expected
+                && s.type_name != expected
+            {
+                return Err(format!(
+                    "type mismatch: unexpected type name {:?}, expected {expected:?}, which matches field name path from root Object type",
+                    s.type_name
+                ));
+            }
+            let is_object = s.type_name == "Object" || s.type_name.starts_with("Object.");
+            for entry in &s.entries {
+                if let EntryExpr::StructField(field) = &entry.expr {
+                    let path = is_object.then(|| format!("{}.{}", s.type_name, field.field));
+                    check_names(&field.value, path.as_deref())?;
+                }
+            }
+            Ok(())
+        }
+        Expr::List(list) => list
+            .elements
+            .iter()
+            .try_for_each(|el| check_names(el, expected)),
+        Expr::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
+            EntryExpr::MapEntry(m) => {
+                check_names(&m.key, None)?;
+                check_names(&m.value, expected)
+            }
+            EntryExpr::StructField(f) => check_names(&f.value, None),
+        }),
+        Expr::Call(call) if call.func_name == "_?_:_" && call.args.len() == 3 => {
+            check_names(&call.args[0], None)?;
+            check_names(&call.args[1], expected)?;
+            check_names(&call.args[2], expected)
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                check_names(target, None)?;
+            }
+            call.args.iter().try_for_each(|a| check_names(a, None))
+        }
+        Expr::Select(select) => check_names(&select.operand, None),
+        Expr::Comprehension(c) => [
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ]
+        .into_iter()
+        .try_for_each(|x| check_names(x, None)),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Ok(()),
     }
 }
 
@@ -201,6 +325,31 @@ mod tests {
             Ok(json!([{"op": "add", "path": "/metadata/labels/a~1b~0c", "value": "x"}]))
         );
         assert!(eval("[JSONPatch{op: 'add', where: '/x'}]", json!({})).is_err());
+    }
+
+    #[test]
+    fn literal_names_follow_field_paths_and_results_their_patch_type() {
+        let ok = "Object{spec: Object.spec{containers: [Object.spec.containers{name: 'c'}], \
+                  selector: true ? Object.spec.selector{} : Object.spec.selector{}}}";
+        assert_eq!(check_mutation(ok, "ApplyConfiguration"), Ok(()));
+        assert_eq!(
+            check_mutation("Object{spec: Object.specx{}}", "ApplyConfiguration"),
+            Err("type mismatch: unexpected type name \"Object.specx\", expected \"Object.spec\", which matches field name path from root Object type".into())
+        );
+        assert_eq!(
+            check_mutation("Object.spec.metadata{}", "ApplyConfiguration"),
+            Err("must evaluate to Object but got Object.spec.metadata".into())
+        );
+        assert_eq!(
+            check_mutation("'text'", "ApplyConfiguration"),
+            Err("must evaluate to Object but got string".into())
+        );
+        assert_eq!(
+            check_mutation("[JSONPatch{op: 'remove', path: '/spec/x'}]", "JSONPatch"),
+            Ok(())
+        );
+        assert!(check_mutation("JSONPatch{op: 'remove'}", "JSONPatch").is_err());
+        assert!(check_mutation("Object{", "ApplyConfiguration").is_err());
     }
 
     #[test]

@@ -379,13 +379,8 @@ pub(super) fn mutating_policy(obj: &Value) -> Vec<Cause> {
         match mutation[wanted]["expression"].as_str() {
             None | Some("") => out.push(required(&field)),
             Some(expression) => {
-                let env = crate::cel::MutationEnv::for_expressions([expression]);
-                if let Err(e) = env.env().compile(expression) {
-                    out.push(invalid(
-                        &field,
-                        &mutation[wanted]["expression"],
-                        &format!("compilation failed: {e}"),
-                    ));
+                if let Err(message) = crate::cel::check_mutation(expression, type_name) {
+                    out.push(invalid(&field, &mutation[wanted]["expression"], &message));
                 }
             }
         }
