@@ -8,6 +8,7 @@
 
 pub mod limit_ranges;
 pub mod mutating_policies;
+mod parsed;
 pub mod policies;
 pub mod quota;
 pub mod service_ips;

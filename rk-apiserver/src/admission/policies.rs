@@ -82,7 +82,7 @@ pub async fn validate(
 }
 
 /// The stored objects of one admissionregistration resource, by name.
-pub(super) async fn stored(state: &ApiState, plural: &str) -> Result<Vec<Value>, ApiError> {
+pub(super) async fn stored(state: &ApiState, plural: &str) -> Result<Vec<Arc<Value>>, ApiError> {
     let Some(info) = state.resource(GROUP, "v1", plural) else {
         return Ok(Vec::new());
     };
@@ -90,7 +90,7 @@ pub(super) async fn stored(state: &ApiState, plural: &str) -> Result<Vec<Value>,
     Ok(snapshot
         .objects
         .iter()
-        .filter_map(|cached| serde_json::from_slice(&cached.bytes).ok())
+        .filter_map(super::parsed::parsed)
         .collect())
 }
 

@@ -290,7 +290,7 @@ async fn matching(
     }
     let mut out = Vec::new();
     for cached in &snapshot.objects {
-        let Ok(config) = serde_json::from_slice::<Value>(&cached.bytes) else {
+        let Some(config) = crate::admission::parsed::parsed(cached) else {
             continue;
         };
         let Value::Array(webhooks) = config["webhooks"].clone() else {
