@@ -193,6 +193,23 @@ impl ApiError {
         e
     }
 
+    /// 422 Invalid on a request's options, as upstream answers a bad query
+    /// parameter: `CreateOptions.meta.k8s.io "" is invalid: dryRun: ...`.
+    /// `kind` is the options kind (`CreateOptions`, `PatchOptions`, ...),
+    /// `reason` the cause's (`FieldValueNotSupported`, ...).
+    pub fn invalid_options(kind: &str, field: &str, reason: &str, message: String) -> Self {
+        Self::invalid(
+            kind,
+            "meta.k8s.io",
+            "",
+            vec![StatusCause {
+                reason: reason.into(),
+                message,
+                field: field.into(),
+            }],
+        )
+    }
+
     /// 403 Forbidden.
     pub fn forbidden(group: &str, plural: &str, name: &str, reason: &str) -> Self {
         let what = if name.is_empty() {
@@ -270,14 +287,17 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        // Upstream leaves out an empty reason and group.
+        if !self.reason.is_empty() {
+            status["reason"] = json!(self.reason);
+        }
         let mut details = serde_json::Map::new();
         if let Some(n) = &self.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
+        if let Some(g) = self.group.as_ref().filter(|g| !g.is_empty()) {
             details.insert("group".into(), json!(g));
         }
         if let Some(k) = &self.kind {

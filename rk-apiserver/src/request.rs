@@ -146,25 +146,33 @@ impl Query {
     }
 
     /// `dryRun=All`; any other value is a 400 as upstream.
-    pub fn dry_run(&self) -> Result<bool, ApiError> {
+    pub fn dry_run(&self, options: &str) -> Result<bool, ApiError> {
         match self.raw.get("dryRun").map(String::as_str) {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "Invalid dry run value: {other:?}: supported values: \"All\""
-            ))),
+            Some(other) => Err(ApiError::invalid_options(
+                options,
+                "dryRun",
+                "FieldValueNotSupported",
+                format!("Unsupported value: {other:?}: supported values: \"All\""),
+            )),
         }
     }
 
     /// `fieldValidation`; the server default is `Warn`, as upstream.
-    pub fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+    pub fn field_validation(&self, options: &str) -> Result<FieldValidation, ApiError> {
         match self.get("fieldValidation") {
-            None | Some("Warn") => Ok(FieldValidation::Warn),
+            None | Some("" | "Warn") => Ok(FieldValidation::Warn),
             Some("Strict") => Ok(FieldValidation::Strict),
             Some("Ignore") => Ok(FieldValidation::Ignore),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "fieldValidation parameter unsupported: {other}: supported values: \"Ignore\", \"Warn\", \"Strict\""
-            ))),
+            Some(other) => Err(ApiError::invalid_options(
+                options,
+                "fieldValidation",
+                "FieldValueNotSupported",
+                format!(
+                    "Unsupported value: {other:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+                ),
+            )),
         }
     }
 }
@@ -228,14 +236,18 @@ mod tests {
     }
 
     #[test]
-    fn bad_dry_run_is_a_bad_request() {
-        assert!(Query::parse(Some("dryRun=All")).dry_run().unwrap());
+    fn bad_dry_run_is_invalid_options() {
+        assert!(
+            Query::parse(Some("dryRun=All"))
+                .dry_run("CreateOptions")
+                .unwrap()
+        );
         assert_eq!(
             Query::parse(Some("dryRun=Some"))
-                .dry_run()
+                .dry_run("CreateOptions")
                 .unwrap_err()
                 .code,
-            400
+            422
         );
     }
 }

@@ -676,9 +676,15 @@ async fn a_changed_crd_schema_applies_to_the_next_write() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let server = TestServer::start().await.unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(server.client());
-    crds.create(&PostParams::default(), &widget_crd(5))
+    let created = crds
+        .create(&PostParams::default(), &widget_crd(5))
         .await
         .unwrap();
+    // As upstream creates it: no names accepted yet, the storage version
+    // stored.
+    let status = created.status.unwrap();
+    assert_eq!(status.stored_versions, Some(vec!["v1".to_string()]));
+    assert_eq!(status.accepted_names.unwrap().plural, "");
     let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
     let widgets: Api<DynamicObject> =
         Api::namespaced_with(server.client(), "default", &ApiResource::from_gvk(&gvk));
@@ -827,4 +833,244 @@ async fn a_creates_managed_fields_are_the_request_and_its_defaults() {
     let f = fields(svc.metadata.managed_fields.clone());
     assert!(f["f:spec"]["f:ports"].is_object(), "{f}");
     assert!(f["f:spec"]["f:clusterIP"].is_null(), "{f}");
+}
+
+/// Deletes answer as upstream's: a `Status` for most kinds, the object for
+/// pods (and while deletion waits); Jobs orphan their pods unless told
+/// otherwise, with upstream's warning. Bad options are 422 on the options
+/// kind; finalizers cannot be added to an object being deleted.
+#[tokio::test]
+async fn deletes_and_request_options_answer_as_upstream() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = |name: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name}, "data": {"a": "1"}})).unwrap()
+    };
+    cms.create(&PostParams::default(), &cm("gone"))
+        .await
+        .unwrap();
+    let status = cms
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap()
+        .right()
+        .expect("a deleted ConfigMap answers with a Status");
+    assert_eq!(
+        status.status,
+        Some(kube::core::response::StatusSummary::Success)
+    );
+    let details = status.details.unwrap();
+    assert_eq!(
+        (details.name.as_str(), details.kind.as_str()),
+        ("gone", "configmaps")
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let deleted = pods.delete("p", &DeleteParams::default()).await.unwrap();
+    assert!(deleted.is_left(), "a pod answers with itself");
+
+    // A held object answers with itself, and takes no new finalizers.
+    let mut held = cm("held");
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cms.create(&PostParams::default(), &held).await.unwrap();
+    let waiting = cms.delete("held", &DeleteParams::default()).await.unwrap();
+    assert!(
+        waiting
+            .left()
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    let more = json!({"metadata": {"finalizers": ["example.com/hold", "example.com/new"]}});
+    match cms
+        .patch("held", &PatchParams::default(), &Patch::Merge(&more))
+        .await
+    {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert!(
+                s.message.contains("metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"example.com/new\"}"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("adding a finalizer was not refused: {other:?}"),
+    }
+
+    // A Job deleted without a policy orphans its pods (the orphan finalizer
+    // for the garbage collector) and says so.
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), "default");
+    let job = serde_json::from_value(json!({"metadata": {"name": "j"}, "spec": {"template": {
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let url = format!("{}/apis/batch/v1/namespaces/default/jobs/j", server.url());
+    let answer = delete_warnings(&url).await;
+    assert!(
+        answer
+            .0
+            .contains("child pods are preserved by default when jobs are deleted"),
+        "{:?}",
+        answer.0
+    );
+    let j = jobs.get("j").await.unwrap();
+    assert_eq!(j.metadata.finalizers, Some(vec!["orphan".to_string()]));
+
+    // Options: 422 naming the options kind.
+    let base = format!("{}/api/v1/namespaces/default/configmaps", server.url());
+    let body = serde_json::to_vec(&cm("opts")).unwrap();
+    let (code, status) = raw(
+        hyper::Method::POST,
+        &format!("{base}?dryRun=Bogus"),
+        "application/json",
+        &body,
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        "CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: \"Bogus\": supported values: \"All\""
+    );
+    assert_eq!(status["details"]["group"], "meta.k8s.io");
+    raw(hyper::Method::POST, &base, "application/json", &body).await;
+    let (code, status) = raw(
+        hyper::Method::PATCH,
+        &format!("{base}/opts?force=true"),
+        "application/merge-patch+json",
+        br#"{"data":{"b":"2"}}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+    );
+    let (code, status) = raw(
+        hyper::Method::DELETE,
+        &format!("{base}/opts"),
+        "application/json",
+        br#"{"propagationPolicy":"Orphan","orphanDependents":true}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("orphanDependents and deletionPropagation cannot be both set")
+    );
+    // A core kind's error names no group.
+    let (code, status) = raw(
+        hyper::Method::GET,
+        &format!("{base}/nope"),
+        "application/json",
+        b"",
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert!(status["details"].get("group").is_none(), "{status}");
+
+    // A Lease must last; a StatefulSet may change only some of its spec.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "default");
+    let lease = serde_json::from_value(
+        json!({"metadata": {"name": "l"}, "spec": {"leaseDurationSeconds": 0}}),
+    )
+    .unwrap();
+    assert_eq!(
+        err_code(leases.create(&PostParams::default(), &lease).await),
+        422
+    );
+    let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(client.clone(), "default");
+    let set = serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": {
+        "serviceName": "s", "selector": {"matchLabels": {"app": "s"}},
+        "template": {"metadata": {"labels": {"app": "s"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}))
+    .unwrap();
+    sets.create(&PostParams::default(), &set).await.unwrap();
+    let scaled = json!({"spec": {"replicas": 3}});
+    sets.patch("s", &PatchParams::default(), &Patch::Merge(&scaled))
+        .await
+        .unwrap();
+    let parallel = json!({"spec": {"podManagementPolicy": "Parallel"}});
+    match sets
+        .patch("s", &PatchParams::default(), &Patch::Merge(&parallel))
+        .await
+    {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert!(s.message.contains("spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"), "{}", s.message);
+        }
+        other => panic!("a podManagementPolicy change was not refused: {other:?}"),
+    }
+}
+
+/// A request with a body, without a client library: the status code and
+/// the JSON answer.
+async fn raw(
+    method: hyper::Method,
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let (code, _, text) = send(method, url, content_type, body).await;
+    (
+        code,
+        serde_json::from_slice(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A DELETE without options; the `Warning` headers joined.
+async fn delete_warnings(url: &str) -> (String, u16) {
+    let (code, warnings, _) = send(hyper::Method::DELETE, url, "application/json", b"").await;
+    (warnings, code)
+}
+
+async fn send(
+    method: hyper::Method,
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    use http_body_util::BodyExt;
+    let uri: hyper::Uri = url.parse().unwrap();
+    let addr = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap());
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().unwrap().as_str())
+        .header("host", addr)
+        .header("content-type", content_type)
+        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+            body,
+        )))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let code = resp.status().as_u16();
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (code, warnings, body)
 }

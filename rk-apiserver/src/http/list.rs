@@ -283,9 +283,14 @@ pub async fn list(
             (Some("Exact"), Some(r)) if r > 0 => {
                 from_storage(state, info, namespace, &filter, limit, r, None).await?
             }
+            (Some("Exact"), None) | (Some("NotOlderThan"), None) => {
+                return Err(list_options(
+                    "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
             (Some("Exact"), _) => {
-                return Err(ApiError::bad_request(
-                    "resourceVersionMatch=Exact requires a non-zero resourceVersion",
+                return Err(list_options(
+                    "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
                 ));
             }
             (Some("NotOlderThan") | None, Some(0)) => {
@@ -294,16 +299,16 @@ pub async fn list(
             (Some("NotOlderThan") | None, Some(r)) => {
                 from_cache(state, info, namespace, &filter, limit, Some(r)).await?
             }
-            (Some("NotOlderThan"), None) => {
-                return Err(ApiError::bad_request(
-                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
-                ));
-            }
             (None, None) => from_cache(state, info, namespace, &filter, limit, None).await?,
             (Some(other), _) => {
-                return Err(ApiError::bad_request(format!(
-                    "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\", \"\""
-                )));
+                return Err(ApiError::invalid_options(
+                    "ListOptions",
+                    "resourceVersionMatch",
+                    "FieldValueNotSupported",
+                    format!(
+                        "Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\", \"\""
+                    ),
+                ));
             }
         }
     };
@@ -360,6 +365,16 @@ pub async fn list(
             Ok(response::json(200, &t))
         }
     }
+}
+
+/// A forbidden `resourceVersionMatch`, as upstream refuses it.
+fn list_options(message: &str) -> ApiError {
+    ApiError::invalid_options(
+        "ListOptions",
+        "resourceVersionMatch",
+        "FieldValueForbidden",
+        message.into(),
+    )
 }
 
 #[cfg(test)]

@@ -121,16 +121,32 @@ impl Call {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "unknown".to_string()),
         };
+        let options = self.options_kind();
         if manager.len() > 128 {
-            return Err(ApiError::bad_request(
-                "fieldManager: Too long: may not be longer than 128 characters",
+            return Err(ApiError::invalid_options(
+                options,
+                "fieldManager",
+                "FieldValueTooLong",
+                "Too long: may not be more than 128 bytes".into(),
             ));
         }
         Ok(WriteOptions {
-            dry_run: self.query.dry_run()?,
+            dry_run: self.query.dry_run(options)?,
             field_manager: manager,
-            field_validation: self.query.field_validation()?,
+            field_validation: self.query.field_validation(options)?,
         })
+    }
+
+    /// The kind of options this request's query carries, which upstream
+    /// names when it refuses one of them.
+    fn options_kind(&self) -> &'static str {
+        match self.method {
+            Method::POST => "CreateOptions",
+            Method::PUT => "UpdateOptions",
+            Method::PATCH => "PatchOptions",
+            Method::DELETE => "DeleteOptions",
+            _ => "GetOptions",
+        }
     }
 
     /// A JSON body of a stored built-in kind, sent at its stored version,
@@ -288,7 +304,13 @@ pub async fn handle(mut call: Call) -> Result<Response<Body>, ApiError> {
                 (&Method::PATCH, Some("scale")) => patch_scale(&call, &target).await,
                 (&Method::POST, Some("binding")) => {
                     let body = call.json_body()?;
-                    subresources::bind(&call.state, &target, &body, call.query.dry_run()?).await?;
+                    subresources::bind(
+                        &call.state,
+                        &target,
+                        &body,
+                        call.query.dry_run("CreateOptions")?,
+                    )
+                    .await?;
                     Ok(response::json(
                         201,
                         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -488,6 +510,14 @@ async fn patch(
 ) -> Result<Response<Body>, ApiError> {
     require_verb(&target.info, "patch")?;
     let ty = patch_type(call)?;
+    if ty != PatchType::Apply && call.query.get("force").is_some() {
+        return Err(ApiError::invalid_options(
+            "PatchOptions",
+            "force",
+            "FieldValueForbidden",
+            "Forbidden: may not be specified for non-apply patch".into(),
+        ));
+    }
     let mut opts = call.write_options()?;
     let info = target.info.clone();
     let schema = patch_schema(call, &info);
@@ -589,6 +619,28 @@ fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
         .get("orphanDependents")
         .map(|v| v == "true")
         .or_else(|| body["orphanDependents"].as_bool());
+    if let Some(policy) = &propagation {
+        if !["Orphan", "Background", "Foreground"].contains(&policy.as_str()) {
+            return Err(ApiError::invalid_options(
+                "DeleteOptions",
+                "propagationPolicy",
+                "FieldValueNotSupported",
+                format!(
+                    "Unsupported value: {policy:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                ),
+            ));
+        }
+        if orphan.is_some() {
+            return Err(ApiError::invalid_options(
+                "DeleteOptions",
+                "propagationPolicy",
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: {policy:?}: orphanDependents and deletionPropagation cannot be both set"
+                ),
+            ));
+        }
+    }
     if propagation.is_none() {
         propagation = match orphan {
             Some(true) => Some("Orphan".into()),
@@ -596,7 +648,7 @@ fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
             None => None,
         };
     }
-    let dry_run = q.dry_run()?
+    let dry_run = q.dry_run("DeleteOptions")?
         || body["dryRun"]
             .as_array()
             .is_some_and(|a| a.iter().any(|v| v == "All"));
@@ -611,11 +663,56 @@ fn delete_options(call: &Call) -> Result<DeleteOptions, ApiError> {
     })
 }
 
+/// Upstream's warning on a delete of a Job that orphans its pods because
+/// the request chose no propagation policy.
+const JOB_ORPHANS_WARNING: &str = "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress this warning";
+
 async fn delete(call: &Call, target: &Target) -> Result<Response<Body>, ApiError> {
     require_verb(&target.info, "delete")?;
-    let opts = delete_options(call)?;
-    let (obj, _deleted) = store::delete(&call.state, target, &opts).await?;
-    Ok(response::json(200, &call.out(obj).await?))
+    let mut opts = delete_options(call)?;
+    let info = &target.info;
+    let mut warnings = Vec::new();
+    // Kinds whose default garbage-collection policy is to orphan their
+    // dependents (upstream's DefaultGarbageCollectionPolicy).
+    let orphans = matches!(
+        (info.group.as_str(), info.kind.as_str()),
+        ("batch", "Job") | ("", "ReplicationController")
+    );
+    if opts.propagation.is_none() && orphans {
+        opts.propagation = Some("Orphan".into());
+        if info.kind == "Job" {
+            warnings.push(JOB_ORPHANS_WARNING.to_string());
+        }
+    }
+    let (obj, deleted) = store::delete(&call.state, target, &opts).await?;
+    // Most kinds answer a delete that is done with a success Status; those
+    // that upstream stores with ReturnDeletedObject answer with the object,
+    // and a delete that waits (finalizers, a grace period) always does.
+    if deleted && !returns_deleted_object(info) {
+        let uid = obj["metadata"]["uid"].as_str();
+        let status = crate::error::success_status(&info.group, &info.plural, &target.name, uid);
+        return Ok(response::json_with_warnings(200, &status, &warnings));
+    }
+    let cascading = call.query.get("orphanDependents") == Some("false");
+    let code = if !deleted && cascading { 202 } else { 200 };
+    Ok(response::json_with_warnings(
+        code,
+        &call.out(obj).await?,
+        &warnings,
+    ))
+}
+
+/// Kinds whose delete answers with the deleted object (upstream's
+/// `ReturnDeletedObject`), not a `Status`.
+fn returns_deleted_object(info: &ResourceInfo) -> bool {
+    match info.group.as_str() {
+        "" => matches!(
+            info.kind.as_str(),
+            "Pod" | "Namespace" | "ServiceAccount" | "PersistentVolume" | "PersistentVolumeClaim"
+        ),
+        "storage.k8s.io" => info.kind == "StorageClass",
+        _ => false,
+    }
 }
 
 async fn delete_collection(

@@ -155,14 +155,19 @@ fn template(obj: &mut Value, path: &[&str]) {
 /// and the server set its own (uid): a Job's generated selector (upstream
 /// makes it in the Job's validation, once the uid exists), and what
 /// upstream's admission plugins add to a pod — its default tolerations
-/// (`DefaultTolerationSeconds`) and its priority when it names no class
-/// (`Priority`).
+/// (`DefaultTolerationSeconds`) and its priority and preemption policy
+/// when it names no class (`Priority`).
 pub fn on_create(info: &ResourceInfo, obj: &mut Value) {
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") if obj["spec"].is_object() => {
             default_tolerations(&mut obj["spec"]);
             if obj["spec"]["priority"].is_null() && obj["spec"]["priorityClassName"].is_null() {
                 obj["spec"]["priority"] = json!(0);
+                set_default(
+                    &mut obj["spec"],
+                    "preemptionPolicy",
+                    json!("PreemptLowerPriority"),
+                );
             }
         }
         ("batch", "Job") if obj["spec"].is_object() => job_selector(obj),
@@ -474,6 +479,7 @@ mod tests {
         on_create(&info("", "pods"), &mut pod);
         assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
         assert_eq!(pod["spec"]["priority"], 0);
+        assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
     }
 
     #[test]

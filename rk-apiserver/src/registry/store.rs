@@ -578,6 +578,21 @@ fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
             obj["spec"]["finalizers"] = Value::Array(f);
         }
     }
+    if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
+        // Upstream's PrepareForCreate: no names accepted yet, and the
+        // storage version recorded as stored.
+        let storage: Vec<Value> = obj["spec"]["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["storage"] == json!(true))
+            .map(|v| v["name"].clone())
+            .collect();
+        obj["status"] = json!({
+            "acceptedNames": {"plural": "", "kind": ""},
+            "storedVersions": storage,
+        });
+    }
     let meta = meta_mut(obj);
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(meta::now()));
@@ -1082,13 +1097,7 @@ fn merge_server_fields(info: &ResourceInfo, old: &Value, new: &mut Value, part: 
             }
         }
     }
-    // Finalizers can't be added once deletion has started.
-    if old["metadata"]["deletionTimestamp"].is_string() {
-        let old_f = meta::finalizers(old);
-        if let Some(Value::Array(list)) = meta.get_mut("finalizers") {
-            list.retain(|f| f.as_str().is_some_and(|s| old_f.iter().any(|o| o == s)));
-        }
-    }
+    // Finalizers added once deletion has started are refused by validation.
 }
 
 /// Options of a delete.

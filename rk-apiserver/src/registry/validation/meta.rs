@@ -49,6 +49,30 @@ pub fn object_meta(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec
     if info.scope.is_namespaced() && meta["namespace"].as_str().is_none_or(str::is_empty) {
         out.push(required("metadata.namespace"));
     }
+    if let Some(old) = old
+        && old["metadata"]["deletionTimestamp"].is_string()
+    {
+        let before = crate::registry::meta::finalizers(old);
+        let mut added: Vec<String> = crate::registry::meta::finalizers(obj)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
+        added.sort();
+        added.dedup();
+        if !added.is_empty() {
+            let listed = added
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(super::forbidden(
+                "metadata.finalizers",
+                &format!(
+                    "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{listed}}}"
+                ),
+            ));
+        }
+    }
     if let Some(labels) = meta["labels"].as_object() {
         for (k, v) in labels {
             for p in names::validate_label_key(k) {

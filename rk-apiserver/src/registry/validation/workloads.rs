@@ -250,7 +250,7 @@ pub fn spec(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause>
             );
             immutable(&mut out, old, obj, &["spec", "selector"]);
             if info.kind == "StatefulSet" {
-                immutable(&mut out, old, obj, &["spec", "serviceName"]);
+                statefulset_update(&mut out, old, spec);
             }
         }
         ("apps", "DaemonSet") => {
@@ -472,9 +472,51 @@ pub fn spec(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause>
             }
             immutable(&mut out, old, obj, &["value"]);
         }
+        ("coordination.k8s.io", "Lease") => {
+            let duration = &spec["leaseDurationSeconds"];
+            if duration.as_i64().is_some_and(|d| d <= 0) {
+                out.push(invalid(
+                    "spec.leaseDurationSeconds",
+                    duration,
+                    "must be greater than 0",
+                ));
+            }
+            non_negative(&mut out, "spec.leaseTransitions", &spec["leaseTransitions"]);
+        }
         _ => {}
     }
     out
+}
+
+/// The fields of a StatefulSet's spec an update may change (upstream's
+/// `ValidateStatefulSetUpdate`); any other change is forbidden.
+const STATEFULSET_MUTABLE: &[&str] = &[
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+];
+
+fn statefulset_update(out: &mut Vec<Cause>, old: Option<&Value>, spec: &Value) {
+    let Some(old) = old else {
+        return;
+    };
+    let frozen = |spec: &Value| -> serde_json::Map<String, Value> {
+        spec.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !STATEFULSET_MUTABLE.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    if frozen(spec) != frozen(&old["spec"]) {
+        out.push(super::forbidden(
+            "spec",
+            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+        ));
+    }
 }
 
 #[cfg(test)]
