@@ -351,8 +351,14 @@ proptest! {
         let parsed: ParsedQuantity = s.parse().map_err(|e: QuantityError| TestCaseError::fail(e.to_string()))?;
         let printed = parsed.to_string();
         let reparsed: ParsedQuantity = printed.parse().map_err(|e: QuantityError| TestCaseError::fail(format!("{printed}: {e}")))?;
-        prop_assert_eq!(reparsed, parsed);
-        prop_assert_eq!(reparsed.to_string(), printed);
+        prop_assert_eq!(&reparsed, &parsed);
+        // Not always the same text: `62.5Ki` prints as `64000` (a binary
+        // quantity that is no whole number of Ki), which reads back as a
+        // decimal quantity and prints as `64k`, as upstream's do. From
+        // there on the text is stable.
+        let again = reparsed.to_string();
+        let third: ParsedQuantity = again.parse().map_err(|e: QuantityError| TestCaseError::fail(format!("{again}: {e}")))?;
+        prop_assert_eq!(third.to_string(), again);
     }
 
     #[test]
