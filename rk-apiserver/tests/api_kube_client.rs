@@ -126,12 +126,53 @@ async fn status_subresource_is_split_from_the_main_resource() {
     // Through the status subresource it sticks, and spec changes there are ignored.
     let p = json!({"spec": {"replicas": 9}, "status": {"replicas": 7}});
     let d = api
-        .patch_status("web", &PatchParams::default(), &Patch::Merge(&p))
+        .patch_status(
+            "web",
+            &PatchParams {
+                field_manager: Some("rs-sim".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&p),
+        )
         .await
         .unwrap();
     assert_eq!(d.status.as_ref().and_then(|s| s.replicas), Some(7));
     assert_eq!(d.spec.replicas, Some(1));
     assert_eq!(d.metadata.generation, Some(1));
+    // The status writer's fields are its own entry, marked with the
+    // subresource, as upstream records them; so is an apply through it.
+    let apply =
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "status": {"readyReplicas": 1}});
+    let d = api
+        .patch_status(
+            "web",
+            &PatchParams::apply("ready-sim"),
+            &Patch::Apply(&apply),
+        )
+        .await
+        .unwrap();
+    let entries = d.metadata.managed_fields.unwrap();
+    let entry = |manager: &str| {
+        entries
+            .iter()
+            .find(|e| e.manager.as_deref() == Some(manager))
+            .unwrap_or_else(|| panic!("no entry of {manager} in {entries:?}"))
+    };
+    let update = entry("rs-sim");
+    assert_eq!(update.subresource.as_deref(), Some("status"));
+    assert_eq!(update.operation.as_deref(), Some("Update"));
+    let fields = serde_json::to_value(&update.fields_v1).unwrap();
+    assert!(fields["f:status"]["f:replicas"].is_object(), "{fields}");
+    let applied = entry("ready-sim");
+    assert_eq!(applied.subresource.as_deref(), Some("status"));
+    assert_eq!(applied.operation.as_deref(), Some("Apply"));
+    // The creator's entry is the main resource's.
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.subresource.is_none() && e.operation.as_deref() == Some("Update")),
+        "{entries:?}"
+    );
 }
 
 #[tokio::test]

@@ -31,7 +31,6 @@
 //! as upstream checks them when the policy is written. Not done: the fields
 //! of `Object` literals are not checked against the kind's schema.
 
-use rk_core::catalogue::ResourceInfo;
 use serde_json::{Map, Value};
 use tracing::warn;
 
@@ -39,7 +38,7 @@ use super::policies::{self, Bound, Params};
 use super::webhooks::{self, Attributes, Operation};
 use crate::cel::{Activation, Conditions, MutationEnv, match_conditions};
 use crate::error::{ApiError, StatusCause};
-use crate::patch::{PatchSchema, merge_apply_configuration, patch_strategy_for};
+use crate::patch::{PatchSchema, merge_apply_configuration};
 use crate::state::ApiState;
 
 const GROUP: &str = "admissionregistration.k8s.io";
@@ -230,7 +229,7 @@ async fn invoke(
         Params::Allowed => return Ok(false),
     };
     let info = equivalent.as_deref().unwrap_or(attrs.info);
-    let schema = patch_schema(state, info);
+    let schema = crate::registry::store::merge_schema(state, info);
     let mutations = spec["mutations"]
         .as_array()
         .map(Vec::as_slice)
@@ -330,14 +329,6 @@ fn apply(
             }
         }
         other => Err(format!("unsupported patchType {other:?}")),
-    }
-}
-
-/// The merge rules of the kind `info` names.
-fn patch_schema(state: &ApiState, info: &ResourceInfo) -> PatchSchema {
-    match state.custom_resource(info) {
-        Some(cr) => cr.patch_schema(&info.version),
-        None => patch_strategy_for(&info.api_version(), &info.kind),
     }
 }
 

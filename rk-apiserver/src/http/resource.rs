@@ -448,10 +448,7 @@ fn patch_type(call: &Call) -> Result<PatchType, ApiError> {
 }
 
 fn patch_schema(call: &Call, info: &ResourceInfo) -> crate::patch::PatchSchema {
-    match call.state.custom_resource(info) {
-        Some(cr) => cr.patch_schema(&info.version),
-        None => crate::patch::patch_strategy_for(&info.api_version(), &info.kind),
-    }
+    store::merge_schema(&call.state, info)
 }
 
 fn apply_patch(
@@ -557,8 +554,20 @@ async fn patch(
         }
         opts.field_manager = String::new();
         let out = store::guaranteed_update(&call.state, target, None, part, &opts, |current| {
-            crate::patch::server_side_apply(Some(current), &applied, &manager, force, &schema, &now)
-                .map_err(patch_error)
+            let subresource = match part {
+                Part::Main => "",
+                Part::Status => "status",
+            };
+            crate::patch::server_side_apply_to(
+                Some(current),
+                &applied,
+                &manager,
+                force,
+                &schema,
+                subresource,
+                &now,
+            )
+            .map_err(patch_error)
         })
         .await?;
         return call.respond(200, &info, out, repr, include).await;

@@ -27,10 +27,10 @@ struct Entry {
 impl Entry {
     /// Upstream's manager identity: appliers are one manager whatever the
     /// version they apply with; updaters are one per version.
-    fn is(&self, manager: &str, operation: &str, api_version: &str) -> bool {
+    fn is(&self, manager: &str, operation: &str, api_version: &str, subresource: &str) -> bool {
         self.manager == manager
             && self.operation == operation
-            && self.subresource.is_empty()
+            && self.subresource == subresource
             && (operation == APPLY || self.api_version == api_version)
     }
 
@@ -249,6 +249,20 @@ pub fn server_side_apply(
     schema: &PatchSchema,
     now: &str,
 ) -> Result<Value, PatchError> {
+    server_side_apply_to(live, applied, manager, force, schema, "", now)
+}
+
+/// [`server_side_apply`] through a subresource (`status`): the manager's
+/// entry records it, as upstream keeps a separate entry per subresource.
+pub fn server_side_apply_to(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    schema: &PatchSchema,
+    subresource: &str,
+    now: &str,
+) -> Result<Value, PatchError> {
     if manager.is_empty() {
         return Err(PatchError::bad(
             "fieldManager is required for apply requests",
@@ -294,7 +308,7 @@ pub fn server_side_apply(
     let applied_set = to_field_set(applied, node)?.difference(strip);
     let applier = match entries
         .iter()
-        .position(|e| e.is(manager, APPLY, &api_version))
+        .position(|e| e.is(manager, APPLY, &api_version, subresource))
     {
         Some(i) => i,
         None => {
@@ -302,7 +316,7 @@ pub fn server_side_apply(
                 manager: manager.into(),
                 operation: APPLY.into(),
                 api_version: api_version.clone(),
-                subresource: String::new(),
+                subresource: subresource.into(),
                 time: None,
                 set: FieldSet::default(),
             });
@@ -422,7 +436,7 @@ pub fn record_update_manager(old: Option<&Value>, new: &mut Value, manager: &str
         .unwrap_or_default()
         .to_string();
     let schema = patch_strategy_for(&api_version, &kind);
-    record_update_manager_with_schema(old, new, manager, &schema, now);
+    record_update_manager_with_schema(old, new, manager, &schema, "", now);
 }
 
 /// [`record_update_manager`] with an explicit schema (for custom resources,
@@ -432,12 +446,13 @@ pub fn record_update_manager_with_schema(
     new: &mut Value,
     manager: &str,
     schema: &PatchSchema,
+    subresource: &str,
     now: &str,
 ) {
     if manager.is_empty() {
         return;
     }
-    if try_record_update(old, new, manager, schema, now).is_err() {
+    if try_record_update(old, new, manager, schema, subresource, now).is_err() {
         let previous = old.and_then(managed_fields).cloned();
         if let Some(Value::Object(meta)) = new.get_mut("metadata") {
             match previous {
@@ -485,6 +500,7 @@ fn try_record_update(
     new: &mut Value,
     manager: &str,
     schema: &PatchSchema,
+    subresource: &str,
     now: &str,
 ) -> Result<(), PatchError> {
     depth_of(new)?;
@@ -524,7 +540,7 @@ fn try_record_update(
     if !owned.is_empty() {
         match entries
             .iter_mut()
-            .find(|e| e.is(manager, UPDATE, &api_version))
+            .find(|e| e.is(manager, UPDATE, &api_version, subresource))
         {
             Some(entry) => {
                 entry.set = entry.set.union(&owned);
@@ -534,7 +550,7 @@ fn try_record_update(
                 manager: manager.into(),
                 operation: UPDATE.into(),
                 api_version,
-                subresource: String::new(),
+                subresource: subresource.into(),
                 time: Some(now.to_string()),
                 set: owned,
             }),

@@ -81,7 +81,10 @@ mod tests_strategic;
 
 use serde_json::Value;
 
-pub use managed::{record_update_manager, record_update_manager_with_schema, server_side_apply};
+pub use managed::{
+    record_update_manager, record_update_manager_with_schema, server_side_apply,
+    server_side_apply_to,
+};
 pub use schema::{PatchSchema, patch_strategy_for};
 pub use strategic::apply_strategic_merge_patch;
 

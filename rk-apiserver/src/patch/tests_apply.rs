@@ -513,7 +513,7 @@ fn apply_to_custom_resource_uses_list_map_keys() {
     );
     let mut edited = b.clone();
     edited["spec"]["targets"][0]["weight"] = json!(9);
-    record_update_manager_with_schema(Some(&b), &mut edited, "kubectl-edit", &schema, T2);
+    record_update_manager_with_schema(Some(&b), &mut edited, "kubectl-edit", &schema, "", T2);
     assert_eq!(
         fields(&edited, "kubectl-edit"),
         &json!({"f:spec": {"f:targets": {"k:{\"host\":\"a\"}": {"f:weight": {}}}}})

@@ -611,6 +611,15 @@ fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     }
 }
 
+/// The merge rules of `info`'s kind: a custom resource's from its schema,
+/// a built-in kind's from its type.
+pub(crate) fn merge_schema(state: &ApiState, info: &ResourceInfo) -> crate::patch::PatchSchema {
+    match state.custom_resource(info) {
+        Some(cr) => cr.patch_schema(&info.version),
+        None => crate::patch::patch_strategy_for(&info.api_version(), &info.kind),
+    }
+}
+
 /// A pod's QoS class, as upstream computes it.
 fn qos_class(pod: &Value) -> &'static str {
     let mut any = false;
@@ -727,7 +736,15 @@ async fn create_with(
     let mut warnings = Vec::new();
     let mut obj = decode_and_default(state, info, obj, opts, decoded, &mut warnings)?;
     if !opts.field_manager.is_empty() {
-        crate::patch::record_update_manager(None, &mut obj, &opts.field_manager, &meta::now());
+        let schema = merge_schema(state, info);
+        crate::patch::record_update_manager_with_schema(
+            None,
+            &mut obj,
+            &opts.field_manager,
+            &schema,
+            "",
+            &meta::now(),
+        );
     }
     prepare_for_create(info, &mut obj);
     super::defaults::on_create(info, &mut obj);
@@ -925,10 +942,19 @@ where
         }
         crate::admission::on_update(state, info, &old, &mut new).await?;
         if !opts.field_manager.is_empty() {
-            crate::patch::record_update_manager(
+            // A custom resource's fields follow its schema's list and map
+            // types; a status write has its own entry.
+            let schema = merge_schema(state, info);
+            let subresource = match part {
+                Part::Main => "",
+                Part::Status => "status",
+            };
+            crate::patch::record_update_manager_with_schema(
                 Some(&old),
                 &mut new,
                 &opts.field_manager,
+                &schema,
+                subresource,
                 &meta::now(),
             );
         }
