@@ -66,9 +66,12 @@ pub fn client_for(url: &str) -> Result<kube::Client, String> {
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
-/// A kubeconfig (YAML) for a plain-HTTP server URL.
+/// A kubeconfig (YAML) for a plain-HTTP server URL. It says
+/// `insecure-skip-tls-verify: true`, which means nothing without TLS but
+/// which some clients (the JavaScript `@kubernetes/client-node` 2.x) demand
+/// before they speak plain HTTP.
 pub fn kubeconfig_for(url: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: rk\n  cluster:\n    server: {url}\ncontexts:\n- name: rk\n  context:\n    cluster: rk\n    user: rk-admin\n    namespace: default\ncurrent-context: rk\nusers:\n- name: rk-admin\n  user: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: rk\n  cluster:\n    server: {url}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: rk\n  context:\n    cluster: rk\n    user: rk-admin\n    namespace: default\ncurrent-context: rk\nusers:\n- name: rk-admin\n  user: {{}}\n"
     )
 }
