@@ -485,6 +485,45 @@ async fn events_written_as_events_k8s_io_are_read_as_core_events() {
         .await
         .unwrap();
     assert_eq!(by_field.items.len(), 1);
+    // The events.k8s.io field names select too.
+    for (selector, found) in [
+        (
+            "regarding.name=web,reportingController=rk/deployment-controller",
+            1,
+        ),
+        ("regarding.name=other", 0),
+        ("type=Normal,reason=ScalingReplicaSet", 1),
+    ] {
+        let listed = new_api
+            .list(&ListParams::default().fields(selector))
+            .await
+            .unwrap();
+        assert_eq!(listed.items.len(), found, "{selector}");
+    }
+    // An events.k8s.io Event without its reporter, action and time is
+    // refused, as upstream refuses it.
+    let bare: Event = serde_json::from_value(
+        json!({"metadata": {"name": "bare"}, "reason": "X", "type": "Normal"}),
+    )
+    .unwrap();
+    match new_api.create(&PostParams::default(), &bare).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            for field in [
+                "eventTime",
+                "reportingController",
+                "reportingInstance",
+                "action",
+            ] {
+                assert!(
+                    s.message.contains(&format!("{field}: Required value")),
+                    "{}",
+                    s.message
+                );
+            }
+        }
+        other => panic!("an incomplete event was stored: {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -40,8 +40,11 @@ impl Filter {
             };
         let fields = match q.get("fieldSelector") {
             Some(s) => {
-                let sel = rk_core::fields::FieldSelector::from_str(s)
+                let mut sel = rk_core::fields::FieldSelector::from_str(s)
                     .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
+                if info.group == "events.k8s.io" {
+                    sel = events_v1_fields(&sel);
+                }
                 let sel = sel
                     .for_kind(&info.kind)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -365,6 +368,21 @@ pub async fn list(
             Ok(response::json(200, &t))
         }
     }
+}
+
+/// An `events.k8s.io/v1` field selector in the field names of the core
+/// Event it is stored as (`regarding.name` is `involvedObject.name`,
+/// `reportingController` is `reportingComponent`), as upstream converts
+/// field labels between the two.
+fn events_v1_fields(sel: &rk_core::fields::FieldSelector) -> rk_core::fields::FieldSelector {
+    rk_core::fields::FieldSelector::from_requirements(sel.requirements().iter().map(|r| {
+        let field = match r.field.strip_prefix("regarding.") {
+            Some(rest) => format!("involvedObject.{rest}"),
+            None if r.field == "reportingController" => "reportingComponent".to_string(),
+            None => r.field.clone(),
+        };
+        rk_core::fields::FieldRequirement { field, ..r.clone() }
+    }))
 }
 
 /// A forbidden `resourceVersionMatch`, as upstream refuses it.

@@ -394,7 +394,13 @@ async fn create(
             store::create_decoded(&call.state, &info, namespace, decoded, &opts).await?
         }
         None => {
-            let body = call.to_stored(call.json_body()?);
+            let body = call.json_body()?;
+            if let Some(served) = &call.served
+                && served.group == "events.k8s.io"
+            {
+                events_v1_create(served, &body)?;
+            }
+            let body = call.to_stored(body);
             if info.group == "authentication.k8s.io" && info.kind == "TokenReview" {
                 let reviewed = super::tokens::review(&call.state, body).await?;
                 return Ok(response::json(201, &reviewed));
@@ -412,6 +418,25 @@ async fn create(
     }
     let include = IncludeObject::parse(call.query.get("includeObject"));
     call.respond(201, &info, out, repr, include).await
+}
+
+/// An `events.k8s.io/v1` Event is held to that version's rules before it is
+/// stored as a core Event.
+fn events_v1_create(served: &ResourceInfo, body: &Value) -> Result<(), ApiError> {
+    let causes = crate::registry::validation::events::v1_create(body);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let causes = causes
+        .into_iter()
+        .map(|c| crate::error::StatusCause {
+            reason: c.reason_str().to_string(),
+            message: c.detail_message(),
+            field: c.field.clone(),
+        })
+        .collect();
+    let name = body["metadata"]["name"].as_str().unwrap_or_default();
+    Err(ApiError::invalid(&served.kind, &served.group, name, causes))
 }
 
 async fn update(

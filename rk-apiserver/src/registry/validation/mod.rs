@@ -4,6 +4,7 @@
 //! fields that may not change on update.
 
 mod admission;
+pub mod events;
 mod meta;
 mod workloads;
 
