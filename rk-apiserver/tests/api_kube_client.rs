@@ -1154,3 +1154,27 @@ async fn send(
         .to_vec();
     (code, warnings, body)
 }
+
+/// A short watch that asked for bookmarks gets one before it times out, so
+/// its client resumes from a recent revision.
+#[tokio::test]
+async fn a_short_watch_gets_a_bookmark_before_it_ends() {
+    let server = TestServer::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let list = cms.list(&ListParams::default()).await.unwrap();
+    let rv = list.metadata.resource_version.unwrap();
+    let params = WatchParams::default().timeout(3);
+    let started = std::time::Instant::now();
+    let events: Vec<_> = cms
+        .watch(&params, &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, WatchEvent::Bookmark(_))),
+        "{events:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

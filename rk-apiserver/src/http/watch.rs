@@ -266,6 +266,9 @@ async fn run(
     let mut live = start.live;
     let mut tick = tokio::time::interval(BOOKMARK_INTERVAL);
     tick.tick().await;
+    // As upstream, one more bookmark shortly before the watch times out, so
+    // the client resumes from a recent revision however short the watch.
+    let mut last_call = Some(deadline - Duration::from_secs(2).min(timeout / 2));
     loop {
         tokio::select! {
             ev = live.recv() => {
@@ -280,6 +283,13 @@ async fn run(
                 }
             }
             _ = tick.tick(), if bookmarks => {
+                if let Some(rev) = cache.bookmark_revision(&live)
+                    && rev > 0 && rev >= last_rev && tx.send(w.bookmark(rev, false)).await.is_err() {
+                        return;
+                    }
+            }
+            _ = tokio::time::sleep_until(last_call.unwrap_or(deadline)), if bookmarks && last_call.is_some() => {
+                last_call = None;
                 if let Some(rev) = cache.bookmark_revision(&live)
                     && rev > 0 && rev >= last_rev && tx.send(w.bookmark(rev, false)).await.is_err() {
                         return;
