@@ -1178,3 +1178,22 @@ async fn a_short_watch_gets_a_bookmark_before_it_ends() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// The log of a pod no node runs yet is empty (upstream answers 204), and a
+/// container the pod does not have is a 400.
+#[tokio::test]
+async fn an_unscheduled_pod_has_an_empty_log() {
+    let server = TestServer::start().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let log = pods.logs("p", &Default::default()).await.unwrap();
+    assert_eq!(log, "");
+    let params = kube::api::LogParams {
+        container: Some("nope".into()),
+        ..Default::default()
+    };
+    assert_eq!(err_code(pods.logs("p", &params).await), 400);
+}

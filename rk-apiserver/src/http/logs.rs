@@ -17,10 +17,9 @@ pub async fn pod_logs(call: &Call, target: &Target) -> Result<Response<Body>, Ap
     let node_name = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
     let container = super::kubelet::container_of(&pod, &target.name, call.query.get("container"))?;
     if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "container \"{container}\" in pod \"{}\" is waiting to start: pod is not scheduled",
-            target.name
-        )));
+        // No node to ask yet: as upstream's log streamer without a
+        // location, 204 No Content.
+        return Ok(super::response::text(204, ""));
     }
     let (addr, port) = super::kubelet::endpoint(&call.state, &node_name).await?;
     let mut query = Vec::new();
