@@ -107,28 +107,14 @@ async fn run(
     let stored = policies::stored(state, "mutatingadmissionpolicies").await?;
     let before = obj.clone();
     let mut failures = Vec::new();
-    for binding in &bindings {
-        let binding_name = binding["metadata"]["name"].as_str().unwrap_or_default();
-        if only.is_some_and(|names| !names.iter().any(|n| n == binding_name)) {
+    for bound in Bound::pairs(&bindings, &stored) {
+        if only.is_some_and(|names| !names.iter().any(|n| n == bound.binding_name)) {
             continue;
         }
-        let policy_name = binding["spec"]["policyName"].as_str().unwrap_or_default();
-        let Some(policy) = stored
-            .iter()
-            .find(|p| p["metadata"]["name"].as_str() == Some(policy_name))
-        else {
-            continue;
-        };
-        let bound = Bound {
-            policy,
-            binding,
-            policy_name,
-            binding_name,
-        };
         if invoke(state, attrs, &bound, obj, old, &mut failures).await?
-            && policy["spec"]["reinvocationPolicy"].as_str() == Some("IfNeeded")
+            && bound.policy["spec"]["reinvocationPolicy"].as_str() == Some("IfNeeded")
         {
-            out.reinvoke.push(binding_name.to_string());
+            out.reinvoke.push(bound.binding_name.to_string());
         }
     }
     out.changed = *obj != before;

@@ -62,20 +62,7 @@ pub async fn validate(
     }
     let policies = stored(state, "validatingadmissionpolicies").await?;
     let mut warnings = Vec::new();
-    for binding in &bindings {
-        let policy_name = binding["spec"]["policyName"].as_str().unwrap_or_default();
-        let Some(policy) = policies
-            .iter()
-            .find(|p| p["metadata"]["name"].as_str() == Some(policy_name))
-        else {
-            continue;
-        };
-        let bound = Bound {
-            policy,
-            binding,
-            policy_name,
-            binding_name: binding["metadata"]["name"].as_str().unwrap_or_default(),
-        };
+    for bound in Bound::pairs(&bindings, &policies) {
         bound.run(state, attrs, obj, old, &mut warnings).await?;
     }
     Ok(warnings)
@@ -108,7 +95,27 @@ struct Violation {
     reason: String,
 }
 
-impl Bound<'_> {
+impl<'a> Bound<'a> {
+    /// Each binding with the policy it names (bindings of a policy that
+    /// does not exist are skipped).
+    pub(super) fn pairs(
+        bindings: &'a [Arc<Value>],
+        policies: &'a [Arc<Value>],
+    ) -> impl Iterator<Item = Bound<'a>> {
+        bindings.iter().filter_map(|binding| {
+            let policy_name = binding["spec"]["policyName"].as_str().unwrap_or_default();
+            let policy = policies
+                .iter()
+                .find(|p| p["metadata"]["name"].as_str() == Some(policy_name))?;
+            Some(Bound {
+                policy,
+                binding,
+                policy_name,
+                binding_name: binding["metadata"]["name"].as_str().unwrap_or_default(),
+            })
+        })
+    }
+
     async fn run(
         &self,
         state: &ApiState,
