@@ -1197,3 +1197,84 @@ async fn an_unscheduled_pod_has_an_empty_log() {
     };
     assert_eq!(err_code(pods.logs("p", &params).await), 400);
 }
+
+/// Upstream's `Priority` admission: a pod's priority and preemption policy
+/// come from its PriorityClass, or the global default, or 0.
+#[tokio::test]
+async fn pods_get_their_priority_from_their_class() {
+    use k8s_openapi::api::scheduling::v1::PriorityClass;
+    let server = TestServer::start().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let pod = |name: &str, extra: serde_json::Value| -> Pod {
+        let mut spec = json!({"containers": [{"name": "c", "image": "nginx"}]});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+    };
+    let pp = PostParams::default();
+    let plain = pods.create(&pp, &pod("plain", json!({}))).await.unwrap();
+    let spec = plain.spec.unwrap();
+    assert_eq!(spec.priority, Some(0));
+    assert_eq!(
+        spec.preemption_policy.as_deref(),
+        Some("PreemptLowerPriority")
+    );
+    let critical = pods
+        .create(
+            &pp,
+            &pod(
+                "critical",
+                json!({"priorityClassName": "system-node-critical"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(critical.spec.unwrap().priority, Some(2_000_001_000));
+    let forbidden = |r: Result<Pod, kube::Error>| match r {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403);
+            s.message
+        }
+        other => panic!("not refused: {other:?}"),
+    };
+    let unknown = forbidden(
+        pods.create(&pp, &pod("unknown", json!({"priorityClassName": "nope"})))
+            .await,
+    );
+    assert!(
+        unknown.contains("no PriorityClass with name nope was found"),
+        "{unknown}"
+    );
+    let stated = forbidden(
+        pods.create(&pp, &pod("stated", json!({"priority": 5})))
+            .await,
+    );
+    assert!(
+        stated.contains("the integer value of priority (5) must not be provided in pod spec"),
+        "{stated}"
+    );
+
+    // A global default class names itself on pods that name none.
+    let classes: Api<PriorityClass> = Api::all(server.client());
+    let class = serde_json::from_value(json!({"metadata": {"name": "batch"}, "value": 100,
+        "globalDefault": true, "preemptionPolicy": "Never"}))
+    .unwrap();
+    classes.create(&pp, &class).await.unwrap();
+    let mut defaulted = None;
+    for i in 0..100 {
+        let created = pods
+            .create(&pp, &pod(&format!("later-{i}"), json!({})))
+            .await
+            .unwrap();
+        let spec = created.spec.unwrap();
+        if spec.priority == Some(100) {
+            defaulted = Some(spec);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let spec = defaulted.expect("the global default class applies");
+    assert_eq!(spec.priority_class_name.as_deref(), Some("batch"));
+    assert_eq!(spec.preemption_policy.as_deref(), Some("Never"));
+}

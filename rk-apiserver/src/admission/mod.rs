@@ -1,5 +1,6 @@
 //! Admission that needs cluster state, run after validation and before the
-//! write: Service IP and NodePort allocation ([`service_ips`]), LimitRange
+//! write: Service IP and NodePort allocation ([`service_ips`]), pod priority
+//! ([`priority`]), LimitRange
 //! defaults and bounds ([`limit_ranges`]), ResourceQuota enforcement
 //! ([`quota`]), the cluster's `MutatingAdmissionPolicies`
 //! ([`mutating_policies`]) and `ValidatingAdmissionPolicies` ([`policies`],
@@ -10,6 +11,7 @@ pub mod limit_ranges;
 pub mod mutating_policies;
 mod parsed;
 pub mod policies;
+pub mod priority;
 pub mod quota;
 pub mod service_ips;
 pub mod webhooks;
@@ -37,6 +39,7 @@ pub async fn on_create(
         service_ips::admit(state, obj, None).await?;
     }
     if core && info.kind == "Pod" {
+        priority::admit_pod(state, obj).await?;
         limit_ranges::admit_pod(state, obj).await?;
     }
     quota::admit(state, info, obj).await

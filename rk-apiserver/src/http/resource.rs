@@ -427,14 +427,7 @@ fn events_v1_create(served: &ResourceInfo, body: &Value) -> Result<(), ApiError>
     if causes.is_empty() {
         return Ok(());
     }
-    let causes = causes
-        .into_iter()
-        .map(|c| crate::error::StatusCause {
-            reason: c.reason_str().to_string(),
-            message: c.detail_message(),
-            field: c.field.clone(),
-        })
-        .collect();
+    let causes = causes.iter().map(|c| c.to_status_cause()).collect();
     let name = body["metadata"]["name"].as_str().unwrap_or_default();
     Err(ApiError::invalid(&served.kind, &served.group, name, causes))
 }

@@ -155,20 +155,12 @@ fn template(obj: &mut Value, path: &[&str]) {
 /// and the server set its own (uid): a Job's generated selector (upstream
 /// makes it in the Job's validation, once the uid exists), and what
 /// upstream's admission plugins add to a pod — its default tolerations
-/// (`DefaultTolerationSeconds`) and its priority and preemption policy
-/// when it names no class (`Priority`).
+/// (`DefaultTolerationSeconds`); its priority comes from
+/// [`crate::admission::priority`].
 pub fn on_create(info: &ResourceInfo, obj: &mut Value) {
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") if obj["spec"].is_object() => {
             default_tolerations(&mut obj["spec"]);
-            if obj["spec"]["priority"].is_null() && obj["spec"]["priorityClassName"].is_null() {
-                obj["spec"]["priority"] = json!(0);
-                set_default(
-                    &mut obj["spec"],
-                    "preemptionPolicy",
-                    json!("PreemptLowerPriority"),
-                );
-            }
         }
         ("batch", "Job") if obj["spec"].is_object() => job_selector(obj),
         _ => {}
@@ -474,12 +466,10 @@ mod tests {
             spec["containers"][0]["terminationMessagePath"],
             "/dev/termination-log"
         );
-        // Tolerations and priority come from admission, on create only.
-        assert!(spec["tolerations"].is_null() && spec["priority"].is_null());
+        // Tolerations come from admission, on create only.
+        assert!(spec["tolerations"].is_null());
         on_create(&info("", "pods"), &mut pod);
         assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
-        assert_eq!(pod["spec"]["priority"], 0);
-        assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
     }
 
     #[test]

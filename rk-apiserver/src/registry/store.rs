@@ -370,14 +370,7 @@ fn validate(
     }
     let causes = super::validation::validate(info, &obj, old);
     if !causes.is_empty() {
-        let causes = causes
-            .into_iter()
-            .map(|c| StatusCause {
-                reason: c.reason_str().to_string(),
-                message: c.detail_message(),
-                field: c.field.clone(),
-            })
-            .collect();
+        let causes = causes.iter().map(|c| c.to_status_cause()).collect();
         return Err(ApiError::invalid(&info.kind, &info.group, &name, causes));
     }
     Ok(obj)

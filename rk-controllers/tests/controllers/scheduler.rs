@@ -295,9 +295,16 @@ async fn pods_for_another_scheduler_are_left_alone() -> TestResult {
 async fn a_high_priority_pod_preempts_a_lower_priority_one() -> TestResult {
     let c = cluster().await?;
     c.add_node(node("only", "1", vec![])).await?;
+    // Priority comes from a PriorityClass, as the API server's priority
+    // admission gives it (a pod may not state its own).
+    let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> =
+        Api::all(c._server.client());
+    let class = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "high"}, "value": 1000
+    }))?;
+    classes.create(&Default::default(), &class).await?;
     let mut low = pod("low", "800m");
     if let Some(spec) = low.spec.as_mut() {
-        spec.priority = Some(0);
         // no kubelet here: let the deletion finish at once
         spec.termination_grace_period_seconds = Some(0);
     }
@@ -305,7 +312,7 @@ async fn a_high_priority_pod_preempts_a_lower_priority_one() -> TestResult {
     assert_eq!(c.wait_bound("low").await?, "only");
     let mut high = pod("high", "500m");
     if let Some(spec) = high.spec.as_mut() {
-        spec.priority = Some(1000);
+        spec.priority_class_name = Some("high".into());
     }
     c.add_pod(high).await?;
     let nominated = c

@@ -58,6 +58,15 @@ impl Cause {
     }
 
     /// The message as upstream prints it after the field:
+    /// The cause as a `Status` carries it.
+    pub fn to_status_cause(&self) -> crate::error::StatusCause {
+        crate::error::StatusCause {
+            reason: self.reason_str().to_string(),
+            message: self.detail_message(),
+            field: self.field.clone(),
+        }
+    }
+
     /// `Required value`, `Invalid value: -1: must be ...`.
     pub fn detail_message(&self) -> String {
         let (prefix, with_value) = match self.reason {
