@@ -8,6 +8,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use serde_json::Value;
 
 use crate::cache::CachedObject;
+use crate::error::ApiError;
+use crate::state::ApiState;
 
 /// Most objects kept parsed; past it the memo starts over.
 const MAX_KEPT: usize = 4096;
@@ -36,4 +38,19 @@ pub(crate) fn parsed(cached: &Arc<CachedObject>) -> Option<Arc<Value>> {
     }
     memo.insert(cached.key.clone(), (cached.clone(), value.clone()));
     Some(value)
+}
+
+/// Every stored object of the cluster-wide resource `group/version/plural`,
+/// parsed, from the watch cache (none if the resource is not served).
+pub(crate) async fn all(
+    state: &ApiState,
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Result<Vec<Arc<Value>>, ApiError> {
+    let Some(info) = state.resource(group, version, plural) else {
+        return Ok(Vec::new());
+    };
+    let snapshot = state.cache(&info).await?.snapshot(&info.storage_prefix());
+    Ok(snapshot.objects.iter().filter_map(parsed).collect())
 }

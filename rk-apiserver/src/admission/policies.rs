@@ -70,15 +70,7 @@ pub async fn validate(
 
 /// The stored objects of one admissionregistration resource, by name.
 pub(super) async fn stored(state: &ApiState, plural: &str) -> Result<Vec<Arc<Value>>, ApiError> {
-    let Some(info) = state.resource(GROUP, "v1", plural) else {
-        return Ok(Vec::new());
-    };
-    let snapshot = state.cache(&info).await?.snapshot(&info.storage_prefix());
-    Ok(snapshot
-        .objects
-        .iter()
-        .filter_map(super::parsed::parsed)
-        .collect())
+    super::parsed::all(state, GROUP, "v1", plural).await
 }
 
 /// A policy with one binding of it.

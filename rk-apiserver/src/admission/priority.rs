@@ -19,7 +19,7 @@ pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError
     }
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let forbidden = |msg: String| ApiError::forbidden("", "pods", &name, &msg);
-    let classes = priority_classes(state).await?;
+    let classes = super::parsed::all(state, "scheduling.k8s.io", "v1", "priorityclasses").await?;
     let named = pod["spec"]["priorityClassName"]
         .as_str()
         .filter(|n| !n.is_empty())
@@ -83,17 +83,4 @@ fn preemption_of(class: &Value) -> String {
         .as_str()
         .unwrap_or(DEFAULT_PREEMPTION)
         .to_string()
-}
-
-/// The cluster's PriorityClasses, from the watch cache.
-async fn priority_classes(state: &ApiState) -> Result<Vec<std::sync::Arc<Value>>, ApiError> {
-    let Some(info) = state.resource("scheduling.k8s.io", "v1", "priorityclasses") else {
-        return Ok(Vec::new());
-    };
-    let snapshot = state.cache(&info).await?.snapshot(&info.storage_prefix());
-    Ok(snapshot
-        .objects
-        .iter()
-        .filter_map(super::parsed::parsed)
-        .collect())
 }
