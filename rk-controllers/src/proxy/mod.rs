@@ -436,7 +436,12 @@ async fn run_sync(shared: Arc<Shared>, client: kube::Client) {
     );
     let mut init_services: Option<HashSet<(String, String)>> = None;
     let mut init_slices: Option<HashSet<(String, String)>> = None;
+    // As upstream's kube-proxy, nothing is served before both initial lists
+    // are in: a Service whose endpoints are not known yet would turn its
+    // first clients away.
+    let (mut services_listed, mut slices_listed) = (false, false);
     while let Some(change) = changes.next().await {
+        let was_listed = services_listed && slices_listed;
         let mut table = shared.table.lock().unwrap_or_else(|p| p.into_inner());
         let mut touched: HashSet<(String, String)> = HashSet::new();
         match change {
@@ -456,6 +461,7 @@ async fn run_sync(shared: Arc<Shared>, client: kube::Client) {
                     touched.insert(key);
                 }
                 watcher::Event::InitDone => {
+                    services_listed = true;
                     let seen = init_services.take().unwrap_or_default();
                     let gone: Vec<(String, String)> = table
                         .services
@@ -496,6 +502,7 @@ async fn run_sync(shared: Arc<Shared>, client: kube::Client) {
                         }
                     }
                     watcher::Event::InitDone => {
+                        slices_listed = true;
                         let seen = init_slices.take().unwrap_or_default();
                         let gone: Vec<(String, String)> = table
                             .slices
@@ -522,6 +529,12 @@ async fn run_sync(shared: Arc<Shared>, client: kube::Client) {
                         .map(|k| (k.namespace.clone(), k.service.clone())),
                 );
             }
+        }
+        if !(services_listed && slices_listed) {
+            continue;
+        }
+        if !was_listed {
+            touched.extend(table.services.keys().cloned());
         }
         for (ns, name) in touched {
             shared.sync_service(&mut table, &ns, &name);

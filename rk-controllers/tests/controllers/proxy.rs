@@ -400,10 +400,17 @@ async fn copying_and_splicing_both_carry_a_large_transfer_and_its_end() -> Resul
             ..Config::default()
         };
         let proxy = proxy::start(server.client(), config).await?;
+        // Listening is not enough: the proxy must also know the endpoint,
+        // or it closes the connection while the 8 MiB are being written.
         wait_for(
-            "the frontend to listen",
+            "the frontend to forward to the echo backend",
             Duration::from_secs(10),
-            || async { TcpStream::connect(frontend).await.ok().map(drop) },
+            || async {
+                match echo_through(frontend, b"ping").await {
+                    Ok(back) if back == b"ping" => Some(()),
+                    _ => None,
+                }
+            },
         )
         .await?;
         let back = echo_through(frontend, &data).await?;
