@@ -27,6 +27,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admission;
+mod bootstrap;
 pub mod cache;
 pub mod cel;
 pub mod crd;

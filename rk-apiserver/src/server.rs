@@ -6,14 +6,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use rk_core::catalogue::Catalogue;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::cache::CacheSet;
 use crate::metrics::Metrics;
-use crate::registry::store::{self, WriteOptions};
 use crate::state::{ApiState, Limits};
 use crate::storage::{Storage, StorageError};
 
@@ -186,56 +184,8 @@ pub async fn build_state(
     for info in catalogue.iter().filter(|i| i.stored) {
         state.caches.add(&info.storage_prefix(), &info.kind).await?;
     }
-    bootstrap(&state).await;
+    crate::bootstrap::system_objects(&state).await;
     Ok(state)
-}
-
-/// Create what every cluster has from the start: the four system namespaces
-/// and the two system priority classes.
-async fn bootstrap(state: &ApiState) {
-    let Some(ns_info) = state.resource("", "v1", "namespaces") else {
-        return;
-    };
-    let opts = WriteOptions {
-        field_manager: "rk-apiserver".into(),
-        ..Default::default()
-    };
-    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match store::create(state, &ns_info, None, obj, &opts).await {
-            Ok(_) => {}
-            Err(e) if e.code == 409 => {}
-            Err(e) => {
-                tracing::error!(namespace = name, error = %e, "creating a system namespace failed")
-            }
-        }
-    }
-    // Upstream's two system priority classes.
-    let Some(pc_info) = state.resource("scheduling.k8s.io", "v1", "priorityclasses") else {
-        return;
-    };
-    for (name, value, description) in [
-        (
-            "system-node-critical",
-            2_000_001_000,
-            "Used for system critical pods that must not be moved from their current node.",
-        ),
-        (
-            "system-cluster-critical",
-            2_000_000_000,
-            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
-        ),
-    ] {
-        let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": name}, "value": value, "description": description});
-        match store::create(state, &pc_info, None, obj, &opts).await {
-            Ok(_) => {}
-            Err(e) if e.code == 409 => {}
-            Err(e) => {
-                tracing::error!(priority_class = name, error = %e, "creating a system priority class failed")
-            }
-        }
-    }
 }
 
 /// Start a server.
@@ -260,6 +210,7 @@ pub async fn start_with_storage(
         source,
     })?;
     let state = build_state(storage, config.limits).await?;
+    crate::bootstrap::kubernetes_service(&state, addr).await;
     let crd_task = tokio::spawn(crate::crd::run_controller(state.clone()));
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(crate::http::serve(state.clone(), listener, async move {

@@ -66,6 +66,32 @@ pub fn client_for(url: &str) -> Result<kube::Client, String> {
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
+/// [`client_for`] with a `User-Agent` naming `component` (`kubelet`,
+/// `kube-scheduler`, ...), as upstream's components send: the server takes
+/// its first part as the field manager of writes that name none, so
+/// `managedFields` says which component wrote what.
+pub fn component_client_for(url: &str, component: &str) -> Result<kube::Client, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("bad server URL {url}: {e}"))?;
+    let mut config = kube::Config::new(uri);
+    config.headers.push(user_agent(component)?);
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// The `User-Agent` header of an rk component, in upstream's form
+/// (`kubelet/v1.37.0-rk (linux/amd64) rk`).
+pub fn user_agent(component: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let value = format!(
+        "{component}/v1.37.0-rk ({}/{}) rk",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
+    let value = http::HeaderValue::from_str(&value)
+        .map_err(|e| format!("bad component name {component:?}: {e}"))?;
+    Ok((http::header::USER_AGENT, value))
+}
+
 /// A kubeconfig (YAML) for a plain-HTTP server URL. It says
 /// `insecure-skip-tls-verify: true`, which means nothing without TLS but
 /// which some clients (the JavaScript `@kubernetes/client-node` 2.x) demand

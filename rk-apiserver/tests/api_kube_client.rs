@@ -1278,3 +1278,92 @@ async fn pods_get_their_priority_from_their_class() {
     assert_eq!(spec.priority_class_name.as_deref(), Some("batch"));
     assert_eq!(spec.preemption_policy.as_deref(), Some("Never"));
 }
+
+/// What upstream's API server makes itself: the `default/kubernetes`
+/// Service on the first Service address with endpoints naming the server,
+/// and the `default` service account for a pod that names none.
+#[tokio::test]
+async fn the_kubernetes_service_names_the_server_and_pods_run_as_default() {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let server = TestServer::start().await.unwrap();
+    let port: i32 = server
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap();
+    let svc = Api::<Service>::namespaced(server.client(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("127.200.0.1"));
+    let ports = spec.ports.unwrap();
+    assert_eq!(ports[0].name.as_deref(), Some("https"));
+    assert_eq!(ports[0].port, 443);
+    let slice = Api::<EndpointSlice>::namespaced(server.client(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    assert_eq!(
+        slice.endpoints.unwrap()[0].addresses,
+        vec!["127.0.0.1".to_string()]
+    );
+    assert_eq!(slice.ports.unwrap()[0].port, Some(port));
+    assert_eq!(
+        slice.metadata.labels.unwrap()["kubernetes.io/service-name"],
+        "kubernetes"
+    );
+
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}}))
+    .unwrap();
+    let spec = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some("default"));
+}
+
+/// Upstream's reset fields: an applied configuration's `status` is not
+/// the applier's through the main endpoint, so an object exported with its
+/// status applies without conflicting with whoever writes the status.
+#[tokio::test]
+async fn apply_through_the_main_endpoint_ignores_status() {
+    let server = TestServer::start().await.unwrap();
+    let api: Api<Deployment> = Api::namespaced(server.client(), "default");
+    let ssa = PatchParams::apply("exporter");
+    api.patch("web", &ssa, &Patch::Apply(deployment("web", 1)))
+        .await
+        .unwrap();
+    let status = json!({"status": {"replicas": 1, "observedGeneration": 1}});
+    api.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(status.clone()),
+    )
+    .await
+    .unwrap();
+    let mut exported = serde_json::to_value(deployment("web", 2)).unwrap();
+    exported["status"] = json!({"replicas": 7, "readyReplicas": 7});
+    let applied = api
+        .patch("web", &ssa, &Patch::Apply(exported))
+        .await
+        .unwrap();
+    assert_eq!(applied.spec.replicas, Some(2));
+    let st = applied.status.unwrap();
+    assert_eq!(st.replicas, Some(1));
+    assert_eq!(st.ready_replicas, None);
+    let mine = applied
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .find(|m| m.manager.as_deref() == Some("exporter"))
+        .unwrap();
+    let owned = serde_json::to_value(mine.fields_v1.unwrap()).unwrap();
+    assert!(owned.get("f:status").is_none(), "{owned}");
+}

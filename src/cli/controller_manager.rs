@@ -81,8 +81,11 @@ fn rand_suffix() -> u32 {
     t ^ std::process::id().rotate_left(16)
 }
 
-/// A client from a kubeconfig file.
-pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Client> {
+/// A client from a kubeconfig file, its `User-Agent` naming `component`.
+pub async fn client_from_kubeconfig(
+    path: &std::path::Path,
+    component: &str,
+) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)
         .with_context(|| format!("reading {}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(
@@ -91,13 +94,17 @@ pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<ku
     )
     .await
     .context("loading the kubeconfig")?;
+    let mut config = config;
+    config
+        .headers
+        .push(rk_apiserver::test_server::user_agent(component).map_err(anyhow::Error::msg)?);
     kube::Client::try_from(config).context("building the client")
 }
 
 /// Run `rk controller-manager`.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let selection: Selection = args.controllers.parse()?;
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = client_from_kubeconfig(&args.kubeconfig, "kube-controller-manager").await?;
     if !args.metrics_bind_address.is_empty() {
         let addr: std::net::SocketAddr = args.metrics_bind_address.parse().with_context(|| {
             format!(

@@ -117,7 +117,7 @@ pub fn config(args: &Args) -> anyhow::Result<Config> {
 /// Run `rk kubelet` until Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = config(&args)?;
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = client_from_kubeconfig(&args.kubeconfig, "kubelet").await?;
     let kubelet = kubelet::start(client, config)
         .await
         .context("starting the kubelet")?;

@@ -66,7 +66,7 @@ pub fn config(args: &Args) -> anyhow::Result<Config> {
 /// Run `rk proxy` until Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = config(&args)?;
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = client_from_kubeconfig(&args.kubeconfig, "kube-proxy").await?;
     let proxy = proxy::start(client, config)
         .await
         .context("starting the proxy")?;

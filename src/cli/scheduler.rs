@@ -36,7 +36,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => SchedulerConfiguration::default(),
     };
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = client_from_kubeconfig(&args.kubeconfig, "kube-scheduler").await?;
     let options = Options {
         config,
         ..Options::default()

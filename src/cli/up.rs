@@ -150,7 +150,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     std::fs::write(&kubeconfig, rk_apiserver::test_server::kubeconfig_for(&url))
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
     // Every component gets its own client, as separate processes would.
-    let client = || rk_apiserver::test_server::client_for(&url).map_err(anyhow::Error::msg);
+    let client = |component: &str| {
+        rk_apiserver::test_server::component_client_for(&url, component).map_err(anyhow::Error::msg)
+    };
 
     let mut tasks = tokio::task::JoinSet::new();
     let selection: rk_controllers::controller_manager::Selection = args.controllers.parse()?;
@@ -158,7 +160,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         cluster_cidr: rk_controllers::controllers::node_ipam::ClusterCidr::new(CLUSTER_CIDR, 24)?,
         ..Default::default()
     };
-    let cm_client = client()?;
+    let cm_client = client("kube-controller-manager")?;
     tasks.spawn(async move {
         if let Err(e) =
             rk_controllers::controller_manager::run(cm_client, &selection, options).await
@@ -166,7 +168,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "controller manager stopped");
         }
     });
-    let sched_client = client()?;
+    let sched_client = client("kube-scheduler")?;
     tasks.spawn(async move {
         if let Err(e) = rk_controllers::scheduler::run(sched_client, Default::default()).await {
             tracing::error!(error = %e, "scheduler stopped");
@@ -175,7 +177,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut kubelets = Vec::new();
     for config in kubelet_configs(&args, data_dir)? {
         kubelets.push(
-            kubelet::start(client()?, config)
+            kubelet::start(client("kubelet")?, config)
                 .await
                 .context("starting a kubelet")?,
         );
@@ -184,11 +186,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         add_loopback_addresses: args.proxy_add_addresses,
         ..Default::default()
     };
-    let proxy = rk_controllers::proxy::start(client()?, proxy_config)
+    let proxy = rk_controllers::proxy::start(client("kube-proxy")?, proxy_config)
         .await
         .context("starting the proxy")?;
 
-    let ready = wait_for_ready_nodes(&client()?, args.nodes, Duration::from_secs(30)).await;
+    let ready = wait_for_ready_nodes(&client("rk")?, args.nodes, Duration::from_secs(30)).await;
     crate::release_freed_memory();
     eprintln!(
         "rk: cluster up in {:.1}s ({ready}/{} nodes Ready, API server {url}); run: export KUBECONFIG={}",

@@ -1,6 +1,6 @@
 //! Admission that needs cluster state, run after validation and before the
-//! write: Service IP and NodePort allocation ([`service_ips`]), pod priority
-//! ([`priority`]), LimitRange
+//! write: Service IP and NodePort allocation ([`service_ips`]), a pod's
+//! service account ([`service_account`]), pod priority ([`priority`]), LimitRange
 //! defaults and bounds ([`limit_ranges`]), ResourceQuota enforcement
 //! ([`quota`]), the cluster's `MutatingAdmissionPolicies`
 //! ([`mutating_policies`]) and `ValidatingAdmissionPolicies` ([`policies`],
@@ -13,6 +13,7 @@ mod parsed;
 pub mod policies;
 pub mod priority;
 pub mod quota;
+pub mod service_account;
 pub mod service_ips;
 pub mod webhooks;
 
@@ -39,6 +40,7 @@ pub async fn on_create(
         service_ips::admit(state, obj, None).await?;
     }
     if core && info.kind == "Pod" {
+        service_account::admit_pod(obj);
         priority::admit_pod(state, obj).await?;
         limit_ranges::admit_pod(state, obj).await?;
     }

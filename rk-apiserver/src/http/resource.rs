@@ -551,7 +551,8 @@ async fn patch(
                 }],
             ));
         }
-        let applied = parse_body(Some("application/apply-patch+yaml"), &call.body)?;
+        let mut applied = parse_body(Some("application/apply-patch+yaml"), &call.body)?;
+        reset_fields(&info, part, &mut applied);
         let force = call.query.flag("force");
         let manager = opts.field_manager.clone();
         let now = crate::registry::meta::now();
@@ -608,6 +609,26 @@ async fn patch(
     })
     .await?;
     call.respond(200, &target.info, out, repr, include).await
+}
+
+/// Drop from an applied configuration what the endpoint does not write, as
+/// upstream's reset fields: `status` through the main endpoint of a kind
+/// with a status subresource, everything but `status` (and the object's
+/// identity) through `status`. The applier then neither owns those fields
+/// nor conflicts over them (an object exported with `kubectl get -o yaml`
+/// applies cleanly).
+fn reset_fields(info: &ResourceInfo, part: Part, applied: &mut Value) {
+    let Some(fields) = applied.as_object_mut() else {
+        return;
+    };
+    match part {
+        Part::Main if info.has_subresource("status") => {
+            fields.remove("status");
+        }
+        Part::Main => {}
+        Part::Status => fields
+            .retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status")),
+    }
 }
 
 async fn patch_scale(call: &Call, target: &Target) -> Result<Response<Body>, ApiError> {

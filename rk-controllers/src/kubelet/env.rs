@@ -1,4 +1,4 @@
-//! A container's environment: `envFrom`, then `env` (literal values with
+//! A container's environment: the Service variables, `envFrom`, then `env` (literal values with
 //! `$(VAR)` expansion, and `valueFrom` field, resource, ConfigMap and Secret
 //! references), plus what the kubelet adds (`POD_IP`, `HOSTNAME`).
 //!
@@ -64,6 +64,7 @@ pub struct Sources {
     namespace: String,
     config_maps: HashMap<String, Option<ConfigMap>>,
     secrets: HashMap<String, Option<Secret>>,
+    service_env: Option<Vec<(String, String)>>,
 }
 
 impl Sources {
@@ -74,7 +75,17 @@ impl Sources {
             namespace: namespace.to_owned(),
             config_maps: HashMap::new(),
             secrets: HashMap::new(),
+            service_env: None,
         }
+    }
+
+    /// The Service variables of `pod` ([`super::service_env`]), read once.
+    pub async fn service_env(&mut self, pod: &Pod) -> Result<Vec<(String, String)>, String> {
+        if self.service_env.is_none() {
+            let services = super::service_env::services_for(&self.client, pod).await?;
+            self.service_env = Some(super::service_env::variables(&services));
+        }
+        Ok(self.service_env.clone().unwrap_or_default())
     }
 
     /// A ConfigMap's data (binary data decoded lossily), `None` if it does not exist.
@@ -225,8 +236,9 @@ pub fn resource_value(
     Ok(value.to_string())
 }
 
-/// The container's environment, in order: `envFrom` sources, then `env`,
-/// then the kubelet's own (`POD_IP`, `HOSTNAME` unless set).
+/// The container's environment, in order: the Service variables
+/// ([`super::service_env`]), `envFrom` sources, then `env`, then the
+/// kubelet's own (`POD_IP`, `HOSTNAME` unless set).
 pub async fn container_env(
     pod: &Pod,
     container: &Container,
@@ -242,6 +254,9 @@ pub async fn container_env(
             None => env.push((k, v)),
         }
     };
+    for (k, v) in sources.service_env(pod).await? {
+        set(&mut env, k, v);
+    }
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let (data, optional, what, name) = if let Some(r) = &from.config_map_ref {

@@ -37,6 +37,7 @@ pub mod port_forward;
 pub mod probes;
 pub mod runtime;
 mod server;
+pub mod service_env;
 pub mod spdy;
 pub mod stats;
 pub mod status;

@@ -407,6 +407,50 @@ async fn env_sources_and_config_map_volumes_reach_the_process() -> Result<(), Er
     Ok(())
 }
 
+/// Upstream's service links: every container learns the cluster IP and
+/// ports of its namespace's Services and of `default/kubernetes`; a pod
+/// with `enableServiceLinks: false` only of the latter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_variables_reach_the_process() -> Result<(), Error> {
+    use k8s_openapi::api::core::v1::Service;
+    let (server, kubelet, _dir) = start("node-sv").await?;
+    let services: Api<Service> = Api::namespaced(server.client(), "default");
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "my-web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080}]}
+    }))?;
+    let ip = services
+        .create(&PostParams::default(), &svc)
+        .await?
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .ok_or("no cluster IP")?;
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let script = "echo \"$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT_HTTPS $MY_WEB_PORT_8080_TCP ${MY_WEB_SERVICE_HOST:-none}\"";
+    for (name, links) in [("linked", true), ("unlinked", false)] {
+        let p = pod(
+            name,
+            "node-sv",
+            json!({"restartPolicy": "Never", "enableServiceLinks": links,
+                "containers": [{"name": "main", "command": sh(script)}]}),
+        );
+        pods.create(&PostParams::default(), &p).await?;
+    }
+    for name in ["linked", "unlinked"] {
+        wait_for("Succeeded", Duration::from_secs(10), || async {
+            let p = get_pod(&pods, name).await?;
+            (phase(&p) == "Succeeded").then_some(())
+        })
+        .await?;
+    }
+    let linked = pods.logs("linked", &LogParams::default()).await?;
+    assert_eq!(linked, format!("127.200.0.1:443 tcp://{ip}:8080 {ip}\n"));
+    let unlinked = pods.logs("unlinked", &LogParams::default()).await?;
+    assert_eq!(unlinked, "127.200.0.1:443  none\n");
+    kubelet.shutdown().await;
+    Ok(())
+}
+
 async fn http_get(url: &str) -> Result<String, Error> {
     let uri: http::Uri = url.parse()?;
     let host = uri.host().ok_or("no host")?.to_owned();
