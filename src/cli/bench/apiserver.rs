@@ -165,20 +165,23 @@ async fn http_creates(
             .to_string();
     c.request(Method::POST, "/api/v1/namespaces", Some(Bytes::from(ns)))
         .await?;
-    let per = total / clients;
+    // Every pod is created: the first `total % clients` clients make one more.
+    let clients = clients.clamp(1, total.max(1));
+    let (per, extra) = (total / clients, total % clients);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..clients {
+        let (first, count) = (w * per + w.min(extra), per + usize::from(w < extra));
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::connect(addr).await?;
-            let mut lat = Vec::with_capacity(per);
-            for i in 0..per {
+            let mut lat = Vec::with_capacity(count);
+            for i in first..first + count {
                 let t = Instant::now();
                 let (code, body) = conn
                     .request(
                         Method::POST,
                         "/api/v1/namespaces/bench/pods",
-                        Some(pod_json("bench", w * per + i)),
+                        Some(pod_json("bench", i)),
                     )
                     .await?;
                 anyhow::ensure!(
@@ -195,7 +198,7 @@ async fn http_creates(
     for t in tasks {
         lat.extend(t.await??);
     }
-    let rate = (per * clients) as f64 / start.elapsed().as_secs_f64();
+    let rate = total as f64 / start.elapsed().as_secs_f64();
     lat.sort_by(|a, b| a.total_cmp(b));
     Ok((rate, lat))
 }
