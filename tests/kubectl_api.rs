@@ -96,6 +96,32 @@ async fn server_side_apply_records_managers_and_reports_conflicts() {
         c.get_json(&["deployment", "web"]).await["spec"]["replicas"],
         3
     );
+    // An object exported with its status applies cleanly: the status
+    // someone else wrote is neither a conflict nor overwritten.
+    c.kubectl(&[
+        "patch",
+        "deployment",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":3,"readyReplicas":1}}"#,
+    ])
+    .await;
+    let exported = c
+        .kubectl(&["get", "deployment", "web", "-o", "yaml"])
+        .await
+        .replace("readyReplicas: 1", "readyReplicas: 9");
+    let out = c
+        .kubectl_in(&["apply", "--server-side", "-f", "-"], Some(&exported))
+        .await;
+    assert!(out.contains("serverside-applied"), "{out}");
+    let d = c.get_json(&["deployment", "web"]).await;
+    assert_eq!(d["status"]["readyReplicas"], 1);
+    let out = c
+        .kubectl_output(&["diff", "--server-side", "-f", "-"], Some(&exported), &[])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
