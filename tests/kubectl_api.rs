@@ -1247,3 +1247,26 @@ async fn crd_validation_rules_refuse_what_they_say() {
         .await;
     assert!(out.contains("gate.example.com/h created"), "{out}");
 }
+
+/// The Service every cluster has, as kubectl shows it, and upstream's
+/// warning for the deprecated v1 Endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_service_and_the_endpoints_deprecation_warning() {
+    let c = Cluster::start().await;
+    let out = c.kubectl(&["get", "service", "kubernetes"]).await;
+    assert!(out.contains("127.200.0.1"), "{out}");
+    assert!(out.contains("443/TCP"), "{out}");
+    let out = c
+        .kubectl_output(&["get", "endpoints", "kubernetes"], None, &[])
+        .await;
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+        ),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("127.0.0.1:"), "{stdout}");
+}

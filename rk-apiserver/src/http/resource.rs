@@ -237,7 +237,31 @@ fn depth(v: &Value) -> usize {
 }
 
 /// Serve a resource request.
-pub async fn handle(mut call: Call) -> Result<Response<Body>, ApiError> {
+pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
+    let deprecated = deprecation_warning(&call.path);
+    let mut resp = handle_resource(call).await?;
+    if let Some(warning) = deprecated {
+        response::add_warnings(&mut resp, &[warning.to_string()]);
+    }
+    Ok(resp)
+}
+
+/// Upstream's warning for a request to a deprecated resource version
+/// (kubectl prints it as `Warning: ...`).
+fn deprecation_warning(path: &ResourcePath) -> Option<&'static str> {
+    match (
+        path.group.as_str(),
+        path.version.as_str(),
+        path.resource.as_str(),
+    ) {
+        ("", "v1", "endpoints") => {
+            Some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
+        }
+        _ => None,
+    }
+}
+
+async fn handle_resource(mut call: Call) -> Result<Response<Body>, ApiError> {
     let p = call.path.clone();
     let info = call
         .state
