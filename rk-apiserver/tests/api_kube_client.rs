@@ -1367,3 +1367,33 @@ async fn apply_through_the_main_endpoint_ignores_status() {
     let owned = serde_json::to_value(mine.fields_v1.unwrap()).unwrap();
     assert!(owned.get("f:status").is_none(), "{owned}");
 }
+
+/// `?pretty=true` indents the JSON as upstream's server does.
+#[tokio::test]
+async fn pretty_answers_are_indented() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let req = |uri: &str| http::Request::get(uri).body(Vec::new()).unwrap();
+    let pretty = client
+        .request_text(req("/api/v1/namespaces/default?pretty=true"))
+        .await
+        .unwrap();
+    assert!(
+        pretty.starts_with("{\n  \"apiVersion\": \"v1\",\n"),
+        "{pretty}"
+    );
+    assert!(
+        pretty.contains("\n    \"name\": \"default\",\n"),
+        "{pretty}"
+    );
+    let compact = client
+        .request_text(req("/api/v1/namespaces/default"))
+        .await
+        .unwrap();
+    assert!(!compact.contains('\n'), "{compact}");
+    let parsed: serde_json::Value = serde_json::from_str(&pretty).unwrap();
+    assert_eq!(
+        parsed,
+        serde_json::from_str::<serde_json::Value>(&compact).unwrap()
+    );
+}

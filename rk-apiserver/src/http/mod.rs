@@ -7,6 +7,7 @@ pub mod exec;
 pub mod kubelet;
 pub mod list;
 pub mod logs;
+pub mod pretty;
 pub mod resource;
 pub mod resource_metrics;
 pub mod response;
@@ -99,6 +100,7 @@ async fn handle(
     let query = Query::parse(req.uri().query());
     let is_watch = rp.as_ref().is_some_and(|p| p.legacy_watch) || query.flag("watch");
     let is_list = rp.as_ref().is_some_and(|p| p.name.is_none());
+    let pretty = !is_watch && pretty::wanted(&query, req.headers());
     let verb = verb_of(req.method(), is_list, is_watch);
     let resource = rp.as_ref().map(|p| p.resource.clone()).unwrap_or_default();
     // Watches are long-running and don't count against the in-flight limit.
@@ -127,7 +129,10 @@ async fn handle(
             )),
         }
     };
-    let resp = resp.unwrap_or_else(|e| response::error(&e));
+    let mut resp = resp.unwrap_or_else(|e| response::error(&e));
+    if pretty {
+        resp = pretty::apply(resp).await;
+    }
     if let Some((path, query)) = &logged {
         tracing::debug!(
             verb,
