@@ -88,7 +88,7 @@ pub async fn services_for(client: &kube::Client, pod: &Pod) -> Result<Vec<Servic
     let own_kubernetes = services
         .iter()
         .any(|s| s.metadata.name.as_deref() == Some("kubernetes"));
-    if !own_kubernetes && !(links && namespace == "default") {
+    if !own_kubernetes {
         let api: Api<Service> = Api::namespaced(client.clone(), "default");
         if let Some(master) = api
             .get_opt("kubernetes")
