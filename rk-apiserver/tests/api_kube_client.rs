@@ -1397,3 +1397,139 @@ async fn pretty_answers_are_indented() {
         serde_json::from_str::<serde_json::Value>(&compact).unwrap()
     );
 }
+
+/// Bad input answered as upstream answers it: resource quantities, an
+/// eviction for another pod, an apply at the wrong version, a watch with a
+/// negative timeout.
+#[tokio::test]
+async fn more_bad_input_gets_upstreams_answers() {
+    let server = TestServer::start().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "default");
+    let pod = |name: &str, resources: serde_json::Value| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "nginx", "resources": resources}]}}))
+        .unwrap()
+    };
+    let pp = PostParams::default();
+    let refused = |r: Result<Pod, kube::Error>, code: u16| match r {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, code, "{s:?}");
+            s.message
+        }
+        other => panic!("not refused: {other:?}"),
+    };
+    let negative = refused(
+        pods.create(&pp, &pod("neg", json!({"requests": {"cpu": "-1"}})))
+            .await,
+        422,
+    );
+    assert!(
+        negative.contains(
+            "spec.containers[0].resources.requests[cpu]: Invalid value: \"-1\": must be greater than or equal to 0"
+        ),
+        "{negative}"
+    );
+    let above = refused(
+        pods.create(
+            &pp,
+            &pod(
+                "above",
+                json!({"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}),
+            ),
+        )
+        .await,
+        422,
+    );
+    assert!(
+        above.contains(
+            "spec.containers[0].resources.requests: Invalid value: \"2Gi\": must be less than or equal to memory limit of 1Gi"
+        ),
+        "{above}"
+    );
+    // Limits alone: the requests follow them, so the pod is Guaranteed.
+    let limited = pods
+        .create(
+            &pp,
+            &pod(
+                "limited",
+                json!({"limits": {"cpu": "500m", "memory": "64Mi"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let requests = limited.spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .requests
+        .unwrap();
+    assert_eq!(requests["cpu"].0, "500m");
+    assert_eq!(requests["memory"].0, "64Mi");
+
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": "someone-else", "namespace": "default"}});
+    let req = http::Request::post("/api/v1/namespaces/default/pods/limited/eviction")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&eviction).unwrap())
+        .unwrap();
+    match server.client().request_text(req).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 400);
+            assert_eq!(
+                s.message,
+                "name in URL does not match name in Eviction object"
+            );
+        }
+        other => panic!("eviction not refused: {other:?}"),
+    }
+
+    let wrong = json!({"apiVersion": "v2", "kind": "Pod", "metadata": {"name": "limited"}});
+    let applied = pods
+        .patch("limited", &PatchParams::apply("me"), &Patch::Apply(wrong))
+        .await;
+    let msg = refused(applied, 400);
+    assert_eq!(
+        msg,
+        "Incorrect version specified in apply patch. Specified patch version: v2, expected: v1"
+    );
+
+    // A CRD whose validation rule does not compile is refused whole.
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object",
+                        "x-kubernetes-validations": [
+                            {"rule": "self.?size.orValue(0) >= 0"},
+                            {"rule": "self.size +"}],
+                        "properties": {"size": {"type": "integer"}}}}}}}]}
+    }))
+    .unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(server.client());
+    match crds.create(&pp, &crd).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            assert!(
+                s.message.contains(
+                    "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[1].rule: Invalid value: \"self.size +\": compilation failed"
+                ),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("CRD not refused: {other:?}"),
+    }
+
+    let started = std::time::Instant::now();
+    let req = http::Request::get("/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=-5")
+        .body(Vec::new())
+        .unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(10), server.client().request_text(req))
+        .await
+        .expect("a watch with a negative timeout ends at once");
+    assert!(body.is_ok(), "{body:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -576,6 +576,16 @@ async fn patch(
             ));
         }
         let mut applied = parse_body(Some("application/apply-patch+yaml"), &call.body)?;
+        // The version the URL names (the stored one may differ).
+        let expected = call.served.as_deref().unwrap_or(&info).api_version();
+        if let Some(given) = applied["apiVersion"].as_str()
+            && !given.is_empty()
+            && given != expected
+        {
+            return Err(ApiError::bad_request(format!(
+                "Incorrect version specified in apply patch. Specified patch version: {given}, expected: {expected}"
+            )));
+        }
         reset_fields(&info, part, &mut applied);
         let force = call.query.flag("force");
         let manager = opts.field_manager.clone();

@@ -163,6 +163,8 @@ pub async fn watch(
     }
     let timeout = match q.int("timeoutSeconds")? {
         Some(t) if t > 0 => Duration::from_secs(t as u64).min(state.limits.max_watch_timeout),
+        // Upstream's timer for a negative timeout fires at once.
+        Some(t) if t < 0 => Duration::ZERO,
         _ => state.limits.max_watch_timeout,
     };
     let cache = state.cache(&info).await?;

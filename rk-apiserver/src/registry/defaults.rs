@@ -87,6 +87,21 @@ fn container(c: &mut Value) {
     }
 }
 
+/// A pod's container without a request for a resource it has a limit for
+/// requests the limit (upstream's `SetDefaults_Pod`; not for templates).
+fn requests_from_limits(c: &mut Value) {
+    let Some(limits) = c["resources"]["limits"].as_object().cloned() else {
+        return;
+    };
+    if limits.is_empty() || !c["resources"].is_object() {
+        return;
+    }
+    let requests = object(&mut c["resources"], "requests");
+    for (name, q) in limits {
+        set_default(requests, &name, q);
+    }
+}
+
 /// Pod spec defaults (also applied to every pod template).
 pub fn pod_spec(spec: &mut Value) {
     if !spec.is_object() {
@@ -170,7 +185,15 @@ pub fn on_create(info: &ResourceInfo, obj: &mut Value) {
 /// Apply upstream's defaults to an object of `info`.
 pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
     match (info.group.as_str(), info.kind.as_str()) {
-        ("", "Pod") => pod_spec(object(obj, "spec")),
+        ("", "Pod") => {
+            let spec = object(obj, "spec");
+            pod_spec(spec);
+            for key in ["containers", "initContainers"] {
+                for c in items(spec, key) {
+                    requests_from_limits(c);
+                }
+            }
+        }
         ("", "PodTemplate") => template(obj, &["template"]),
         ("", "ReplicationController") => {
             let spec = object(obj, "spec");

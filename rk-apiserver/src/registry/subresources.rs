@@ -227,6 +227,14 @@ pub async fn bind(
 /// always, with `unhealthyPodEvictionPolicy: AlwaysAllow`) without taking
 /// a disruption.
 pub async fn evict(state: &ApiState, target: &Target, eviction: &Value) -> Result<(), ApiError> {
+    if let Some(name) = eviction["metadata"]["name"].as_str()
+        && !name.is_empty()
+        && name != target.name
+    {
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
+    }
     let (pod, _) = store::get(state, target).await?;
     let phase = pod["status"]["phase"].as_str().unwrap_or("");
     let terminal = phase == "Succeeded" || phase == "Failed";

@@ -301,6 +301,42 @@ fn validate_root_schema(schema: &Value, path: &str, status: bool, out: &mut Vec<
     structural(schema, path, Level::Root, 0, out);
 }
 
+/// `x-kubernetes-validations`: every rule is required and must compile, as
+/// must a `messageExpression` (upstream refuses the CRD otherwise, rather
+/// than each custom resource).
+fn validation_rules(schema: &serde_json::Map<String, Value>, path: &str, out: &mut Vec<Cause>) {
+    let Some(rules) = schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    for (i, entry) in rules.iter().enumerate() {
+        let base = format!("{path}.x-kubernetes-validations[{i}]");
+        match entry.get("rule").and_then(Value::as_str) {
+            None | Some("") => out.push(Cause::required(&format!("{base}.rule"), "")),
+            Some(rule) => {
+                if let Err(e) = crate::cel::parses(rule) {
+                    out.push(Cause::invalid(
+                        &format!("{base}.rule"),
+                        &Value::String(rule.to_owned()),
+                        &e,
+                    ));
+                }
+            }
+        }
+        if let Some(expr) = entry.get("messageExpression").and_then(Value::as_str)
+            && let Err(e) = crate::cel::parses(expr)
+        {
+            out.push(Cause::invalid(
+                &format!("{base}.messageExpression"),
+                &Value::String(expr.to_owned()),
+                &e,
+            ));
+        }
+    }
+}
+
 fn structural(schema: &Value, path: &str, level: Level, depth: usize, out: &mut Vec<Cause>) {
     if depth > MAX_DEPTH {
         out.push(Cause::invalid(
@@ -314,6 +350,7 @@ fn structural(schema: &Value, path: &str, level: Level, depth: usize, out: &mut 
         return;
     };
     let flag = |k: &str| m.get(k).and_then(Value::as_bool);
+    validation_rules(m, path, out);
     let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
     let int_or_string = flag("x-kubernetes-int-or-string") == Some(true);
     let preserve = flag("x-kubernetes-preserve-unknown-fields");

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use rk_core::catalogue::ResourceInfo;
 use rk_core::labels::validation as names;
+use rk_core::quantity::ParsedQuantity;
 use serde_json::{Value, json};
 
 use super::{Cause, duplicate, forbidden, invalid, not_supported, required};
@@ -14,6 +15,47 @@ fn non_negative(out: &mut Vec<Cause>, field: &str, v: &Value) {
         && n < 0
     {
         out.push(invalid(field, v, "must be greater than or equal to 0"));
+    }
+}
+
+/// A container's resource requirements, as upstream's
+/// `ValidateResourceRequirements`: no negative quantity, and no request
+/// above its limit.
+fn resources(out: &mut Vec<Cause>, path: &str, res: &Value) {
+    let parsed = |part: &str| -> BTreeMap<String, (String, ParsedQuantity)> {
+        res[part]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| {
+                let text = v.as_str()?.to_string();
+                let q = text.parse::<ParsedQuantity>().ok()?;
+                Some((k.clone(), (text, q)))
+            })
+            .collect()
+    };
+    let (requests, limits) = (parsed("requests"), parsed("limits"));
+    for (part, map) in [("limits", &limits), ("requests", &requests)] {
+        for (name, (text, q)) in map {
+            if q.is_negative() {
+                out.push(invalid(
+                    &format!("{path}.{part}[{name}]"),
+                    &json!(text),
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+    }
+    for (name, (text, q)) in &requests {
+        if let Some((limit_text, limit)) = limits.get(name)
+            && q > limit
+        {
+            out.push(invalid(
+                &format!("{path}.requests"),
+                &json!(text),
+                &format!("must be less than or equal to {name} limit of {limit_text}"),
+            ));
+        }
     }
 }
 
@@ -112,6 +154,7 @@ fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&
                     out.push(required(&format!("{base}.env[{j}].name")));
                 }
             }
+            resources(out, &format!("{base}.resources"), &c["resources"]);
         }
     }
     if let Some(rp) = spec["restartPolicy"].as_str()
