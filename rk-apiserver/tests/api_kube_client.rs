@@ -1533,3 +1533,138 @@ async fn more_bad_input_gets_upstreams_answers() {
     assert!(body.is_ok(), "{body:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// Common mistakes in pods, Services, ConfigMaps, Secrets, RBAC and
+/// Ingresses are 422s with upstream's causes.
+#[tokio::test]
+async fn common_mistakes_are_invalid_as_upstream_says() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let post = |path: &'static str, body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let req = http::Request::post(path)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).unwrap())
+                .unwrap();
+            match client.request_text(req).await {
+                Err(kube::Error::Api(s)) => (s.code, s.message),
+                Ok(_) => (201, String::new()),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    let pod = |name: &str, spec: serde_json::Value| {
+        let mut s = json!({"containers": [{"name": "c", "image": "x"}]});
+        if let (Some(m), Some(e)) = (s.as_object_mut(), spec.as_object()) {
+            m.extend(e.clone());
+        }
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": s})
+    };
+    let pods = "/api/v1/namespaces/default/pods";
+    let cases = [
+        (
+            pods,
+            pod(
+                "env",
+                json!({"containers": [{"name": "c", "image": "x",
+                "env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}),
+            ),
+            "spec.containers[0].env[0].valueFrom: Invalid value: \"\": may not be specified when `value` is not empty",
+        ),
+        (
+            pods,
+            pod(
+                "probe",
+                json!({"containers": [{"name": "c", "image": "x",
+                "livenessProbe": {"periodSeconds": -1, "exec": {"command": ["true"]}}}]}),
+            ),
+            "spec.containers[0].livenessProbe.periodSeconds: Invalid value: -1: must be greater than or equal to 0",
+        ),
+        (
+            pods,
+            pod(
+                "vols",
+                json!({"volumes": [{"name": "v", "emptyDir": {}, "hostPath": {"path": "/x"}}]}),
+            ),
+            "spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type",
+        ),
+        (
+            pods,
+            pod(
+                "pull",
+                json!({"containers": [{"name": "c", "image": "x", "imagePullPolicy": "Sometimes"}]}),
+            ),
+            "spec.containers[0].imagePullPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"IfNotPresent\", \"Never\"",
+        ),
+        (
+            pods,
+            pod("dns", json!({"dnsPolicy": "Weird"})),
+            "spec.dnsPolicy: Unsupported value: \"Weird\"",
+        ),
+        (
+            pods,
+            pod(
+                "tol",
+                json!({"tolerations": [{"key": "a", "operator": "Exists", "value": "x"}]}),
+            ),
+            "spec.tolerations[0].operator: Invalid value: \"x\": value must be empty when `operator` is 'Exists'",
+        ),
+        (
+            "/api/v1/namespaces/default/services",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "far"},
+                "spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 80}]}}),
+            "the provided IP (10.0.0.1) is not in the valid range. The range of valid IPs is 127.200.0.0/16",
+        ),
+        (
+            "/api/v1/namespaces/default/services",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "low"},
+                "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}}),
+            "Service \"low\" is invalid: spec.ports[0].nodePort",
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "twice"},
+                "data": {"a": "x"}, "binaryData": {"a": "eA=="}}),
+            "binaryData: Invalid value: \"a\": duplicate of key present in data",
+        ),
+        (
+            "/api/v1/namespaces/default/secrets",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls"},
+                "type": "kubernetes.io/tls", "data": {}}),
+            "data[tls.crt]: Required value",
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "empty"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": []}]}),
+            "rules[0].verbs: Required value: verbs must contain at least one value",
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "b"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Nope", "name": "r"}}),
+            "roleRef.kind: Unsupported value: \"Nope\"",
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i"}, "spec": {}}),
+            "either `defaultBackend` or `rules` must be specified",
+        ),
+    ];
+    for (path, body, want) in cases {
+        let (code, message) = post(path, body.clone()).await;
+        assert_eq!(code, 422, "{body}: {message}");
+        assert!(message.contains(want), "{body}:\n{message}\nwants: {want}");
+    }
+    // What is right still goes in.
+    let (code, message) = post(
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "reader"}, "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+                {"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]}),
+    )
+    .await;
+    assert_eq!(code, 201, "{message}");
+}

@@ -72,11 +72,11 @@ async fn all_services(state: &ApiState) -> Result<Vec<Value>, ApiError> {
         .collect())
 }
 
-fn invalid(field: &str, message: String) -> ApiError {
+fn invalid(name: &str, field: &str, message: String) -> ApiError {
     ApiError::invalid(
         "Service",
         "",
-        "",
+        name,
         vec![StatusCause {
             reason: "FieldValueInvalid".into(),
             message,
@@ -97,6 +97,7 @@ async fn allocate_service(
     if ty == "ExternalName" {
         return Ok(());
     }
+    let name = svc["metadata"]["name"].as_str().unwrap_or("").to_string();
     // The allocation lock serialises allocators in this server.
     let _guard = state.allocation_lock.lock().await;
     let services = all_services(state).await?;
@@ -144,12 +145,24 @@ async fn allocate_service(
     } else {
         let ip: Ipv4Addr = wanted.parse().map_err(|_| {
             invalid(
+                &name,
                 "spec.clusterIPs",
                 format!("Invalid value: \"{wanted}\": must be a valid IP address"),
             )
         })?;
+        let offset = u32::from(ip).wrapping_sub(u32::from(SERVICE_CIDR_BASE));
+        if offset == 0 || offset >= SERVICE_CIDR_SIZE - 1 {
+            return Err(invalid(
+                &name,
+                "spec.clusterIPs",
+                format!(
+                    "Invalid value: []string{{\"{wanted}\"}}: failed to allocate IP {wanted}: the provided IP ({wanted}) is not in the valid range. The range of valid IPs is {SERVICE_CIDR_BASE}/16"
+                ),
+            ));
+        }
         if used_ips.contains(&ip) {
             return Err(invalid(
+                &name,
                 "spec.clusterIPs",
                 format!(
                     "Invalid value: []string{{\"{wanted}\"}}: failed to allocate IP {wanted}: provided IP is already allocated"
@@ -189,6 +202,7 @@ async fn allocate_service(
                     Some(np) if np != 0 => {
                         if !NODE_PORT_RANGE.contains(&np) {
                             return Err(invalid(
+                                &name,
                                 &format!("spec.ports[{i}].nodePort"),
                                 format!(
                                     "Invalid value: {np}: provided port is not in the valid range. The range of valid ports is 30000-32767"
@@ -197,6 +211,7 @@ async fn allocate_service(
                         }
                         if taken.contains(&np) && !old_ports.contains(&np) {
                             return Err(invalid(
+                                &name,
                                 &format!("spec.ports[{i}].nodePort"),
                                 format!("Invalid value: {np}: provided port is already allocated"),
                             ));

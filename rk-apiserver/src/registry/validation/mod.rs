@@ -3,6 +3,7 @@
 //! annotations, required fields, workload selectors, Service ports, and the
 //! fields that may not change on update.
 
+mod access;
 mod admission;
 pub mod events;
 mod meta;
@@ -154,6 +155,14 @@ pub(crate) fn duplicate(field: &str, value: &Value) -> Cause {
 pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = meta::object_meta(info, obj, old);
     causes.extend(workloads::spec(info, obj, old));
+    match (info.group.as_str(), info.kind.as_str()) {
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => causes.extend(access::role(obj)),
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            causes.extend(access::binding(obj))
+        }
+        ("networking.k8s.io", "Ingress") => causes.extend(access::ingress(obj)),
+        _ => {}
+    }
     if info.group == "admissionregistration.k8s.io" {
         match info.kind.as_str() {
             "MutatingWebhookConfiguration" => {

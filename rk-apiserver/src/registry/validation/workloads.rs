@@ -72,6 +72,19 @@ fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&
         .collect();
     let mut seen_volumes = HashSet::new();
     for (i, v) in spec["volumes"].as_array().into_iter().flatten().enumerate() {
+        let sources: Vec<&String> = v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, val)| k.as_str() != "name" && val.is_object())
+            .map(|(k, _)| k)
+            .collect();
+        if let Some(extra) = sources.get(1) {
+            out.push(forbidden(
+                &format!("{path}.volumes[{i}].{extra}"),
+                "may not specify more than 1 volume type",
+            ));
+        }
         let f = format!("{path}.volumes[{i}].name");
         match v["name"].as_str() {
             None | Some("") => out.push(required(&f)),
@@ -153,8 +166,94 @@ fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&
                 if e["name"].as_str().is_none_or(str::is_empty) {
                     out.push(required(&format!("{base}.env[{j}].name")));
                 }
+                if e["value"].as_str().is_some_and(|v| !v.is_empty()) && e["valueFrom"].is_object()
+                {
+                    out.push(invalid(
+                        &format!("{base}.env[{j}].valueFrom"),
+                        &json!(""),
+                        "may not be specified when `value` is not empty",
+                    ));
+                }
             }
             resources(out, &format!("{base}.resources"), &c["resources"]);
+            if let Some(policy) = c["imagePullPolicy"].as_str()
+                && !matches!(policy, "Always" | "IfNotPresent" | "Never")
+            {
+                out.push(not_supported(
+                    &format!("{base}.imagePullPolicy"),
+                    &c["imagePullPolicy"],
+                    &["Always", "IfNotPresent", "Never"],
+                ));
+            }
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                let p = &c[probe];
+                if !p.is_object() {
+                    continue;
+                }
+                for field in [
+                    "initialDelaySeconds",
+                    "timeoutSeconds",
+                    "periodSeconds",
+                    "successThreshold",
+                    "failureThreshold",
+                ] {
+                    non_negative(out, &format!("{base}.{probe}.{field}"), &p[field]);
+                }
+            }
+        }
+    }
+    if let Some(dns) = spec["dnsPolicy"].as_str()
+        && !matches!(
+            dns,
+            "ClusterFirst" | "ClusterFirstWithHostNet" | "Default" | "None"
+        )
+    {
+        out.push(not_supported(
+            &format!("{path}.dnsPolicy"),
+            &spec["dnsPolicy"],
+            &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+        ));
+    }
+    for (i, t) in spec["tolerations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let operator = t["operator"].as_str().unwrap_or("Equal");
+        match operator {
+            "Exists" => {
+                if t["value"].as_str().is_some_and(|v| !v.is_empty()) {
+                    out.push(invalid(
+                        &format!("{path}.tolerations[{i}].operator"),
+                        &t["value"],
+                        "value must be empty when `operator` is 'Exists'",
+                    ));
+                }
+            }
+            "Equal" | "" => {
+                if t["key"].as_str().is_none_or(str::is_empty) {
+                    out.push(invalid(
+                        &format!("{path}.tolerations[{i}].operator"),
+                        &json!(operator),
+                        "operator must be Exists when `key` is empty, which means \"match all values and all keys\"",
+                    ));
+                }
+            }
+            _ => out.push(not_supported(
+                &format!("{path}.tolerations[{i}].operator"),
+                &t["operator"],
+                &["Equal", "Exists"],
+            )),
+        }
+        if let Some(effect) = t["effect"].as_str()
+            && !matches!(effect, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        {
+            out.push(not_supported(
+                &format!("{path}.tolerations[{i}].effect"),
+                &t["effect"],
+                &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+            ));
         }
     }
     if let Some(rp) = spec["restartPolicy"].as_str()
@@ -470,6 +569,40 @@ pub fn spec(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause>
                         && k != "..";
                     if !valid {
                         out.push(invalid(key, &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
+                    }
+                }
+            }
+            if info.kind == "ConfigMap" {
+                for k in obj["binaryData"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    if obj["data"].get(k).is_some() {
+                        out.push(invalid(
+                            "binaryData",
+                            &json!(k),
+                            "duplicate of key present in data",
+                        ));
+                    }
+                }
+            }
+            if info.kind == "Secret" {
+                let has = |key: &str| {
+                    obj["data"].get(key).is_some() || obj["stringData"].get(key).is_some()
+                };
+                let needed: &[&str] = match obj["type"].as_str().unwrap_or("Opaque") {
+                    "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+                    "kubernetes.io/basic-auth" => &[],
+                    "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+                    "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+                    "kubernetes.io/dockercfg" => &[".dockercfg"],
+                    _ => &[],
+                };
+                for key in needed {
+                    if !has(key) {
+                        out.push(required(&format!("data[{key}]")));
                     }
                 }
             }
