@@ -117,6 +117,9 @@ struct Shared {
     config: Config,
     table: Mutex<Table>,
     bind_errors: AtomicU64,
+    /// Addresses a failed listen was already logged for at `warn` (each
+    /// resync tries again; the repeats go to `debug`).
+    bind_warned: Mutex<HashSet<SocketAddr>>,
     syncs: AtomicU64,
 }
 
@@ -207,7 +210,16 @@ impl Shared {
             }
             Err(e) => {
                 self.bind_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(service = %port.name, %addr, protocol, error = %e, "cannot listen for a service port");
+                let first = self
+                    .bind_warned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(addr);
+                if first {
+                    tracing::warn!(service = %port.name, %addr, protocol, error = %e, "cannot listen for a service port");
+                } else {
+                    tracing::debug!(service = %port.name, %addr, protocol, error = %e, "cannot listen for a service port");
+                }
                 None
             }
         }
@@ -593,6 +605,7 @@ pub async fn start(client: kube::Client, config: Config) -> Result<Proxy, ProxyE
         config,
         table: Mutex::new(Table::default()),
         bind_errors: AtomicU64::new(0),
+        bind_warned: Mutex::new(HashSet::new()),
         syncs: AtomicU64::new(0),
     });
     let mut tasks = vec![AbortOnDrop(tokio::spawn(run_sync(shared.clone(), client)))];
