@@ -8,8 +8,8 @@
 //! tests/rk_up.rs runs another `rk up` at the same time. The two clusters
 //! share the loopback pod range, so pods of both may get the same
 //! `127.100.0.x` address: this test's app listens on port 18234 (that one on
-//! 8080), and its Service asks for NodePort 31234 (that one is allocated
-//! from 30000 up), so nothing collides.
+//! 8080), and its Service asks for NodePort 31234 (that one's is allocated
+//! at random, as upstream's: one chance in 2,768 of the same port).
 
 mod common;
 

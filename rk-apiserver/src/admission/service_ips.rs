@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rand::Rng;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, StatusCause};
@@ -125,14 +126,14 @@ async fn allocate_service(
     } else if let Some(k) = keep {
         Some(k.to_string())
     } else if wanted.is_empty() {
-        let mut chosen = None;
-        for offset in 1..SERVICE_CIDR_SIZE - 1 {
-            let ip = Ipv4Addr::from(u32::from(SERVICE_CIDR_BASE) + offset);
-            if !used_ips.contains(&ip) {
-                chosen = Some(ip);
-                break;
-            }
-        }
+        // As upstream, a random free address (so two clusters on one
+        // machine rarely meet), the first one kept for `default/kubernetes`.
+        let usable = SERVICE_CIDR_SIZE - 3;
+        let start = rand::rng().random_range(0..usable);
+        let chosen = (0..usable)
+            .map(|i| 2 + (start + i) % usable)
+            .map(|offset| Ipv4Addr::from(u32::from(SERVICE_CIDR_BASE) + offset))
+            .find(|ip| !used_ips.contains(ip));
         let ip = chosen
             .ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full"))?;
         state
@@ -219,8 +220,12 @@ async fn allocate_service(
                         taken.insert(np);
                     }
                     _ => {
-                        let np = NODE_PORT_RANGE
-                            .clone()
+                        // A random free port, as upstream's allocator.
+                        let (low, high) = (*NODE_PORT_RANGE.start(), *NODE_PORT_RANGE.end());
+                        let size = high - low + 1;
+                        let start = rand::rng().random_range(0..size);
+                        let np = (0..size)
+                            .map(|i| low + (start + i) % size)
                             .find(|n| !taken.contains(n))
                             .ok_or_else(|| {
                                 ApiError::internal("failed to allocate a nodePort: range is full")
