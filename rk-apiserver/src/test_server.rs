@@ -59,11 +59,14 @@ impl TestServer {
 
 /// A `kube::Client` for a plain-HTTP server URL.
 pub fn client_for(url: &str) -> Result<kube::Client, String> {
+    kube::Client::try_from(config_for(url)?).map_err(|e| e.to_string())
+}
+
+fn config_for(url: &str) -> Result<kube::Config, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("bad server URL {url}: {e}"))?;
-    let config = kube::Config::new(uri);
-    kube::Client::try_from(config).map_err(|e| e.to_string())
+    Ok(kube::Config::new(uri))
 }
 
 /// [`client_for`] with a `User-Agent` naming `component` (`kubelet`,
@@ -71,10 +74,7 @@ pub fn client_for(url: &str) -> Result<kube::Client, String> {
 /// its first part as the field manager of writes that name none, so
 /// `managedFields` says which component wrote what.
 pub fn component_client_for(url: &str, component: &str) -> Result<kube::Client, String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("bad server URL {url}: {e}"))?;
-    let mut config = kube::Config::new(uri);
+    let mut config = config_for(url)?;
     config.headers.push(user_agent(component)?);
     kube::Client::try_from(config).map_err(|e| e.to_string())
 }

@@ -128,12 +128,10 @@ async fn allocate_service(
     } else if wanted.is_empty() {
         // As upstream, a random free address (so two clusters on one
         // machine rarely meet), the first one kept for `default/kubernetes`.
-        let usable = SERVICE_CIDR_SIZE - 3;
-        let start = rand::rng().random_range(0..usable);
-        let chosen = (0..usable)
-            .map(|i| 2 + (start + i) % usable)
-            .map(|offset| Ipv4Addr::from(u32::from(SERVICE_CIDR_BASE) + offset))
-            .find(|ip| !used_ips.contains(ip));
+        let chosen = random_free(2..=SERVICE_CIDR_SIZE - 2, |offset| {
+            let ip = Ipv4Addr::from(u32::from(SERVICE_CIDR_BASE) + offset);
+            (!used_ips.contains(&ip)).then_some(ip)
+        });
         let ip = chosen
             .ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full"))?;
         state
@@ -221,15 +219,13 @@ async fn allocate_service(
                     }
                     _ => {
                         // A random free port, as upstream's allocator.
-                        let (low, high) = (*NODE_PORT_RANGE.start(), *NODE_PORT_RANGE.end());
-                        let size = high - low + 1;
-                        let start = rand::rng().random_range(0..size);
-                        let np = (0..size)
-                            .map(|i| low + (start + i) % size)
-                            .find(|n| !taken.contains(n))
-                            .ok_or_else(|| {
-                                ApiError::internal("failed to allocate a nodePort: range is full")
-                            })?;
+                        let np =
+                            random_free(NODE_PORT_RANGE, |n| (!taken.contains(&n)).then_some(n))
+                                .ok_or_else(|| {
+                                    ApiError::internal(
+                                        "failed to allocate a nodePort: range is full",
+                                    )
+                                })?;
                         taken.insert(np);
                         state
                             .allocations
@@ -244,6 +240,23 @@ async fn allocate_service(
         }
     }
     Ok(())
+}
+
+/// The first `free` answer going round `range` from a random place, as
+/// upstream's allocators pick at random among the free values.
+fn random_free<N, T>(range: std::ops::RangeInclusive<N>, free: impl Fn(N) -> Option<T>) -> Option<T>
+where
+    N: Copy + Into<i64> + TryFrom<i64>,
+{
+    let (low, high) = ((*range.start()).into(), (*range.end()).into());
+    if high < low {
+        return None;
+    }
+    let size = high - low + 1;
+    let start = rand::rng().random_range(0..size);
+    (0..size)
+        .filter_map(|i| N::try_from(low + (start + i) % size).ok())
+        .find_map(free)
 }
 
 /// Allocate (or keep) a Service's cluster IP and node ports.
