@@ -363,10 +363,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let raw_cpu = (cpu_seconds(std::process::id()) - own_cpu)
         / ((args.pods * 2) / args.clients * args.clients).max(1) as f64;
     let cache_before = cache_memory(server.addr).await?;
-    let server_cpu = cpu_seconds(pid);
+    let (server_cpu, client_cpu) = (cpu_seconds(pid), cpu_seconds(std::process::id()));
     let (http_rate, create_lat) = http_creates(server.addr, args.clients, args.pods).await?;
-    let create_cpu =
-        (cpu_seconds(pid) - server_cpu) / (args.pods / args.clients * args.clients).max(1) as f64;
+    let create_cpu = (cpu_seconds(pid) - server_cpu) / args.pods.max(1) as f64;
+    let load_cpu = (cpu_seconds(std::process::id()) - client_cpu) / args.pods.max(1) as f64;
     let loaded_rss = rss_kib(pid);
     let cache_after = cache_memory(server.addr).await?;
     let (list_lat, items, list_bytes) = list_latency(server.addr, 50).await?;
@@ -394,6 +394,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "| CPU per write: raw storage (writer and callers) / server per HTTP create | {:.0} µs / {:.0} µs |",
         raw_cpu * 1e6,
         create_cpu * 1e6
+    );
+    println!(
+        "| CPU per HTTP create in the load generator ({} clients, same machine) | {:.0} µs |",
+        args.clients,
+        load_cpu * 1e6
     );
     println!(
         "| create latency p50 / p99 | {:.2} ms / {:.2} ms |",
