@@ -134,14 +134,20 @@ impl Query {
         matches!(self.get(key), Some("true") | Some("1") | Some("True"))
     }
 
-    /// A non-negative integer parameter; a malformed value is a 400.
+    /// An integer parameter; a malformed value is a 400 worded as
+    /// upstream's parameter decoding words it.
     pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}"))),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|e| {
+                let why = match e.kind() {
+                    std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                        "value out of range"
+                    }
+                    _ => "invalid syntax",
+                };
+                ApiError::bad_request(format!("strconv.ParseInt: parsing {v:?}: {why}"))
+            }),
         }
     }
 

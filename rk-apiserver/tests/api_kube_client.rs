@@ -1532,6 +1532,66 @@ async fn more_bad_input_gets_upstreams_answers() {
         .expect("a watch with a negative timeout ends at once");
     assert!(body.is_ok(), "{body:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Every list option is decoded, even one a plain list does not use.
+    let req = http::Request::get("/api/v1/namespaces/default/pods?timeoutSeconds=abc")
+        .body(Vec::new())
+        .unwrap();
+    match server.client().request_text(req).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 400);
+            assert_eq!(
+                s.message,
+                "strconv.ParseInt: parsing \"abc\": invalid syntax"
+            );
+        }
+        other => panic!("bad timeoutSeconds not refused: {other:?}"),
+    }
+
+    // RuntimeClass admission: an overhead needs a class that defines it; a
+    // pod naming a class gets its overhead and scheduling.
+    let with_overhead = |name: &str, class: Option<&str>| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"runtimeClassName": class, "overhead": {"cpu": "100m"},
+                "containers": [{"name": "c", "image": "nginx"}]}}))
+        .unwrap()
+    };
+    let msg = refused(pods.create(&pp, &with_overhead("over", None)).await, 403);
+    assert_eq!(
+        msg,
+        "pods \"over\" is forbidden: pod rejected: Pod Overhead set without corresponding RuntimeClass defined Overhead"
+    );
+    let msg = refused(
+        pods.create(&pp, &with_overhead("nowhere", Some("gvisor")))
+            .await,
+        403,
+    );
+    assert_eq!(
+        msg,
+        "pods \"nowhere\" is forbidden: pod rejected: RuntimeClass \"gvisor\" not found"
+    );
+    use k8s_openapi::api::node::v1::RuntimeClass;
+    let classes: Api<RuntimeClass> = Api::all(server.client());
+    let class: RuntimeClass = serde_json::from_value(json!({"metadata": {"name": "gvisor"},
+        "handler": "runsc", "overhead": {"podFixed": {"cpu": "250m"}},
+        "scheduling": {"nodeSelector": {"sandbox": "gvisor"}}}))
+    .unwrap();
+    classes.create(&pp, &class).await.unwrap();
+    let msg = refused(
+        pods.create(&pp, &with_overhead("differs", Some("gvisor")))
+            .await,
+        403,
+    );
+    assert!(
+        msg.contains("Pod's Overhead doesn't match RuntimeClass's defined Overhead"),
+        "{msg}"
+    );
+    let plain: Pod = serde_json::from_value(json!({"metadata": {"name": "sandboxed"},
+        "spec": {"runtimeClassName": "gvisor", "containers": [{"name": "c", "image": "nginx"}]}}))
+    .unwrap();
+    let spec = pods.create(&pp, &plain).await.unwrap().spec.unwrap();
+    assert_eq!(spec.overhead.unwrap()["cpu"].0, "250m");
+    assert_eq!(spec.node_selector.unwrap()["sandbox"], "gvisor");
 }
 
 /// Common mistakes in pods, Services, ConfigMaps, Secrets, RBAC and

@@ -1,6 +1,7 @@
 //! Admission that needs cluster state, run after validation and before the
 //! write: Service IP and NodePort allocation ([`service_ips`]), a pod's
-//! service account ([`service_account`]), pod priority ([`priority`]), LimitRange
+//! service account ([`service_account`]), pod priority ([`priority`]), its RuntimeClass's
+//! overhead and scheduling ([`runtime_class`]), LimitRange
 //! defaults and bounds ([`limit_ranges`]), ResourceQuota enforcement
 //! ([`quota`]), the cluster's `MutatingAdmissionPolicies`
 //! ([`mutating_policies`]) and `ValidatingAdmissionPolicies` ([`policies`],
@@ -13,6 +14,7 @@ mod parsed;
 pub mod policies;
 pub mod priority;
 pub mod quota;
+pub mod runtime_class;
 pub mod service_account;
 pub mod service_ips;
 pub mod webhooks;
@@ -42,6 +44,7 @@ pub async fn on_create(
     if core && info.kind == "Pod" {
         service_account::admit_pod(obj);
         priority::admit_pod(state, obj).await?;
+        runtime_class::admit_pod(state, obj).await?;
         limit_ranges::admit_pod(state, obj).await?;
     }
     quota::admit(state, info, obj).await

@@ -263,6 +263,9 @@ pub async fn list(
 ) -> Result<Response<Body>, ApiError> {
     let filter = Filter::from_query(info, q)?;
     let limit = q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    // Upstream decodes every list option: a malformed one is a 400 even
+    // where a plain list does not use it.
+    q.int("timeoutSeconds")?;
     let rv = q.get("resourceVersion");
     let rv_match = q.get("resourceVersionMatch");
     let page = if let Some(token) = q.get("continue") {
