@@ -168,6 +168,11 @@ impl ApiState {
 
     /// The custom resource behind `info`, if it is one.
     pub fn custom_resource(&self, info: &ResourceInfo) -> Option<Arc<CustomResource>> {
+        // Asked several times per request: built-in kinds skip the lookup
+        // (a CRD cannot define a kind in a built-in group).
+        if rk_core::catalogue::Catalogue::is_builtin_group(&info.group) {
+            return None;
+        }
         self.custom
             .read()
             .unwrap_or_else(|p| p.into_inner())

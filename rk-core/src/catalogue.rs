@@ -202,7 +202,10 @@ pub struct Catalogue {
     by_path: PathIndex,
 }
 
-type PathIndex = HashMap<String, HashMap<String, HashMap<String, Arc<ResourceInfo>>>>;
+/// Every request looks its resource up here, several times: hashed with
+/// foldhash rather than SipHash (the keys are the server's own names).
+type FastMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+type PathIndex = FastMap<FastMap<FastMap<Arc<ResourceInfo>>>>;
 
 struct Spec {
     group: &'static str,
@@ -807,7 +810,7 @@ impl Catalogue {
     }
 
     fn reindex(&mut self) {
-        let mut index = PathIndex::new();
+        let mut index = PathIndex::default();
         for ((g, v, p), info) in &self.entries {
             index
                 .entry(g.clone())
@@ -820,8 +823,16 @@ impl Catalogue {
     }
 
     /// True if `group` holds built-in kinds (CRDs may not define kinds there).
+    /// Asked on every write: a scan of the ~20 distinct groups, not of every
+    /// built-in kind.
     pub fn is_builtin_group(group: &str) -> bool {
-        BUILTINS.iter().any(|s| s.group == group)
+        static GROUPS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+            let mut groups: Vec<&'static str> = BUILTINS.iter().map(|s| s.group).collect();
+            groups.sort_unstable();
+            groups.dedup();
+            groups
+        });
+        GROUPS.contains(&group)
     }
 
     /// Add or replace an entry (a CRD version). Built-in entries cannot be

@@ -27,7 +27,9 @@ mod object;
 use std::fmt;
 use std::str::FromStr;
 
-pub use object::{field_value, object_field, selectable_fields, supported_fields};
+pub use object::{
+    field_value, object_field, selectable_field_values, selectable_fields, supported_fields,
+};
 
 /// Why a string is not a field selector, or names a field the kind does not
 /// support.

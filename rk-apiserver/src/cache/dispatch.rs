@@ -17,7 +17,9 @@ use crate::storage::{Event, EventKind, KeyValue, ListOptions, Revision, Storage,
 pub struct CacheSet {
     storage: Arc<dyn Storage>,
     global: Arc<AtomicI64>,
-    caches: RwLock<HashMap<String, Arc<WatchCache>>>,
+    /// By storage prefix; every request asks for a few (its own resource's,
+    /// the namespace's, admission configuration's), so foldhash.
+    caches: RwLock<HashMap<String, Arc<WatchCache>, foldhash::fast::RandomState>>,
     progress: watch::Sender<Revision>,
     /// Writes the registry announced: the dispatcher takes their objects
     /// instead of decoding the stored bytes again.
@@ -75,7 +77,7 @@ impl CacheSet {
         let set = Arc::new(Self {
             storage,
             global: Arc::new(AtomicI64::new(rev)),
-            caches: RwLock::new(HashMap::new()),
+            caches: RwLock::new(HashMap::default()),
             progress,
             pending: Default::default(),
         });

@@ -298,8 +298,7 @@ impl CachedObject {
                     .collect()
             })
             .unwrap_or_default();
-        let fields = rk_core::fields::selectable_fields(kind, value)
-            .into_iter()
+        let fields = rk_core::fields::selectable_field_values(kind, value)
             .filter(|(p, _)| !matches!(*p, "metadata.name" | "metadata.namespace"))
             .collect();
         Self {

@@ -59,7 +59,13 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 let in_flight = in_flight.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(state, in_flight, req).await) }
+                // Boxed, as are the big steps below it: a request's future
+                // nests every step it may take (webhook calls, conversions)
+                // and was ~10 KB, copied whole at each level on each
+                // request.
+                async move {
+                    Ok::<_, std::convert::Infallible>(Box::pin(handle(state, in_flight, req)).await)
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
@@ -118,7 +124,7 @@ async fn handle(
     };
     state.metrics.in_flight.inc();
     let timeout = state.limits.request_timeout;
-    let fut = route(state.clone(), req, path, rp, query);
+    let fut = Box::pin(route(state.clone(), req, path, rp, query));
     let resp = if is_watch {
         fut.await
     } else {
@@ -209,13 +215,20 @@ async fn route(
             namespace: Some(ns.clone()),
             name: name.clone(),
         };
-        return exec::pod_stream(&state, req, &target, kind, query.get("container")).await;
+        return Box::pin(exec::pod_stream(
+            &state,
+            req,
+            &target,
+            kind,
+            query.get("container"),
+        ))
+        .await;
     }
     // `metrics.k8s.io` is computed from the kubelets, not stored.
     if let Some(p) = &rp
         && p.group == "metrics.k8s.io"
     {
-        return resource_metrics::serve(&state, p, &query, req.method()).await;
+        return Box::pin(resource_metrics::serve(&state, p, &query, req.method())).await;
     }
     let (parts, body) = req.into_parts();
     let accept = parts
@@ -246,7 +259,7 @@ async fn route(
             body,
             served: None,
         };
-        return resource::handle(call).await;
+        return Box::pin(resource::handle(call)).await;
     }
     if parts.method != Method::GET && parts.method != Method::HEAD {
         return Err(ApiError::method_not_allowed(

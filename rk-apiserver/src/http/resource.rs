@@ -239,7 +239,7 @@ fn depth(v: &Value) -> usize {
 /// Serve a resource request.
 pub async fn handle(call: Call) -> Result<Response<Body>, ApiError> {
     let deprecated = deprecation_warning(&call.path);
-    let mut resp = handle_resource(call).await?;
+    let mut resp = Box::pin(handle_resource(call)).await?;
     if let Some(warning) = deprecated {
         response::add_warnings(&mut resp, &[warning.to_string()]);
     }

@@ -56,7 +56,9 @@ pub async fn to_version(
         return Ok(objects);
     }
     let originals: Vec<Value> = pending.iter().map(|&i| objects[i].clone()).collect();
-    let converted = call_webhook(state, info, &webhook, &desired, &originals).await?;
+    // Boxed: every read of a custom resource passes here, and a webhook
+    // call's future is large (see `http::serve`).
+    let converted = Box::pin(call_webhook(state, info, &webhook, &desired, &originals)).await?;
     let schema = custom.as_deref().and_then(|c| c.schema(&info.version));
     for (i, mut converted) in pending.into_iter().zip(converted) {
         if let Some(Ok(schema)) = &schema {

@@ -743,7 +743,7 @@ async fn create_with(
     super::defaults::on_create(info, &mut obj);
     let obj = validate(state, info, obj, None)?;
     admit_namespace(state, info, namespace).await?;
-    let (mut obj, warnings) = call_webhooks(
+    let (mut obj, warnings) = Box::pin(call_webhooks(
         state,
         info,
         namespace,
@@ -752,7 +752,7 @@ async fn create_with(
         Part::Main,
         warnings,
         opts,
-    )
+    ))
     .await?;
     let _admitted = crate::admission::on_create(state, info, &mut obj).await?;
     let target = Target {
@@ -912,7 +912,7 @@ where
         )?;
         merge_server_fields(info, &old, &mut new, part);
         let (new, warnings) = prepare(state, info, new, Some(&old), opts, decoded)?;
-        let (mut new, warnings) = call_webhooks(
+        let (mut new, warnings) = Box::pin(call_webhooks(
             state,
             info,
             target.namespace.as_deref(),
@@ -921,7 +921,7 @@ where
             part,
             warnings,
             opts,
-        )
+        ))
         .await?;
         if part == Part::Main
             && old
@@ -1177,8 +1177,14 @@ pub async fn delete(
             name: &target.name,
             dry_run: opts.dry_run,
         };
-        webhooks::on_delete(state, &attrs, &obj).await?;
-        crate::admission::policies::validate(state, &attrs, None, Some(&obj)).await?;
+        Box::pin(webhooks::on_delete(state, &attrs, &obj)).await?;
+        Box::pin(crate::admission::policies::validate(
+            state,
+            &attrs,
+            None,
+            Some(&obj),
+        ))
+        .await?;
         let mut new = obj.clone();
         match opts.propagation.as_deref() {
             Some("Orphan") => meta::add_finalizer(&mut new, "orphan"),

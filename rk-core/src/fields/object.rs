@@ -113,6 +113,11 @@ pub fn field_value(kind: &str, obj: &Value, field: &str) -> Option<String> {
     if !supported_fields(kind).contains(&field) {
         return None;
     }
+    Some(supported_field_value(kind, obj, field))
+}
+
+/// [`field_value`] of a field `kind` supports.
+fn supported_field_value(kind: &str, obj: &Value, field: &str) -> String {
     let (path, default) = match (kind, field) {
         ("Pod", "spec.hostNetwork") | ("Node", "spec.unschedulable") => (field, "false"),
         ("ReplicaSet" | "ReplicationController", "status.replicas") => (field, "0"),
@@ -120,7 +125,7 @@ pub fn field_value(kind: &str, obj: &Value, field: &str) -> Option<String> {
         ("Event", "source") => ("source.component", ""),
         _ => (field, ""),
     };
-    Some(object_field(obj, path).unwrap_or_else(|| default.to_owned()))
+    object_field(obj, path).unwrap_or_else(|| default.to_owned())
 }
 
 /// Every selectable field of an object of `kind` with its value (see
@@ -128,10 +133,18 @@ pub fn field_value(kind: &str, obj: &Value, field: &str) -> Option<String> {
 /// selectors can be answered without decoding it.
 #[must_use]
 pub fn selectable_fields(kind: &str, obj: &Value) -> BTreeMap<&'static str, String> {
+    selectable_field_values(kind, obj).collect()
+}
+
+/// [`selectable_fields`] in [`supported_fields`]' order, without a map:
+/// what a watch cache computes for each object it stores.
+pub fn selectable_field_values<'a>(
+    kind: &'a str,
+    obj: &'a Value,
+) -> impl Iterator<Item = (&'static str, String)> + 'a {
     supported_fields(kind)
         .iter()
-        .filter_map(|field| field_value(kind, obj, field).map(|value| (*field, value)))
-        .collect()
+        .map(move |field| (*field, supported_field_value(kind, obj, field)))
 }
 
 #[cfg(test)]

@@ -509,13 +509,13 @@ async fn call(
         .as_u64()
         .unwrap_or(10)
         .clamp(1, 30);
-    let answer = client::post(
+    let answer = Box::pin(client::post(
         state,
         &webhook.spec["clientConfig"],
         body,
         timeout,
         MAX_ADMISSION_ANSWER,
-    )
+    ))
     .await
     .map_err(|e| failed(format!("failed to call webhook: {e}")))?;
     let reply: Value = serde_json::from_slice(&answer)
