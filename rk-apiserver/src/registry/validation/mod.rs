@@ -120,6 +120,21 @@ pub(crate) fn forbidden(field: &str, message: &str) -> Cause {
     }
 }
 
+/// A string field that must be one of `supported` (absent is fine): a
+/// NotSupported cause otherwise. `field` is formatted only on refusal.
+pub(crate) fn check_supported(
+    out: &mut Vec<Cause>,
+    value: &Value,
+    supported: &[&str],
+    field: impl FnOnce() -> String,
+) {
+    if let Some(s) = value.as_str()
+        && !supported.contains(&s)
+    {
+        out.push(not_supported(&field(), value, supported));
+    }
+}
+
 pub(crate) fn not_supported(field: &str, value: &Value, supported: &[&str]) -> Cause {
     let list = supported
         .iter()

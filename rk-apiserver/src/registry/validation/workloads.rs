@@ -8,7 +8,7 @@ use rk_core::labels::validation as names;
 use rk_core::quantity::ParsedQuantity;
 use serde_json::{Value, json};
 
-use super::{Cause, duplicate, forbidden, invalid, not_supported, required};
+use super::{Cause, check_supported, duplicate, forbidden, invalid, not_supported, required};
 
 fn non_negative(out: &mut Vec<Cause>, field: &str, v: &Value) {
     if let Some(n) = v.as_i64()
@@ -133,15 +133,9 @@ fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&
                     )),
                     None => out.push(required(&format!("{base}.ports[{j}].containerPort"))),
                 }
-                if let Some(proto) = p["protocol"].as_str()
-                    && !matches!(proto, "TCP" | "UDP" | "SCTP")
-                {
-                    out.push(not_supported(
-                        &format!("{base}.ports[{j}].protocol"),
-                        &p["protocol"],
-                        &["SCTP", "TCP", "UDP"],
-                    ));
-                }
+                check_supported(out, &p["protocol"], &["SCTP", "TCP", "UDP"], || {
+                    format!("{base}.ports[{j}].protocol")
+                });
             }
             for (j, m) in c["volumeMounts"]
                 .as_array()
@@ -176,15 +170,12 @@ fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&
                 }
             }
             resources(out, &format!("{base}.resources"), &c["resources"]);
-            if let Some(policy) = c["imagePullPolicy"].as_str()
-                && !matches!(policy, "Always" | "IfNotPresent" | "Never")
-            {
-                out.push(not_supported(
-                    &format!("{base}.imagePullPolicy"),
-                    &c["imagePullPolicy"],
-                    &["Always", "IfNotPresent", "Never"],
-                ));
-            }
+            check_supported(
+                out,
+                &c["imagePullPolicy"],
+                &["Always", "IfNotPresent", "Never"],
+                || format!("{base}.imagePullPolicy"),
+            );
             for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
                 let p = &c[probe];
                 if !p.is_object() {
@@ -202,18 +193,12 @@ fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&
             }
         }
     }
-    if let Some(dns) = spec["dnsPolicy"].as_str()
-        && !matches!(
-            dns,
-            "ClusterFirst" | "ClusterFirstWithHostNet" | "Default" | "None"
-        )
-    {
-        out.push(not_supported(
-            &format!("{path}.dnsPolicy"),
-            &spec["dnsPolicy"],
-            &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
-        ));
-    }
+    check_supported(
+        out,
+        &spec["dnsPolicy"],
+        &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+        || format!("{path}.dnsPolicy"),
+    );
     for (i, t) in spec["tolerations"]
         .as_array()
         .into_iter()
@@ -246,14 +231,14 @@ fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&
                 &["Equal", "Exists"],
             )),
         }
-        if let Some(effect) = t["effect"].as_str()
-            && !matches!(effect, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute")
-        {
-            out.push(not_supported(
-                &format!("{path}.tolerations[{i}].effect"),
+        // An empty effect matches every effect.
+        if t["effect"] != "" {
+            check_supported(
+                out,
                 &t["effect"],
                 &["NoExecute", "NoSchedule", "PreferNoSchedule"],
-            ));
+                || format!("{path}.tolerations[{i}].effect"),
+            );
         }
     }
     if let Some(rp) = spec["restartPolicy"].as_str()
@@ -527,15 +512,9 @@ pub fn spec(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cause>
                     _ if ports.len() > 1 => out.push(required(&format!("spec.ports[{i}].name"))),
                     _ => {}
                 }
-                if let Some(proto) = p["protocol"].as_str()
-                    && !matches!(proto, "TCP" | "UDP" | "SCTP")
-                {
-                    out.push(not_supported(
-                        &format!("spec.ports[{i}].protocol"),
-                        &p["protocol"],
-                        &["SCTP", "TCP", "UDP"],
-                    ));
-                }
+                check_supported(&mut out, &p["protocol"], &["SCTP", "TCP", "UDP"], || {
+                    format!("spec.ports[{i}].protocol")
+                });
             }
             if ty == "ExternalName" && spec["externalName"].as_str().is_none_or(str::is_empty) {
                 out.push(required("spec.externalName"));
