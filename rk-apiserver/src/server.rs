@@ -168,6 +168,11 @@ pub async fn build_state(
     let caches = CacheSet::start(storage.clone()).await?;
     let catalogue = Catalogue::builtin();
     let openapi = crate::openapi::OpenApiCache::new(&catalogue, &[]);
+    let mut builtin = crate::state::BuiltinCaches::default();
+    for info in catalogue.iter().filter(|i| i.stored) {
+        let cache = caches.add(&info.storage_prefix(), &info.kind).await?;
+        builtin.insert(info.clone(), cache);
+    }
     let state = Arc::new(ApiState {
         storage,
         caches,
@@ -180,10 +185,8 @@ pub async fn build_state(
         allocation_lock: tokio::sync::Mutex::new(()),
         quota_lock: Arc::new(tokio::sync::Mutex::new(())),
         token_key: tokio::sync::OnceCell::new(),
+        builtin,
     });
-    for info in catalogue.iter().filter(|i| i.stored) {
-        state.caches.add(&info.storage_prefix(), &info.kind).await?;
-    }
     crate::bootstrap::system_objects(&state).await;
     Ok(state)
 }

@@ -22,12 +22,12 @@ pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError
     let Some(ns) = pod["metadata"]["namespace"].as_str().map(str::to_string) else {
         return Ok(());
     };
-    let Some(info) = state.resource("", "v1", "limitranges") else {
+    let Some(resident) = state.builtin.get("", "v1", "limitranges") else {
         return Ok(());
     };
-    let cache = state.cache(&info).await?;
-    let ranges: Vec<Value> = cache
-        .snapshot(&format!("{}{ns}/", info.storage_prefix()))
+    let ranges: Vec<Value> = resident
+        .cache
+        .snapshot(&format!("{}{ns}/", resident.prefix))
         .objects
         .iter()
         .filter_map(|o| serde_json::from_slice(&o.bytes).ok())

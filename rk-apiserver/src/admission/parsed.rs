@@ -48,9 +48,14 @@ pub(crate) async fn all(
     version: &str,
     plural: &str,
 ) -> Result<Vec<Arc<Value>>, ApiError> {
-    let Some(info) = state.resource(group, version, plural) else {
-        return Ok(Vec::new());
+    let snapshot = match state.builtin.get(group, version, plural) {
+        Some(resident) => resident.cache.snapshot(&resident.prefix),
+        None => {
+            let Some(info) = state.resource(group, version, plural) else {
+                return Ok(Vec::new());
+            };
+            state.cache(&info).await?.snapshot(&info.storage_prefix())
+        }
     };
-    let snapshot = state.cache(&info).await?.snapshot(&info.storage_prefix());
     Ok(snapshot.objects.iter().filter_map(parsed).collect())
 }

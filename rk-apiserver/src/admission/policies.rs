@@ -442,13 +442,12 @@ pub(super) async fn namespace_object(
     let Some(ns) = attrs.namespace.filter(|_| attrs.info.scope.is_namespaced()) else {
         return Ok(Value::Null);
     };
-    let Some(info) = state.resource("", "v1", "namespaces") else {
+    let Some(namespaces) = state.builtin.get("", "v1", "namespaces") else {
         return Ok(Value::Null);
     };
-    let key = info.storage_key(None, ns);
-    Ok(state
-        .cache(&info)
-        .await?
+    let key = namespaces.info.storage_key(None, ns);
+    Ok(namespaces
+        .cache
         .get(&key)
         .and_then(|cached| serde_json::from_slice(&cached.bytes).ok())
         .unwrap_or(Value::Null))

@@ -97,10 +97,10 @@ pub async fn admit(
     else {
         return Ok(None);
     };
-    let Some(quota_info) = state.resource("", "v1", "resourcequotas") else {
+    let Some(quotas) = state.builtin.get("", "v1", "resourcequotas") else {
         return Ok(None);
     };
-    let quotas: Vec<ResourceQuota> = objects(state, &quota_info, ns)
+    let quotas: Vec<ResourceQuota> = objects(state, &quotas.info, ns)
         .await?
         .into_iter()
         .filter_map(|v| serde_json::from_value(v).ok())

@@ -396,11 +396,9 @@ fn emit_added(
             }
         }
         Value::Array(items) if node.ssa_list() != SsaList::Atomic && !items.is_empty() => {
-            let mut order = Vec::new();
-            let groups = group(items, &node.ssa_list(), &mut order)?;
-            for element in order {
-                match groups.get(&element).map(Vec::as_slice) {
-                    Some([only]) => emit_added(
+            for (element, members) in group_in_order(items, &node.ssa_list())? {
+                match members.as_slice() {
+                    [only] => emit_added(
                         only,
                         node.item(),
                         &mut inner,
@@ -514,6 +512,36 @@ fn leaf(l: Option<&Value>, r: Option<&Value>, path: &[String], cmp: &mut Compari
 }
 
 /// Groups the elements of a list by token, in first-seen order.
+/// The items of a list by their path element, in the order each element
+/// first appears. Lists are mostly short: up to 16 items are matched by a
+/// scan rather than hashed.
+fn group_in_order<'v>(
+    items: &'v [Value],
+    rule: &SsaList,
+) -> Result<Vec<(String, Vec<&'v Value>)>, PatchError> {
+    const SCANNED: usize = 16;
+    let mut groups: Vec<(String, Vec<&Value>)> = Vec::with_capacity(items.len());
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for item in items {
+        let pe = element_pe(item, rule).map_err(invalid)?;
+        let at = if items.len() <= SCANNED {
+            groups.iter().position(|(seen, _)| *seen == pe)
+        } else {
+            index.get(&pe).copied()
+        };
+        match at {
+            Some(i) => groups[i].1.push(item),
+            None => {
+                if items.len() > SCANNED {
+                    index.insert(pe.clone(), groups.len());
+                }
+                groups.push((pe, vec![item]));
+            }
+        }
+    }
+    Ok(groups)
+}
+
 fn group<'v>(
     items: &'v [Value],
     rule: &SsaList,

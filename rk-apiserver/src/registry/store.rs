@@ -505,10 +505,10 @@ async fn admit_namespace(
     if !info.scope.is_namespaced() {
         return Ok(());
     }
-    let Some(ns_info) = state.resource("", "v1", "namespaces") else {
+    let Some(namespaces) = state.builtin.get("", "v1", "namespaces") else {
         return Ok(());
     };
-    let cache = state.cache(&ns_info).await?;
+    let (ns_info, cache) = (&namespaces.info, &namespaces.cache);
     let key = ns_info.storage_key(None, ns);
     let obj = match cache.get(&key) {
         Some(o) => Some(o),

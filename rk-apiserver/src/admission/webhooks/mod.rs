@@ -281,10 +281,10 @@ async fn matching(
     if attrs.info.group == GROUP {
         return Ok(Vec::new());
     }
-    let Some(info) = state.resource(GROUP, "v1", plural) else {
+    let Some(resident) = state.builtin.get(GROUP, "v1", plural) else {
         return Ok(Vec::new());
     };
-    let snapshot = state.cache(&info).await?.snapshot(&info.storage_prefix());
+    let snapshot = resident.cache.snapshot(&resident.prefix);
     if snapshot.objects.is_empty() {
         return Ok(Vec::new());
     }

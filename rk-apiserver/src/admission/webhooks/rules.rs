@@ -140,13 +140,12 @@ async fn namespace_labels(
     state: &ApiState,
     name: &str,
 ) -> Result<BTreeMap<String, String>, ApiError> {
-    let Some(info) = state.resource("", "v1", "namespaces") else {
+    let Some(namespaces) = state.builtin.get("", "v1", "namespaces") else {
         return Ok(BTreeMap::new());
     };
-    let key = info.storage_key(None, name);
-    Ok(state
-        .cache(&info)
-        .await?
+    let key = namespaces.info.storage_key(None, name);
+    Ok(namespaces
+        .cache
         .get(&key)
         .map(|ns| ns.labels.clone())
         .unwrap_or_default())

@@ -60,7 +60,8 @@ fn resources(out: &mut Vec<Cause>, path: &str, res: &Value) {
 }
 
 fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&str]) {
-    let containers = spec["containers"].as_array().cloned().unwrap_or_default();
+    let none = Vec::new();
+    let containers = spec["containers"].as_array().unwrap_or(&none);
     if containers.is_empty() {
         out.push(required(&format!("{path}.containers")));
     }
@@ -97,12 +98,9 @@ fn pod_spec(out: &mut Vec<Cause>, path: &str, spec: &Value, allowed_restart: &[&
     }
     let mut seen = HashSet::new();
     for (list, key) in [
-        (&containers, "containers"),
+        (containers, "containers"),
         (
-            &spec["initContainers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
+            spec["initContainers"].as_array().unwrap_or(&none),
             "initContainers",
         ),
     ] {
