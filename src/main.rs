@@ -22,16 +22,21 @@ struct MallocConf(*const std::ffi::c_char);
 unsafe impl Sync for MallocConf {}
 
 /// jemalloc's built-in settings (`_RJEM_MALLOC_CONF` in the environment
-/// still overrides them): one arena, not jemalloc's four per CPU. Objects
-/// made on one thread and dropped on another (every watch event, every
-/// cached pod) left partly used pages in many arenas; with one arena `rk up`
-/// holding 30,000 sim pods is 5-8% smaller and `rk apiserver` with 10,000
-/// pods 106 -> 98 MB, with creates/s unchanged within their noise (each
-/// thread still allocates from its own cache first).
+/// still overrides them):
+/// - one arena, not jemalloc's four per CPU. Objects made on one thread and
+///   dropped on another (every watch event, every cached pod) left partly
+///   used pages in many arenas; with one arena `rk up` holding 30,000 sim
+///   pods is 5-8% smaller and `rk apiserver` with 10,000 pods 106 -> 98 MB,
+///   with creates/s unchanged within their noise (each thread still
+///   allocates from its own cache first);
+/// - a background thread returning freed pages to the OS, instead of the
+///   allocating threads doing it as they go (and an idle process not at
+///   all): the API server's CPU per pod create fell ~5% (80 -> 74 µs in
+///   alternating runs, docs/benchmarks.md).
 #[cfg(feature = "jemalloc")]
 #[used]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static MALLOC_CONF: MallocConf = MallocConf(c"narenas:1".as_ptr());
+static MALLOC_CONF: MallocConf = MallocConf(c"narenas:1,background_thread:true".as_ptr());
 
 /// Hands the memory freed so far back to the OS now, rather than after
 /// jemalloc's decay (10 s): called once a component has started, whose
