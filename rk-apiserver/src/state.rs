@@ -155,10 +155,31 @@ pub struct ApiState {
 pub struct Resident {
     /// The resource.
     pub info: Arc<ResourceInfo>,
-    /// Its watch cache.
-    pub cache: Arc<WatchCache>,
     /// Its storage prefix (`info.storage_prefix()`).
     pub prefix: String,
+    /// Its watch cache as last found.
+    cache: RwLock<Arc<WatchCache>>,
+}
+
+impl Resident {
+    /// The resource's current watch cache: the one found last, or, once the
+    /// cache set has retired that one (a rebuild after the storage watch
+    /// broke replaces every cache), the cache set's current one.
+    pub async fn cache(&self, caches: &CacheSet) -> Result<Arc<WatchCache>, ApiError> {
+        let last = self.cache.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if !last.is_closed() {
+            return Ok(last);
+        }
+        let current = match caches.get(&self.prefix).await {
+            Some(c) => c,
+            None => caches
+                .add(&self.prefix, &self.info.kind)
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        };
+        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = current.clone();
+        Ok(current)
+    }
 }
 
 /// Every stored built-in resource with its watch cache, by plural.
@@ -166,8 +187,9 @@ pub struct Resident {
 /// Writes consult several of them on every request (admission
 /// configuration, limit ranges, quotas, namespaces): looking each up in the
 /// catalogue and the cache set, with a prefix string built every time, was
-/// ~4% of a pod create's CPU. Built-in resources and their caches live as
-/// long as the server, so they are found once, at start.
+/// ~4% of a pod create's CPU. Built-in resources live as long as the
+/// server, so each is found once, at start, and its cache again only when
+/// the cache set retires it ([`Resident::cache`]).
 #[derive(Default)]
 pub struct BuiltinCaches {
     by_plural: HashMap<String, Vec<Arc<Resident>>>,
@@ -182,8 +204,8 @@ impl BuiltinCaches {
             .or_default()
             .push(Arc::new(Resident {
                 info,
-                cache,
                 prefix,
+                cache: RwLock::new(cache),
             }));
     }
 
@@ -277,7 +299,7 @@ impl ApiState {
     /// The watch cache of a resource.
     pub async fn cache(&self, info: &ResourceInfo) -> Result<Arc<WatchCache>, ApiError> {
         if let Some(resident) = self.builtin.get(&info.group, &info.version, &info.plural) {
-            return Ok(resident.cache.clone());
+            return resident.cache(&self.caches).await;
         }
         let prefix = info.storage_prefix();
         match self.caches.get(&prefix).await {

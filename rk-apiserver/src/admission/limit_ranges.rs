@@ -26,7 +26,8 @@ pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError
         return Ok(());
     };
     let ranges: Vec<Value> = resident
-        .cache
+        .cache(&state.caches)
+        .await?
         .snapshot(&format!("{}{ns}/", resident.prefix))
         .objects
         .iter()

@@ -49,7 +49,10 @@ pub(crate) async fn all(
     plural: &str,
 ) -> Result<Vec<Arc<Value>>, ApiError> {
     let snapshot = match state.builtin.get(group, version, plural) {
-        Some(resident) => resident.cache.snapshot(&resident.prefix),
+        Some(resident) => resident
+            .cache(&state.caches)
+            .await?
+            .snapshot(&resident.prefix),
         None => {
             let Some(info) = state.resource(group, version, plural) else {
                 return Ok(Vec::new());

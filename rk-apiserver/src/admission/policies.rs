@@ -447,7 +447,8 @@ pub(super) async fn namespace_object(
     };
     let key = namespaces.info.storage_key(None, ns);
     Ok(namespaces
-        .cache
+        .cache(&state.caches)
+        .await?
         .get(&key)
         .and_then(|cached| serde_json::from_slice(&cached.bytes).ok())
         .unwrap_or(Value::Null))

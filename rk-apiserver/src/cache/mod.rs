@@ -225,6 +225,12 @@ impl WatchCache {
         self.read().objects.get(key).cloned()
     }
 
+    /// Whether [`Self::close_watchers`] retired this cache (the cache set
+    /// dropped or rebuilt it; its objects are no longer kept current).
+    pub fn is_closed(&self) -> bool {
+        self.read().closed
+    }
+
     /// Number of cached objects.
     pub fn len(&self) -> usize {
         self.read().objects.len()

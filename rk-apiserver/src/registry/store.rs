@@ -508,7 +508,7 @@ async fn admit_namespace(
     let Some(namespaces) = state.builtin.get("", "v1", "namespaces") else {
         return Ok(());
     };
-    let (ns_info, cache) = (&namespaces.info, &namespaces.cache);
+    let (ns_info, cache) = (&namespaces.info, namespaces.cache(&state.caches).await?);
     let key = ns_info.storage_key(None, ns);
     let obj = match cache.get(&key) {
         Some(o) => Some(o),

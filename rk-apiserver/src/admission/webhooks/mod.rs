@@ -284,7 +284,10 @@ async fn matching(
     let Some(resident) = state.builtin.get(GROUP, "v1", plural) else {
         return Ok(Vec::new());
     };
-    let snapshot = resident.cache.snapshot(&resident.prefix);
+    let snapshot = resident
+        .cache(&state.caches)
+        .await?
+        .snapshot(&resident.prefix);
     if snapshot.objects.is_empty() {
         return Ok(Vec::new());
     }

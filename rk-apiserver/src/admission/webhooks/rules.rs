@@ -145,7 +145,8 @@ async fn namespace_labels(
     };
     let key = namespaces.info.storage_key(None, name);
     Ok(namespaces
-        .cache
+        .cache(&state.caches)
+        .await?
         .get(&key)
         .map(|ns| ns.labels.clone())
         .unwrap_or_default())
