@@ -23,6 +23,7 @@ use http_body_util::BodyExt;
 use rk_apiserver::storage::Storage;
 
 use super::http_client::Conn;
+use super::raw_http::RawConn;
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -269,16 +270,12 @@ async fn http_creates_on_this_thread(
     for w in 0..clients {
         let (first, count) = (w * per + w.min(extra), per + usize::from(w < extra));
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::connect(addr).await?;
+            let mut conn = RawConn::connect(addr).await?;
             let mut lat = Vec::with_capacity(count);
             for i in first..first + count {
                 let t = Instant::now();
                 let (code, body) = conn
-                    .request(
-                        Method::POST,
-                        "/api/v1/namespaces/bench/pods",
-                        Some(pod_json("bench", i)),
-                    )
+                    .post_json("/api/v1/namespaces/bench/pods", &pod_json("bench", i))
                     .await?;
                 anyhow::ensure!(
                     code == 201,

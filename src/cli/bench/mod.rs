@@ -5,6 +5,7 @@ mod apiserver;
 mod cluster;
 mod controllers;
 mod http_client;
+mod raw_http;
 mod scheduler;
 
 /// `rk bench` subcommands.
