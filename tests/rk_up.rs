@@ -761,3 +761,94 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
     });
     drop(up);
 }
+
+/// `GET path` over HTTP/1.0 at `addr`: the whole answer.
+fn http_get_path(addr: (&str, u16), path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn two_clusters_on_one_machine_keep_to_their_own_service_and_pod_ranges() {
+    // Ranges of their own, so this test never meets the default-range
+    // cluster of the test above when both run at once.
+    let clusters = [
+        ("127.202.0.0/16", "127.102.0.0/16", "127.202.0.1"),
+        ("127.203.0.0/16", "127.103.0.0/16", "127.203.0.1"),
+    ];
+    let tmp = [
+        tempfile::tempdir().expect("temp dir"),
+        tempfile::tempdir().expect("temp dir"),
+    ];
+    let ups: Vec<Up> = clusters
+        .iter()
+        .zip(&tmp)
+        .map(|((services, pods, _), t)| {
+            start_up_with(
+                t.path(),
+                free_port(),
+                &[
+                    "--service-cluster-ip-range",
+                    services,
+                    "--cluster-cidr",
+                    pods,
+                ],
+            )
+        })
+        .collect();
+    for ((_, pods, kubernetes_ip), t) in clusters.iter().zip(&tmp) {
+        let dir = t.path();
+        eventually("a Ready node", Duration::from_secs(60), || {
+            let (success, out, _) = kubectl(dir, &["get", "nodes", "--no-headers"]);
+            success && out.lines().any(|l| l.contains(" Ready "))
+        });
+        let ip = ok(
+            dir,
+            &[
+                "get",
+                "service",
+                "kubernetes",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ],
+        );
+        assert_eq!(ip.trim(), *kubernetes_ip);
+        let cidr = ok(
+            dir,
+            &["get", "node", "rk-node-0", "-o", "jsonpath={.spec.podCIDR}"],
+        );
+        let prefix = pods.trim_end_matches("0.0/16");
+        assert!(cidr.starts_with(prefix), "{cidr} not in {pods}");
+        // Each cluster's proxy forwards its own `kubernetes` Service to its
+        // own API server: the answer names the address asked.
+        eventually(
+            "the kubernetes Service answers through its cluster IP",
+            Duration::from_secs(30),
+            || {
+                http_get_path(
+                    (kubernetes_ip, 443),
+                    "/api/v1/namespaces/default/services/kubernetes",
+                )
+                .is_some_and(|r| r.contains(&format!("\"clusterIP\":\"{kubernetes_ip}\"")))
+            },
+        );
+    }
+    // A range that cannot be used stops `rk up` before anything starts.
+    let bad = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_rk"))
+        .args(["up", "--data-dir"])
+        .arg(bad.path().join("data"))
+        .args(["--port", &free_port().to_string()])
+        .args(["--service-cluster-ip-range", "127.200.0.1/16"])
+        .output()
+        .expect("rk up runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bits set past the prefix"), "{err}");
+    drop(ups);
+}

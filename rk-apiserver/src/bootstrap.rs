@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::{Value, json};
 
-use crate::admission::service_ips::SERVICE_CIDR_BASE;
 use crate::registry::store::{self, Target, WriteOptions};
 use crate::state::ApiState;
 
@@ -77,7 +76,7 @@ pub(crate) async fn kubernetes_service(state: &ApiState, addr: SocketAddr) {
         ip => ip,
     };
     let port = addr.port();
-    let first = Ipv4Addr::from(u32::from(SERVICE_CIDR_BASE) + 1);
+    let first = state.service_cidr.first();
     let service = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default",

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::admission::service_ips::ServiceCidr;
 use crate::cache::CacheSet;
 use crate::metrics::Metrics;
 use crate::state::{ApiState, Limits};
@@ -87,6 +88,8 @@ pub struct ServerConfig {
     pub storage: StorageConfig,
     /// Request limits.
     pub limits: Limits,
+    /// The Service cluster IP range (`127.200.0.0/16` by default).
+    pub service_cidr: ServiceCidr,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +98,7 @@ impl Default for ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 6443)),
             storage: StorageConfig::Memory,
             limits: Limits::default(),
+            service_cidr: ServiceCidr::default(),
         }
     }
 }
@@ -164,6 +168,7 @@ impl Drop for RunningServer {
 pub async fn build_state(
     storage: Arc<dyn Storage>,
     limits: Limits,
+    service_cidr: ServiceCidr,
 ) -> Result<Arc<ApiState>, ServerError> {
     let caches = CacheSet::start(storage.clone()).await?;
     let catalogue = Catalogue::builtin();
@@ -181,6 +186,7 @@ pub async fn build_state(
         limits,
         metrics: Metrics::default(),
         openapi: RwLock::new(Arc::new(openapi)),
+        service_cidr,
         allocations: Default::default(),
         allocation_lock: tokio::sync::Mutex::new(()),
         quota_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -212,7 +218,7 @@ pub async fn start_with_storage(
         addr: config.bind,
         source,
     })?;
-    let state = build_state(storage, config.limits).await?;
+    let state = build_state(storage, config.limits, config.service_cidr).await?;
     crate::bootstrap::kubernetes_service(&state, addr).await;
     let crd_task = tokio::spawn(crate::crd::run_controller(state.clone()));
     let (tx, rx) = oneshot::channel();

@@ -138,6 +138,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// OpenAPI documents, rebuilt when CRDs change.
     pub openapi: RwLock<Arc<crate::openapi::OpenApiCache>>,
+    /// The Service cluster IP range.
+    pub service_cidr: crate::admission::service_ips::ServiceCidr,
     /// Service IPs and node ports handed out but maybe not yet stored.
     pub allocations: crate::admission::Allocations,
     /// Serialises Service IP and port allocation.

@@ -1328,6 +1328,59 @@ async fn the_kubernetes_service_names_the_server_and_pods_run_as_default() {
     assert_eq!(spec.service_account_name.as_deref(), Some("default"));
 }
 
+#[tokio::test]
+async fn a_configured_service_range_gives_the_kubernetes_service_and_new_services_its_addresses() {
+    use rk_apiserver::admission::service_ips::ServiceCidr;
+    let server = TestServer::start_with(rk_apiserver::ServerConfig {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        service_cidr: "127.201.8.0/22".parse().unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let services: Api<Service> = Api::namespaced(server.client(), "default");
+    let kubernetes = services.get("kubernetes").await.unwrap();
+    assert_eq!(
+        kubernetes.spec.unwrap().cluster_ip.as_deref(),
+        Some("127.201.8.1")
+    );
+    let cidr: ServiceCidr = "127.201.8.0/22".parse().unwrap();
+    let svc: Service = serde_json::from_value(
+        json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}),
+    )
+    .unwrap();
+    let ip: std::net::Ipv4Addr = services
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .cluster_ip
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cidr.holds(ip) && ip != cidr.first(), "{ip}");
+    // The default range's addresses are outside this one.
+    let outside: Service = serde_json::from_value(json!({"metadata": {"name": "far"},
+        "spec": {"clusterIP": "127.200.0.9", "ports": [{"port": 80}]}}))
+    .unwrap();
+    let err = services
+        .create(&PostParams::default(), &outside)
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .contains("The range of valid IPs is 127.201.8.0/22"),
+        "{}",
+        status.message
+    );
+}
+
 /// Upstream's reset fields: an applied configuration's `status` is not
 /// the applier's through the main endpoint, so an object exported with its
 /// status applies without conflicting with whoever writes the status.

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use rk_apiserver::admission::service_ips::ServiceCidr;
 use rk_apiserver::{ServerConfig, StorageConfig};
 
 /// `rk apiserver` flags.
@@ -19,18 +20,24 @@ pub struct Args {
     /// Where state lives.
     #[arg(long, default_value = "rk-data")]
     pub data_dir: PathBuf,
+    /// The Service cluster IP range (IPv4 CIDR); give a second cluster on
+    /// the same machine another one, e.g. `127.201.0.0/16`.
+    #[arg(long, default_value = "127.200.0.0/16")]
+    pub service_cluster_ip_range: ServiceCidr,
 }
 
 async fn serve(
     bind: SocketAddr,
     storage: StorageConfig,
     data_dir: &std::path::Path,
+    service_cidr: ServiceCidr,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let server = rk_apiserver::start(ServerConfig {
         bind,
         storage,
+        service_cidr,
         ..Default::default()
     })
     .await
@@ -65,5 +72,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(s) => s.parse::<StorageConfig>().map_err(anyhow::Error::msg)?,
         None => StorageConfig::Sqlite(args.data_dir.join("state.db")),
     };
-    serve(args.bind, storage, &args.data_dir).await
+    serve(
+        args.bind,
+        storage,
+        &args.data_dir,
+        args.service_cluster_ip_range,
+    )
+    .await
 }

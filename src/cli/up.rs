@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 use rk_apiserver::{ServerConfig, StorageConfig};
+use rk_controllers::controllers::node_ipam::ClusterCidr;
 use rk_controllers::kubelet::{self, NodeConfig, RuntimeKind};
 
 use super::controller_manager::shutdown_signal;
@@ -47,15 +48,36 @@ pub struct UpArgs {
     /// this machine (needs root; changes the host's `lo` addresses).
     #[arg(long)]
     pub proxy_add_addresses: bool,
+    /// The Service cluster IP range (IPv4 CIDR). A second cluster on the
+    /// same machine needs another one (e.g. `127.201.0.0/16`): both
+    /// proxies would otherwise listen on `default/kubernetes`'s address.
+    #[arg(long, default_value = "127.200.0.0/16")]
+    pub service_cluster_ip_range: rk_apiserver::admission::service_ips::ServiceCidr,
+    /// The pod range (IPv4 CIDR) every node's `/24` comes from: loopback
+    /// addresses, so pod IPs answer on this machine with no network setup.
+    /// A second cluster on the same machine needs another one (e.g.
+    /// `127.101.0.0/16`).
+    #[arg(long, default_value = "127.100.0.0/16")]
+    pub cluster_cidr: String,
     /// Which controllers run, as kube-controller-manager's `--controllers`:
     /// `*` (all), `*,-name` (all but one), or a list of names.
     #[arg(long, env = "RK_CONTROLLERS", default_value = "*")]
     pub controllers: String,
 }
 
-/// The pod range every node's `/24` comes from: loopback addresses, so pod
-/// IPs answer on this machine with no network setup.
-const CLUSTER_CIDR: &str = "127.100.0.0/16";
+/// `--cluster-cidr` split into the nodes' `/24`s, with room for every node.
+fn cluster_cidr(args: &UpArgs) -> anyhow::Result<ClusterCidr> {
+    let cidr = ClusterCidr::new(&args.cluster_cidr, 24)
+        .with_context(|| format!("--cluster-cidr {}", args.cluster_cidr))?;
+    anyhow::ensure!(
+        args.nodes as u64 <= cidr.capacity(),
+        "--cluster-cidr {} holds {} node /24s, fewer than --nodes {}",
+        args.cluster_cidr,
+        cidr.capacity(),
+        args.nodes
+    );
+    Ok(cidr)
+}
 
 fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
@@ -68,6 +90,7 @@ fn node_name(i: usize) -> String {
 fn kubelet_configs(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Vec<kubelet::Config>> {
     match args.runtime {
         Runtime::Process => {
+            let cidr = cluster_cidr(args)?;
             let capacity = match &args.capacity {
                 Some(c) => kubelet::node_status::parse_capacity(c)?,
                 None => kubelet::node_status::machine_capacity(),
@@ -76,7 +99,7 @@ fn kubelet_configs(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Vec<kubelet
                 .map(|i| {
                     let name = node_name(i);
                     let mut node = NodeConfig::new(&name, capacity.clone());
-                    node.pod_cidr = Some(format!("127.100.{i}.0/24"));
+                    node.pod_cidr = Some(cidr.block(i as u64));
                     let mut c =
                         kubelet::Config::process(node, data_dir.join("kubelet").join(&name));
                     c.port = 0;
@@ -135,12 +158,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     if args.nodes == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
+    // Checked before anything starts.
+    let pod_range = cluster_cidr(&args)?;
     let data_dir = &args.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let server = rk_apiserver::start(ServerConfig {
         bind: SocketAddr::from(([127, 0, 0, 1], args.port)),
         storage: StorageConfig::Sqlite(data_dir.join("state.db")),
+        service_cidr: args.service_cluster_ip_range,
         ..Default::default()
     })
     .await
@@ -157,7 +183,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let selection: rk_controllers::controller_manager::Selection = args.controllers.parse()?;
     let options = rk_controllers::controller_manager::Options {
-        cluster_cidr: rk_controllers::controllers::node_ipam::ClusterCidr::new(CLUSTER_CIDR, 24)?,
+        cluster_cidr: pod_range,
         ..Default::default()
     };
     let cm_client = client("kube-controller-manager")?;

@@ -11,10 +11,95 @@ use serde_json::{Value, json};
 use crate::error::{ApiError, StatusCause};
 use crate::state::ApiState;
 
-/// The Service cluster IP range: `127.200.0.0/16` (see DESIGN: addresses on
-/// one machine).
-pub const SERVICE_CIDR_BASE: Ipv4Addr = Ipv4Addr::new(127, 200, 0, 0);
-const SERVICE_CIDR_SIZE: u32 = 1 << 16;
+/// The Service cluster IP range (kube-apiserver's
+/// `--service-cluster-ip-range`): IPv4, `127.200.0.0/16` unless configured
+/// (see DESIGN: addresses on one machine). Its first address is
+/// `default/kubernetes`'s; a second cluster on the same machine takes
+/// another range so the two proxies do not both listen on it.
+///
+/// ```
+/// use rk_apiserver::admission::service_ips::ServiceCidr;
+/// let cidr: ServiceCidr = "127.201.0.0/16".parse().unwrap();
+/// assert_eq!(cidr.first().to_string(), "127.201.0.1");
+/// assert!("10.0.0.0/33".parse::<ServiceCidr>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceCidr {
+    base: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Default for ServiceCidr {
+    fn default() -> Self {
+        Self {
+            base: Ipv4Addr::new(127, 200, 0, 0),
+            prefix: 16,
+        }
+    }
+}
+
+/// Why a `--service-cluster-ip-range` was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid service cluster IP range {text:?}: {reason}")]
+pub struct ServiceCidrError {
+    text: String,
+    reason: &'static str,
+}
+
+impl std::str::FromStr for ServiceCidr {
+    type Err = ServiceCidrError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = |reason| ServiceCidrError {
+            text: text.to_string(),
+            reason,
+        };
+        let (ip, prefix) = text
+            .split_once('/')
+            .ok_or_else(|| err("expected an IPv4 CIDR such as 127.200.0.0/16"))?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| err("not an IPv4 address"))?;
+        let prefix: u8 = prefix.parse().map_err(|_| err("not a prefix length"))?;
+        // Upstream allows at most 2^20 addresses; at least two usable ones.
+        if !(12..=30).contains(&prefix) {
+            return Err(err("the prefix length must be between 12 and 30"));
+        }
+        let mask = u32::MAX << (32 - u32::from(prefix));
+        if u32::from(ip) & !mask != 0 {
+            return Err(err("the address has bits set past the prefix"));
+        }
+        Ok(Self { base: ip, prefix })
+    }
+}
+
+impl std::fmt::Display for ServiceCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
+impl ServiceCidr {
+    /// Addresses in the range, network and broadcast included.
+    fn size(&self) -> u32 {
+        1 << (32 - u32::from(self.prefix))
+    }
+
+    /// The address `offset` past the network address.
+    fn at(&self, offset: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.base) + offset)
+    }
+
+    /// The first usable address: `default/kubernetes`'s cluster IP.
+    pub fn first(&self) -> Ipv4Addr {
+        self.at(1)
+    }
+
+    /// Whether `ip` is a usable address of the range (not the network or
+    /// broadcast address).
+    pub fn holds(&self, ip: Ipv4Addr) -> bool {
+        let offset = u32::from(ip).wrapping_sub(u32::from(self.base));
+        offset != 0 && offset < self.size() - 1
+    }
+}
 /// The NodePort range.
 pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i64> = 30000..=32767;
 
@@ -128,8 +213,9 @@ async fn allocate_service(
     } else if wanted.is_empty() {
         // As upstream, a random free address (so two clusters on one
         // machine rarely meet), the first one kept for `default/kubernetes`.
-        let chosen = random_free(2..=SERVICE_CIDR_SIZE - 2, |offset| {
-            let ip = Ipv4Addr::from(u32::from(SERVICE_CIDR_BASE) + offset);
+        let cidr = state.service_cidr;
+        let chosen = random_free(2..=cidr.size() - 2, |offset| {
+            let ip = cidr.at(offset);
             (!used_ips.contains(&ip)).then_some(ip)
         });
         let ip = chosen
@@ -149,13 +235,13 @@ async fn allocate_service(
                 format!("Invalid value: \"{wanted}\": must be a valid IP address"),
             )
         })?;
-        let offset = u32::from(ip).wrapping_sub(u32::from(SERVICE_CIDR_BASE));
-        if offset == 0 || offset >= SERVICE_CIDR_SIZE - 1 {
+        if !state.service_cidr.holds(ip) {
             return Err(invalid(
                 &name,
                 "spec.clusterIPs",
                 format!(
-                    "Invalid value: []string{{\"{wanted}\"}}: failed to allocate IP {wanted}: the provided IP ({wanted}) is not in the valid range. The range of valid IPs is {SERVICE_CIDR_BASE}/16"
+                    "Invalid value: []string{{\"{wanted}\"}}: failed to allocate IP {wanted}: the provided IP ({wanted}) is not in the valid range. The range of valid IPs is {}",
+                    state.service_cidr
                 ),
             ));
         }
@@ -262,4 +348,37 @@ where
 /// Allocate (or keep) a Service's cluster IP and node ports.
 pub async fn admit(state: &ApiState, svc: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
     allocate_service(state, svc, old).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_holds_its_usable_addresses_only() {
+        let cidr: ServiceCidr = "127.201.0.0/24".parse().unwrap();
+        assert_eq!(cidr.to_string(), "127.201.0.0/24");
+        assert_eq!(cidr.first(), Ipv4Addr::new(127, 201, 0, 1));
+        assert!(cidr.holds(Ipv4Addr::new(127, 201, 0, 254)));
+        assert!(!cidr.holds(Ipv4Addr::new(127, 201, 0, 0)));
+        assert!(!cidr.holds(Ipv4Addr::new(127, 201, 0, 255)));
+        assert!(!cidr.holds(Ipv4Addr::new(127, 201, 1, 1)));
+        assert!(!cidr.holds(Ipv4Addr::new(127, 200, 255, 255)));
+        assert_eq!(ServiceCidr::default().to_string(), "127.200.0.0/16");
+    }
+
+    #[test]
+    fn malformed_ranges_are_refused_with_the_reason() {
+        for (text, reason) in [
+            ("127.200.0.0", "expected an IPv4 CIDR"),
+            ("fd00::/108", "not an IPv4 address"),
+            ("127.200.0.0/x", "not a prefix length"),
+            ("127.0.0.0/8", "between 12 and 30"),
+            ("127.200.0.0/31", "between 12 and 30"),
+            ("127.200.0.1/16", "bits set past the prefix"),
+        ] {
+            let err = text.parse::<ServiceCidr>().unwrap_err().to_string();
+            assert!(err.contains(reason), "{text}: {err}");
+        }
+    }
 }

@@ -215,7 +215,12 @@ impl Shared {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(addr);
-                if first {
+                if first && e.kind() == std::io::ErrorKind::AddrInUse {
+                    // Most likely another cluster on this machine with the
+                    // same Service range.
+                    tracing::warn!(service = %port.name, %addr, protocol, error = %e,
+                        "cannot listen for a service port: another process holds it (a second cluster on this machine needs its own --service-cluster-ip-range)");
+                } else if first {
                     tracing::warn!(service = %port.name, %addr, protocol, error = %e, "cannot listen for a service port");
                 } else {
                     tracing::debug!(service = %port.name, %addr, protocol, error = %e, "cannot listen for a service port");
