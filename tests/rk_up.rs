@@ -128,9 +128,15 @@ fn running(pods: &[serde_json::Value]) -> usize {
 }
 
 fn http_get_at(addr: (&str, u16)) -> Option<String> {
+    http_get_path(addr, "/")
+}
+
+/// `GET path` over HTTP/1.0 at `addr`: the whole answer.
+fn http_get_path(addr: (&str, u16), path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
@@ -760,17 +766,6 @@ fn rk_up_runs_a_three_node_cluster_end_to_end_and_resumes_after_restart() {
         pods_json(dir, "app=web").is_empty()
     });
     drop(up);
-}
-
-/// `GET path` over HTTP/1.0 at `addr`: the whole answer.
-fn http_get_path(addr: (&str, u16), path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 #[test]
