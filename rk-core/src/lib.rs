@@ -25,6 +25,7 @@ pub use k8s_openapi;
 pub use kube_core;
 
 pub mod catalogue;
+pub mod cidr;
 pub mod fields;
 pub mod labels;
 pub mod object;

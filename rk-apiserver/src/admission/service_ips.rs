@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use rk_core::cidr::{CidrError, Ipv4Cidr};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, StatusCause};
@@ -21,85 +22,77 @@ use crate::state::ApiState;
 /// use rk_apiserver::admission::service_ips::ServiceCidr;
 /// let cidr: ServiceCidr = "127.201.0.0/16".parse().unwrap();
 /// assert_eq!(cidr.first().to_string(), "127.201.0.1");
-/// assert!("10.0.0.0/33".parse::<ServiceCidr>().is_err());
+/// assert!("10.0.0.0/8".parse::<ServiceCidr>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServiceCidr {
-    base: Ipv4Addr,
-    prefix: u8,
-}
+pub struct ServiceCidr(Ipv4Cidr);
 
 impl Default for ServiceCidr {
     fn default() -> Self {
-        Self {
-            base: Ipv4Addr::new(127, 200, 0, 0),
-            prefix: 16,
-        }
+        // A /16 is always a valid prefix.
+        Self(Ipv4Cidr::new(Ipv4Addr::new(127, 200, 0, 0), 16).unwrap_or_else(|| unreachable!()))
     }
 }
 
 /// Why a `--service-cluster-ip-range` was refused.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid service cluster IP range {text:?}: {reason}")]
-pub struct ServiceCidrError {
-    text: String,
-    reason: &'static str,
+pub enum ServiceCidrError {
+    /// Not an IPv4 CIDR.
+    #[error(transparent)]
+    Cidr(#[from] CidrError),
+    /// Too many or too few addresses.
+    #[error("service cluster IP range {0}: the prefix length must be between 12 and 30")]
+    Size(Ipv4Cidr),
 }
 
 impl std::str::FromStr for ServiceCidr {
     type Err = ServiceCidrError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ServiceCidrError {
-            text: text.to_string(),
-            reason,
-        };
-        let (ip, prefix) = text
-            .split_once('/')
-            .ok_or_else(|| err("expected an IPv4 CIDR such as 127.200.0.0/16"))?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| err("not an IPv4 address"))?;
-        let prefix: u8 = prefix.parse().map_err(|_| err("not a prefix length"))?;
+        let cidr: Ipv4Cidr = text.parse()?;
         // Upstream allows at most 2^20 addresses; at least two usable ones.
-        if !(12..=30).contains(&prefix) {
-            return Err(err("the prefix length must be between 12 and 30"));
+        if !(12..=30).contains(&cidr.prefix()) {
+            return Err(ServiceCidrError::Size(cidr));
         }
-        let mask = u32::MAX << (32 - u32::from(prefix));
-        if u32::from(ip) & !mask != 0 {
-            return Err(err("the address has bits set past the prefix"));
-        }
-        Ok(Self { base: ip, prefix })
+        Ok(Self(cidr))
     }
 }
 
 impl std::fmt::Display for ServiceCidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.base, self.prefix)
+        self.0.fmt(f)
     }
 }
 
 impl ServiceCidr {
-    /// Addresses in the range, network and broadcast included.
-    fn size(&self) -> u32 {
-        1 << (32 - u32::from(self.prefix))
-    }
-
-    /// The address `offset` past the network address.
-    fn at(&self, offset: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.base) + offset)
-    }
-
     /// The first usable address: `default/kubernetes`'s cluster IP.
     pub fn first(&self) -> Ipv4Addr {
         self.at(1)
     }
 
+    /// The address `offset` past the network address (inside the range:
+    /// offsets come from `1..size`).
+    fn at(&self, offset: u32) -> Ipv4Addr {
+        self.0
+            .nth(u64::from(offset))
+            .unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+
+    /// Addresses in the range, network and broadcast included (at most
+    /// 2^20).
+    fn size(&self) -> u32 {
+        u32::try_from(self.0.size()).unwrap_or(u32::MAX)
+    }
+
     /// Whether `ip` is a usable address of the range (not the network or
     /// broadcast address).
     pub fn holds(&self, ip: Ipv4Addr) -> bool {
-        let offset = u32::from(ip).wrapping_sub(u32::from(self.base));
-        offset != 0 && offset < self.size() - 1
+        self.0
+            .offset_of(ip)
+            .is_some_and(|o| o != 0 && o < self.0.size() - 1)
     }
 }
+
 /// The NodePort range.
 pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i64> = 30000..=32767;
 
@@ -370,15 +363,17 @@ mod tests {
     #[test]
     fn malformed_ranges_are_refused_with_the_reason() {
         for (text, reason) in [
-            ("127.200.0.0", "expected an IPv4 CIDR"),
+            ("127.200.0.0", "expected an IPv4 address"),
             ("fd00::/108", "not an IPv4 address"),
-            ("127.200.0.0/x", "not a prefix length"),
+            ("127.200.0.0/x", "prefix length"),
             ("127.0.0.0/8", "between 12 and 30"),
             ("127.200.0.0/31", "between 12 and 30"),
-            ("127.200.0.1/16", "bits set past the prefix"),
         ] {
             let err = text.parse::<ServiceCidr>().unwrap_err().to_string();
             assert!(err.contains(reason), "{text}: {err}");
         }
+        // As Go's net.ParseCIDR: the bits past the prefix are dropped.
+        let cidr: ServiceCidr = "127.201.3.4/16".parse().unwrap();
+        assert_eq!(cidr.to_string(), "127.201.0.0/16");
     }
 }

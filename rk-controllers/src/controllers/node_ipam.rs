@@ -11,13 +11,13 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
+use rk_core::cidr::Ipv4Cidr;
 use serde_json::json;
 
 /// An IPv4 range split into equal per-node blocks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterCidr {
-    base: u32,
-    prefix: u8,
+    range: Ipv4Cidr,
     node_prefix: u8,
 }
 
@@ -40,44 +40,40 @@ pub enum CidrError {
 impl ClusterCidr {
     /// Parse `cidr` (e.g. `10.244.0.0/16`) with per-node blocks of `/node_prefix`.
     pub fn new(cidr: &str, node_prefix: u8) -> Result<Self, CidrError> {
-        let invalid = || CidrError::Invalid(cidr.to_string());
-        let (ip, len) = cidr.split_once('/').ok_or_else(invalid)?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| invalid())?;
-        let prefix: u8 = len.parse().map_err(|_| invalid())?;
-        if prefix > 32 || node_prefix > 32 {
-            return Err(invalid());
+        let range: Ipv4Cidr = cidr
+            .parse()
+            .map_err(|_| CidrError::Invalid(cidr.to_string()))?;
+        if node_prefix > 32 {
+            return Err(CidrError::Invalid(cidr.to_string()));
         }
-        if node_prefix <= prefix {
+        if node_prefix <= range.prefix() {
             return Err(CidrError::Mask {
-                cluster: prefix,
+                cluster: range.prefix(),
                 node: node_prefix,
             });
         }
-        let mask = if prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - prefix)
-        };
-        Ok(Self {
-            base: u32::from(ip) & mask,
-            prefix,
-            node_prefix,
-        })
+        Ok(Self { range, node_prefix })
     }
 
     /// How many node blocks the range holds.
     pub fn capacity(&self) -> u64 {
-        1u64 << (self.node_prefix - self.prefix)
+        1u64 << (self.node_prefix - self.range.prefix())
     }
 
-    /// The `index`th node block, as `a.b.c.d/n`.
+    /// Addresses in each node block.
+    fn block_size(&self) -> u64 {
+        1u64 << (32 - self.node_prefix)
+    }
+
+    /// The `index`th node block, as `a.b.c.d/n` (the last block past the
+    /// range's end).
     pub fn block(&self, index: u64) -> String {
-        let offset = (index as u32) << (32 - self.node_prefix);
-        format!(
-            "{}/{}",
-            Ipv4Addr::from(self.base + offset),
-            self.node_prefix
-        )
+        let index = index.min(self.capacity() - 1);
+        let network = self
+            .range
+            .nth(index * self.block_size())
+            .unwrap_or(self.range.network());
+        format!("{network}/{}", self.node_prefix)
     }
 
     /// The index of `cidr` if it is one of this range's blocks.
@@ -87,17 +83,16 @@ impl ClusterCidr {
         if len.parse::<u8>().ok()? != self.node_prefix {
             return None;
         }
-        let ip = u32::from(ip);
-        let index = u64::from(ip.checked_sub(self.base)? >> (32 - self.node_prefix));
-        (index < self.capacity()).then_some(index)
+        Some(self.range.offset_of(ip)? / self.block_size())
     }
 }
 
 impl Default for ClusterCidr {
     fn default() -> Self {
         Self {
-            base: u32::from(Ipv4Addr::new(10, 244, 0, 0)),
-            prefix: 16,
+            // A /16 is always a valid prefix.
+            range: Ipv4Cidr::new(Ipv4Addr::new(10, 244, 0, 0), 16)
+                .unwrap_or_else(|| unreachable!()),
             node_prefix: 24,
         }
     }

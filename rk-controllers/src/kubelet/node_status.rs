@@ -89,15 +89,10 @@ pub fn fallback_pod_cidr(name: &str) -> String {
     format!("127.100.{}.0/24", h % 256)
 }
 
-fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
-    let (ip, len) = cidr.split_once('/')?;
-    let ip: Ipv4Addr = ip.parse().ok()?;
-    let len: u32 = len.parse().ok()?;
-    if !(8..=30).contains(&len) {
-        return None;
-    }
-    let size = 1u32 << (32 - len);
-    Some((u32::from(ip) & !(size - 1), size))
+/// A pod range with room for pods: a /8 to a /30.
+fn parse_cidr(cidr: &str) -> Option<rk_core::cidr::Ipv4Cidr> {
+    let range: rk_core::cidr::Ipv4Cidr = cidr.parse().ok()?;
+    (8..=30).contains(&range.prefix()).then_some(range)
 }
 
 /// A node the kubelet runs: its config, its latest Node object and its pod
@@ -166,15 +161,14 @@ impl NodeCtx {
     /// An address for the pod with this uid (the same one if it has one).
     pub fn allocate_ip(&self, uid: &str) -> Result<Ipv4Addr, String> {
         let cidr = self.pod_cidr();
-        let (base, size) = parse_cidr(&cidr).ok_or_else(|| format!("invalid pod CIDR {cidr:?}"))?;
+        let range = parse_cidr(&cidr).ok_or_else(|| format!("invalid pod CIDR {cidr:?}"))?;
         let mut ips = self.ips.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ip) = ips.get(uid) {
             return Ok(*ip);
         }
         let used: std::collections::HashSet<Ipv4Addr> = ips.values().copied().collect();
         // .0 is the network, .1 the gateway by convention, the last the broadcast.
-        for offset in 2..size - 1 {
-            let ip = Ipv4Addr::from(base + offset);
+        for ip in (2..range.size() - 1).filter_map(|offset| range.nth(offset)) {
             if !used.contains(&ip) {
                 ips.insert(uid.to_owned(), ip);
                 return Ok(ip);
