@@ -89,10 +89,13 @@ fn node_name(i: usize) -> String {
     format!("rk-node-{i}")
 }
 
-fn kubelet_configs(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Vec<kubelet::Config>> {
+fn kubelet_configs(
+    args: &UpArgs,
+    pod_range: &ClusterCidr,
+    data_dir: &Path,
+) -> anyhow::Result<Vec<kubelet::Config>> {
     match args.runtime {
         Runtime::Process => {
-            let cidr = cluster_cidr(args)?;
             let capacity = match &args.capacity {
                 Some(c) => kubelet::node_status::parse_capacity(c)?,
                 None => kubelet::node_status::machine_capacity(),
@@ -101,7 +104,7 @@ fn kubelet_configs(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Vec<kubelet
                 .map(|i| {
                     let name = node_name(i);
                     let mut node = NodeConfig::new(&name, capacity.clone());
-                    node.pod_cidr = Some(cidr.block(i as u64));
+                    node.pod_cidr = Some(pod_range.block(i as u64));
                     let mut c =
                         kubelet::Config::process(node, data_dir.join("kubelet").join(&name));
                     c.port = 0;
@@ -185,7 +188,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let selection: rk_controllers::controller_manager::Selection = args.controllers.parse()?;
     let options = rk_controllers::controller_manager::Options {
-        cluster_cidr: pod_range,
+        cluster_cidr: pod_range.clone(),
         ..Default::default()
     };
     let cm_client = client("kube-controller-manager")?;
@@ -203,7 +206,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     });
     let mut kubelets = Vec::new();
-    for config in kubelet_configs(&args, data_dir)? {
+    for config in kubelet_configs(&args, &pod_range, data_dir)? {
         kubelets.push(
             kubelet::start(client("kubelet")?, config)
                 .await
